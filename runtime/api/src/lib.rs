@@ -1,0 +1,8 @@
+//! Serde types of the dyce runtime's admin contract.
+//!
+//! These are shared by the runtime (which serves them) and the controller (which reads them
+//! over HTTP), so the controller never needs to link the tensor stack.
+
+mod config;
+
+pub use config::{ConfigEntry, ConfigError, ConfigTable, ExitChoice, FULL_CONFIG_ID};

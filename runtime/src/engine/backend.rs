@@ -1,0 +1,24 @@
+//! What the executor needs from a compute backend.
+
+use super::EngineError;
+
+/// Runs the backbone one residual block at a time on a batch of activations.
+///
+/// Backends are used from one model thread, so they take `&mut self` and may keep scratch
+/// buffers between calls.
+pub trait Backend {
+    /// Activations between blocks.
+    type Act;
+
+    /// Runs the stem on `n` normalised NCHW images.
+    fn stem(&mut self, input: &[f32], n: usize) -> Result<Self::Act, EngineError>;
+
+    /// Runs residual block `i`.
+    fn block(&mut self, i: usize, x: Self::Act) -> Result<Self::Act, EngineError>;
+
+    /// Global average pool: `n × channels`, row-major.
+    fn pool(&mut self, x: &Self::Act) -> Result<Vec<f32>, EngineError>;
+
+    /// Keeps only the batch rows `keep` (in that order).
+    fn select(&mut self, x: Self::Act, keep: &[usize]) -> Result<Self::Act, EngineError>;
+}

@@ -1,0 +1,86 @@
+//! Runs a batch stage by stage, answers samples at the first exit that is confident enough,
+//! and compacts the batch so that later blocks only see the samples still running.
+
+use super::active::ResolvedConfig;
+use super::backend::Backend;
+use super::EngineError;
+use crate::model::linear::{argmax, softmax_rows};
+use crate::model::Bundle;
+
+/// The answer for one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleResult {
+    /// Class probabilities.
+    pub probs: Vec<f32>,
+    /// Predicted class.
+    pub label: usize,
+    /// Probability of the predicted class.
+    pub confidence: f32,
+    /// Position of the exit that answered; `None` for the final head.
+    pub exit: Option<usize>,
+    /// MACs spent on this sample (backbone up to the exit plus every enabled exit passed).
+    pub macs: u64,
+}
+
+/// Runs `n` normalised NCHW images under `cfg`; results are in input order.
+pub fn run_batch<B: Backend>(
+    bundle: &Bundle,
+    backend: &mut B,
+    cfg: &ResolvedConfig,
+    input: &[f32],
+    n: usize,
+) -> Result<Vec<SampleResult>, EngineError> {
+    let per: usize = bundle.manifest.input.shape.iter().product();
+    if input.len() != n * per {
+        return Err(EngineError::InputSize { got: input.len(), expected: n * per, n, per });
+    }
+    let classes = bundle.resnet.spec.num_classes;
+    let mut results: Vec<Option<SampleResult>> = vec![None; n];
+    if n == 0 {
+        return Ok(vec![]);
+    }
+    // `alive[j]` is the original index of batch row j.
+    let mut alive: Vec<usize> = (0..n).collect();
+    let mut exit_macs = 0u64;
+    let mut x = backend.stem(input, n)?;
+    for p in 0..bundle.resnet.blocks.len() {
+        x = backend.block(p, x)?;
+        let Some(slot) = cfg.exits.get(p).copied().flatten() else { continue };
+        let head = &bundle.exits[slot.head];
+        exit_macs += bundle.manifest.exits[slot.head].macs;
+        let rows = alive.len();
+        let mut probs = head.forward(&backend.pool(&x)?, rows);
+        softmax_rows(&mut probs, classes);
+        let mut keep = Vec::with_capacity(rows);
+        for (j, row) in probs.chunks_exact(classes).enumerate() {
+            let (label, confidence) = argmax(row);
+            if confidence >= slot.threshold {
+                let macs = bundle.macs.cumulative[p] + exit_macs;
+                results[alive[j]] =
+                    Some(SampleResult { probs: row.to_vec(), label, confidence, exit: Some(p), macs });
+            } else {
+                keep.push(j);
+            }
+        }
+        if keep.is_empty() {
+            alive.clear();
+            break;
+        }
+        if keep.len() < rows {
+            x = backend.select(x, &keep)?;
+            alive = keep.iter().map(|&j| alive[j]).collect();
+        }
+    }
+    if !alive.is_empty() {
+        let pooled = backend.pool(&x)?;
+        let mut probs = bundle.resnet.fc.forward(&pooled, alive.len(), false);
+        softmax_rows(&mut probs, classes);
+        for (j, row) in probs.chunks_exact(classes).enumerate() {
+            let (label, confidence) = argmax(row);
+            let macs = bundle.macs.total + exit_macs;
+            results[alive[j]] =
+                Some(SampleResult { probs: row.to_vec(), label, confidence, exit: None, macs });
+        }
+    }
+    Ok(results.into_iter().map(|r| r.expect("every sample is answered exactly once")).collect())
+}

@@ -1,0 +1,4 @@
+//! dyce runtime: early-exit engine, model bundles and serving.
+
+pub mod engine;
+pub mod model;

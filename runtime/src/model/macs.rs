@@ -1,0 +1,104 @@
+//! Analytic multiply-accumulate counts.
+//!
+//! Convention (the one behind the commonly quoted 4.1 G for resnet50): MACs of convolutions and
+//! linear layers only; BatchNorm (folded away), ReLU, residual adds and pooling are not counted.
+
+use super::exits::ExitType;
+use super::spec::{BackboneSpec, ConvGeom, StemKind};
+
+/// Per-position cost of a backbone at one input size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackboneMacs {
+    /// MACs of the stem.
+    pub stem: u64,
+    /// MACs of each residual block.
+    pub blocks: Vec<u64>,
+    /// Cumulative MACs up to and including block `i` (stem included).
+    pub cumulative: Vec<u64>,
+    /// Channels and spatial size (h, w) after each block.
+    pub shapes: Vec<(usize, usize, usize)>,
+    /// MACs of the final `fc`.
+    pub head: u64,
+    /// Whole network.
+    pub total: u64,
+}
+
+fn conv_macs(g: &ConvGeom, h: usize, w: usize) -> (u64, usize, usize) {
+    let (ho, wo) = (g.out_size(h), g.out_size(w));
+    let macs = (g.cout * ho * wo * g.cin * g.k * g.k) as u64;
+    (macs, ho, wo)
+}
+
+/// Counts a backbone's MACs for an input of `h × w` pixels.
+pub fn backbone_macs(spec: &BackboneSpec, h: usize, w: usize) -> BackboneMacs {
+    let (stem, mut h, mut w) = conv_macs(&spec.stem_conv(), h, w);
+    if spec.stem == StemKind::Imagenet {
+        // 3x3 stride-2 pad-1 max-pool.
+        h = (h + 2 - 3) / 2 + 1;
+        w = (w + 2 - 3) / 2 + 1;
+    }
+    let mut blocks = Vec::new();
+    let mut cumulative = Vec::new();
+    let mut shapes = Vec::new();
+    let mut acc = stem;
+    for b in spec.blocks() {
+        let (mut bh, mut bw, mut m) = (h, w, 0);
+        for c in &b.convs {
+            let (cm, ho, wo) = conv_macs(c, bh, bw);
+            m += cm;
+            (bh, bw) = (ho, wo);
+        }
+        if let Some(d) = &b.downsample {
+            m += conv_macs(d, h, w).0;
+        }
+        (h, w) = (bh, bw);
+        acc += m;
+        blocks.push(m);
+        cumulative.push(acc);
+        shapes.push((b.out_channels, h, w));
+    }
+    let head = (spec.features() * spec.num_classes) as u64;
+    BackboneMacs { stem, blocks, cumulative, shapes, head, total: acc + head }
+}
+
+/// MACs of an exit head on `channels` pooled features.
+pub fn exit_macs(t: &ExitType, channels: usize, classes: usize) -> u64 {
+    t.layer_dims(channels, classes).iter().map(|&(i, o)| (i * o) as u64).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn giga(name: &str) -> f64 {
+        let s = BackboneSpec::torchvision(name).unwrap();
+        backbone_macs(&s, 224, 224).total as f64 / 1e9
+    }
+
+    #[test]
+    fn torchvision_macs_match_quoted_figures() {
+        // Quoted: resnet18 1.8 G, resnet50 4.1 G, resnet152 11.5 G (torchvision model zoo).
+        for (name, quoted) in [("resnet18", 1.82), ("resnet50", 4.1), ("resnet152", 11.5)] {
+            let g = giga(name);
+            assert!((g / quoted - 1.0).abs() < 0.02, "{name}: {g:.3} G vs {quoted} G");
+        }
+    }
+
+    #[test]
+    fn cumulative_is_monotone_and_ends_before_head() {
+        let s = BackboneSpec::builtin("resnet20").unwrap();
+        let m = backbone_macs(&s, 28, 28);
+        assert_eq!(m.cumulative.len(), 9);
+        assert!(m.cumulative.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(m.total, m.cumulative[8] + 64 * 10);
+        assert_eq!(m.shapes[8], (64, 7, 7));
+    }
+
+    #[test]
+    fn exit_macs_count_linear_layers() {
+        let t: ExitType = "mlp2x256".parse().unwrap();
+        assert_eq!(exit_macs(&t, 64, 10), 64 * 256 + 256 * 10);
+        let t: ExitType = "mlp1".parse().unwrap();
+        assert_eq!(exit_macs(&t, 64, 10), 640);
+    }
+}

@@ -1,0 +1,41 @@
+//! The `dyce` command line.
+
+mod bench_backbone;
+mod inspect;
+
+use clap::{Parser, Subcommand};
+
+/// dyce: early-exit CNN serving that trades a little accuracy for latency under load.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show a model's exit positions, cumulative MACs, exit heads and configurations.
+    Inspect(inspect::InspectArgs),
+    /// Measure images/s of a full backbone on random weights (no exits).
+    BenchBackbone(bench_backbone::BenchBackboneArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+        Command::BenchBackbone(args) => bench_backbone::run(&args),
+    };
+    if let Err(e) = result {
+        // One line, the whole cause chain: what a user needs to fix the input.
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
