@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dyce_runtime::engine::{Backend, CandleBackend};
+use dyce_runtime::engine::{default_pool, Backend, CandleBackend, FastBackend};
 use dyce_runtime::model::macs::backbone_macs;
 use dyce_runtime::model::random::random_checkpoint;
 use dyce_runtime::model::store::TensorStore;
@@ -21,6 +21,12 @@ pub struct BenchBackboneArgs {
     /// Input height and width (default: 224, or 28 for the small ResNets).
     #[arg(long, env = "DYCE_INPUT")]
     input: Option<usize>,
+    /// Compute backend: `fast` (dyce-kernels, what serving uses) or `candle` (the reference).
+    #[arg(long, env = "DYCE_BACKEND", default_value = "fast", value_parser = ["fast", "candle"])]
+    backend: String,
+    /// Kernel threads (default: the CPUs available to this process).
+    #[arg(long, env = "DYCE_THREADS")]
+    threads: Option<usize>,
     /// Batch sizes to measure, comma-separated.
     #[arg(long, env = "DYCE_BATCHES", value_delimiter = ',', default_value = "1,8,32")]
     batches: Vec<usize>,
@@ -36,6 +42,10 @@ pub struct BenchBackboneArgs {
     /// Also write the random weights (torchvision names) and the spec here, for a peer to load.
     #[arg(long, env = "DYCE_EXPORT_DIR")]
     export: Option<PathBuf>,
+    /// After the timed runs, run the largest batch this many more times and report the RSS
+    /// before and after (a leak or an allocation that keeps growing shows up here).
+    #[arg(long, env = "DYCE_LEAK_CHECK", default_value_t = 0)]
+    leak_check: usize,
     /// Write the results as JSON to this file.
     #[arg(long, env = "DYCE_JSON")]
     json: Option<PathBuf>,
@@ -46,7 +56,9 @@ fn run_once<B: Backend>(be: &mut B, net: &ResNet, x: &[f32], n: usize) -> Result
     for i in 0..net.blocks.len() {
         a = be.block(i, a)?;
     }
-    std::hint::black_box(net.fc.forward(&be.pool(&a)?, n, false));
+    let pooled = be.pool(&a)?;
+    be.recycle(a);
+    std::hint::black_box(net.fc.forward(&pooled, n, false));
     Ok(())
 }
 
@@ -74,6 +86,34 @@ fn measure<B: Backend>(
     Ok((sorted[sorted.len() / 2], rates))
 }
 
+/// A `VmXXX:` field of /proc/self/status in KiB (0 where there is no procfs).
+fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// RSS after a warm-up and after `iterations` more runs of the same batch.
+fn leak_check<B: Backend>(
+    be: &mut B,
+    net: &ResNet,
+    x: &[f32],
+    n: usize,
+    iterations: usize,
+) -> Result<(u64, u64)> {
+    for _ in 0..10 {
+        run_once(be, net, x, n)?;
+    }
+    let before = proc_status_kib("VmRSS:");
+    for _ in 0..iterations {
+        run_once(be, net, x, n)?;
+    }
+    Ok((before, proc_status_kib("VmRSS:")))
+}
+
 /// Runs `dyce bench-backbone`.
 pub fn run(args: &BenchBackboneArgs) -> Result<()> {
     let spec = BackboneSpec::builtin(&args.arch)?;
@@ -88,21 +128,49 @@ pub fn run(args: &BenchBackboneArgs) -> Result<()> {
     let macs = backbone_macs(&spec, size, size).total as f64;
     let shape = [spec.in_channels, size, size];
     let per: usize = shape.iter().product();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("{} @{size}: {:.3} GMACs/image, {threads} threads, backend candle", args.arch, macs / 1e9);
+    let pool = default_pool(args.threads)?;
+    let threads = pool.current_num_threads();
+    println!(
+        "{} @{size}: {:.3} GMACs/image, {threads} threads, backend {}",
+        args.arch,
+        macs / 1e9,
+        args.backend
+    );
+    let peak = dyce_kernels::peak::fma_peak_gflops(&pool);
+    if let Some(p) = peak {
+        println!("  FMA peak on {threads} threads: {p:.1} GFLOP/s");
+    }
     let mut results = Vec::new();
+    let largest = args.batches.iter().copied().max().unwrap_or(0);
     for &n in &args.batches {
         let x: Vec<f32> = (0..n * per).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect();
-        let mut be = CandleBackend::new(&net, shape)?;
-        let (median, runs) =
-            measure(&mut be, &net, &x, n, args.repeats, Duration::from_secs_f64(args.min_seconds))?;
+        let min = Duration::from_secs_f64(args.min_seconds);
+        let leak = if n == largest { args.leak_check } else { 0 };
+        let (median, runs, rss) = if args.backend == "fast" {
+            let mut be = FastBackend::new(&net, shape, pool.clone())?;
+            let (m, r) = measure(&mut be, &net, &x, n, args.repeats, min)?;
+            (m, r, if leak > 0 { Some(leak_check(&mut be, &net, &x, n, leak)?) } else { None })
+        } else {
+            let mut be = CandleBackend::new(&net, shape)?;
+            let (m, r) = measure(&mut be, &net, &x, n, args.repeats, min)?;
+            (m, r, if leak > 0 { Some(leak_check(&mut be, &net, &x, n, leak)?) } else { None })
+        };
         let gflops = 2.0 * macs * median / 1e9;
-        println!("  batch {n:>3}: {median:>9.1} img/s  {gflops:>7.1} GFLOP/s");
-        results.push(json!({"batch": n, "img_per_s": median, "gflop_per_s": gflops, "runs": runs}));
+        let peak_kib = proc_status_kib("VmHWM:");
+        let peak_mib = peak_kib as f64 / 1024.0;
+        println!("  batch {n:>3}: {median:>9.1} img/s  {gflops:>7.1} GFLOP/s  peak RSS {peak_mib:.1} MiB");
+        let mut row = json!({"batch": n, "img_per_s": median, "gflop_per_s": gflops, "runs": runs, "peak_rss_kib": peak_kib});
+        if let Some((before, after)) = rss {
+            println!("  RSS over {leak} more runs of batch {n}: {before} KiB -> {after} KiB");
+            row["rss_before_kib"] = json!(before);
+            row["rss_after_kib"] = json!(after);
+            row["leak_check_iterations"] = json!(leak);
+        }
+        results.push(row);
     }
     if let Some(path) = &args.json {
-        let doc = json!({"engine": "dyce-candle", "arch": args.arch, "input": size, "threads": threads,
-            "macs_per_image": macs, "results": results});
+        let doc = json!({"engine": format!("dyce-{}", args.backend), "arch": args.arch, "input": size, "threads": threads,
+            "macs_per_image": macs, "peak_gflop_per_s": peak, "results": results});
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())

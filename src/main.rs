@@ -2,6 +2,7 @@
 
 mod bench_backbone;
 mod inspect;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure images/s of a full backbone on random weights (no exits).
     BenchBackbone(bench_backbone::BenchBackboneArgs),
+    /// Train a small-input ResNet backbone on Fashion-MNIST (checkpoints, resume, fixed seed).
+    Train(train::TrainArgs),
 }
 
 fn main() {
@@ -32,6 +35,7 @@ fn main() {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::BenchBackbone(args) => bench_backbone::run(&args),
+        Command::Train(args) => train::run(&args),
     };
     if let Err(e) = result {
         // One line, the whole cause chain: what a user needs to fix the input.

@@ -21,4 +21,7 @@ pub trait Backend {
 
     /// Keeps only the batch rows `keep` (in that order).
     fn select(&mut self, x: Self::Act, keep: &[usize]) -> Result<Self::Act, EngineError>;
+
+    /// Takes back activations the executor is done with, so their buffers can be reused.
+    fn recycle(&mut self, _x: Self::Act) {}
 }

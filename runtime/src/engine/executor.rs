@@ -71,8 +71,11 @@ pub fn run_batch<B: Backend>(
             alive = keep.iter().map(|&j| alive[j]).collect();
         }
     }
-    if !alive.is_empty() {
+    if alive.is_empty() {
+        backend.recycle(x);
+    } else {
         let pooled = backend.pool(&x)?;
+        backend.recycle(x);
         let mut probs = bundle.resnet.fc.forward(&pooled, alive.len(), false);
         softmax_rows(&mut probs, classes);
         for (j, row) in probs.chunks_exact(classes).enumerate() {

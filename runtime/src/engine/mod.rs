@@ -5,11 +5,13 @@ pub mod active;
 pub mod backend;
 pub mod candle_backend;
 pub mod executor;
+pub mod fast_backend;
 
 pub use active::{ActiveConfig, ConfigSwitch, ExitSlot, ResolvedConfig};
 pub use backend::Backend;
 pub use candle_backend::CandleBackend;
 pub use executor::{run_batch, SampleResult};
+pub use fast_backend::{default_pool, FastBackend};
 
 /// Errors of the engine layer.
 #[derive(Debug, thiserror::Error)]

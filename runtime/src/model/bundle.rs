@@ -253,6 +253,30 @@ impl Bundle {
         Self::load(dir)
     }
 
+    /// A bundle of just a backbone (no exits, only the full configuration), for evaluation.
+    pub fn from_backbone(resnet: ResNet, name: &str, shape: [usize; 3]) -> Result<Self, ModelError> {
+        let spec = resnet.spec.clone();
+        let mut manifest = Manifest {
+            format: FORMAT,
+            name: name.to_string(),
+            input: InputSpec {
+                shape,
+                mean: vec![0.0; shape[0]],
+                std: vec![1.0; shape[0]],
+                labels: (0..spec.num_classes).map(|i| i.to_string()).collect(),
+            },
+            backbone: spec,
+            positions: vec![],
+            full_macs: 0,
+            exits: vec![],
+            provenance: BTreeMap::new(),
+        };
+        manifest.validate()?;
+        manifest.fill_derived()?;
+        let macs = manifest.derive_macs();
+        Ok(Self { manifest, resnet, exits: vec![], configs: ConfigTable::full_only(name), macs })
+    }
+
     /// Index into `exits` of the head `ty` at `position`, if trained.
     pub fn exit_index(&self, position: usize, ty: &ExitType) -> Option<usize> {
         self.exits.iter().position(|e| e.position == position && e.ty == *ty)
