@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Every test: installs what the tests need, then runs the Rust tests including the ones that
-# need external tools (marked #[ignore] for a plain `cargo test`), then the Python peer tests.
+# need external tools (marked #[ignore] for a plain `cargo test`), the engine's fast-backend
+# tests once more on the portable kernels, and the Python peer tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo test --workspace -- --include-ignored
-python3 -m pytest -q scripts/
+# The kernel crate tests every ISA explicitly; this also covers the process-wide override.
+DYCE_KERNELS=portable cargo test -p dyce-runtime --test fast_backend
+python3 -m pytest -q -p no:cacheprovider scripts/

@@ -1,7 +1,9 @@
 //! The `dyce` command line.
 
 mod bench_backbone;
+mod calibrate;
 mod inspect;
+mod serve;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -16,12 +18,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve early-exit inference (OIP v2) with a data port and an admin port.
+    Serve(serve::ServeArgs),
     /// Show a model's exit positions, cumulative MACs, exit heads and configurations.
     Inspect(inspect::InspectArgs),
     /// Measure images/s of a full backbone on random weights (no exits).
     BenchBackbone(bench_backbone::BenchBackboneArgs),
     /// Train a small-input ResNet backbone on Fashion-MNIST (checkpoints, resume, fixed seed).
     Train(train::TrainArgs),
+    /// Train exits on a trained backbone, search configurations, write the bundle and report.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 fn main() {
@@ -33,9 +39,11 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::BenchBackbone(args) => bench_backbone::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Calibrate(args) => calibrate::run(&args),
     };
     if let Err(e) = result {
         // One line, the whole cause chain: what a user needs to fix the input.

@@ -91,7 +91,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     // The test split is read only here, after training, to report the final figure.
     let test = evaluate(&spec, weights, &splits.test)?;
     let report = serde_json::json!({
-        "spec": spec, "config": cfg, "history": state.history, "test_accuracy": test,
+        "command": std::env::args().collect::<Vec<_>>().join(" "), "spec": spec, "config": cfg, "history": state.history, "test_accuracy": test,
         "seconds_this_invocation": start.elapsed().as_secs_f64(),
         "seconds_training": state.history.iter().map(|h| h.seconds).sum::<f64>(),
     });

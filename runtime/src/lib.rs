@@ -3,3 +3,4 @@
 pub mod calibrate;
 pub mod engine;
 pub mod model;
+pub mod server;

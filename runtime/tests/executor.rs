@@ -3,7 +3,8 @@
 mod common;
 
 use common::*;
-use dyce_runtime::engine::{run_batch, CandleBackend, ResolvedConfig};
+use dyce_runtime::engine::{default_pool, run_batch, Backend, CandleBackend, FastBackend, ResolvedConfig};
+use dyce_runtime::model::Bundle;
 use proptest::prelude::*;
 
 const PER: usize = 12 * 12;
@@ -82,17 +83,30 @@ proptest! {
             .filter_map(|(p, s)| s.map(|(t, th)| (p, if t == 0 { "mlp1" } else { "mlp2x16" }, th)))
             .collect();
         let (b, _) = tiny_bundle(11, vec![entry("c", &exits)]);
-        let mut be = CandleBackend::new(&b.resnet, b.manifest.input.shape).unwrap();
         let cfg = ResolvedConfig::resolve(&b, b.configs.get("c").unwrap(), 0).unwrap();
         let x = random_input(n, PER, seed);
-        let batched = run_batch(&b, &mut be, &cfg, &x, n).unwrap();
-        prop_assert_eq!(batched.len(), n);
-        for (i, got) in batched.iter().enumerate() {
-            let one = run_batch(&b, &mut be, &cfg, &x[i * PER..(i + 1) * PER], 1).unwrap().remove(0);
-            prop_assert_eq!(got.exit, one.exit);
-            prop_assert_eq!(got.label, one.label);
-            prop_assert_eq!(got.macs, one.macs);
-            prop_assert!(rel_err(&got.probs, &one.probs) < 1e-5);
-        }
+        let mut candle = CandleBackend::new(&b.resnet, b.manifest.input.shape).unwrap();
+        check_batched_equals_single(&b, &mut candle, &cfg, &x, n)?;
+        let mut fast = FastBackend::new(&b.resnet, b.manifest.input.shape, default_pool(None).unwrap()).unwrap();
+        check_batched_equals_single(&b, &mut fast, &cfg, &x, n)?;
     }
+}
+
+fn check_batched_equals_single<B: Backend>(
+    b: &Bundle,
+    be: &mut B,
+    cfg: &ResolvedConfig,
+    x: &[f32],
+    n: usize,
+) -> Result<(), TestCaseError> {
+    let batched = run_batch(b, be, cfg, x, n).unwrap();
+    prop_assert_eq!(batched.len(), n);
+    for (i, got) in batched.iter().enumerate() {
+        let one = run_batch(b, be, cfg, &x[i * PER..(i + 1) * PER], 1).unwrap().remove(0);
+        prop_assert_eq!(got.exit, one.exit);
+        prop_assert_eq!(got.label, one.label);
+        prop_assert_eq!(got.macs, one.macs);
+        prop_assert!(rel_err(&got.probs, &one.probs) < 1e-5);
+    }
+    Ok(())
 }

@@ -3,8 +3,16 @@
 use crate::arena::Arena;
 use crate::conv::PackedConv;
 use crate::pool::maxpool_3x3_s2_p1;
-use crate::tensor::BlockedTensor;
+use crate::tensor::{blocks, BlockedTensor, CB};
 use crate::KernelError;
+
+/// Activation bytes per sub-batch of a block (about the L2 of both cores).
+const SUB_BATCH_BYTES: usize = 1 << 20;
+/// Smallest sub-batch.
+const MIN_SUB_BATCH: usize = 8;
+
+/// Blocks (and stems) below this many multiply-accumulates run on the calling thread.
+const SERIAL_BLOCK_MACS: u64 = 8_000_000;
 
 /// Which residual block layout a [`ResBlock`] implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,29 +119,74 @@ impl ResBlock {
     ) -> Result<&'a BlockedTensor, KernelError> {
         // One hand-off into the pool per block instead of one per convolution (a no-op when
         // the caller already runs inside `pool.install`).
-        pool.install(|| self.run(x, arena, pool))?;
+        // Small blocks (batch 1 on CIFAR-sized maps) finish faster on the calling thread than
+        // the two cross-thread wake-ups a pool hand-off costs.
+        if self.macs(x.n(), x.h(), x.w()) < SERIAL_BLOCK_MACS {
+            self.run(x, arena, None)?;
+        } else {
+            pool.install(|| self.run(x, arena, Some(pool)))?;
+        }
         Ok(&arena.out)
     }
 
-    fn run(&self, x: &BlockedTensor, arena: &mut Arena, pool: &rayon::ThreadPool) -> Result<(), KernelError> {
+    fn run(
+        &self,
+        x: &BlockedTensor,
+        arena: &mut Arena,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> Result<(), KernelError> {
+        // Large batches run the whole block on sub-batches whose activations stay in L2,
+        // instead of streaming every intermediate tensor of the full batch through memory.
+        let n = x.n();
+        let nsub = n.div_ceil(self.sub_batch(x)).max(1);
+        for i in 0..nsub {
+            let imgs = i * n / nsub..(i + 1) * n / nsub;
+            self.run_images(x, arena, pool, imgs)?;
+        }
+        Ok(())
+    }
+
+    /// Images per sub-batch: at least `MIN_SUB_BATCH` (weights are re-read per sub-batch),
+    /// more while the block's per-image activations fit `SUB_BATCH_BYTES`.
+    fn sub_batch(&self, x: &BlockedTensor) -> usize {
+        let (mut h, mut w) = (x.h(), x.w());
+        let mut floats = x.image_len();
+        for c in self.convs.iter() {
+            (h, w) = c.spec().output_hw(h, w).unwrap_or((h, w));
+            floats += blocks(c.spec().cout) * h * w * CB;
+        }
+        if let Some(ds) = &self.downsample {
+            floats += blocks(ds.spec().cout) * h * w * CB;
+        }
+        (SUB_BATCH_BYTES / (floats * 4).max(1)).max(MIN_SUB_BATCH)
+    }
+
+    fn run_images(
+        &self,
+        x: &BlockedTensor,
+        arena: &mut Arena,
+        pool: Option<&rayon::ThreadPool>,
+        imgs: std::ops::Range<usize>,
+    ) -> Result<(), KernelError> {
         let Arena { t1, t2, shortcut, out } = arena;
         let c = &self.convs;
+        let r = || imgs.clone();
         let mid = if self.kind == BlockKind::Bottleneck {
-            c[0].forward(x, None, true, t1, pool)?;
-            c[1].forward(t1, None, true, t2, pool)?;
+            c[0].forward_images(x, None, true, t1, pool, r())?;
+            c[1].forward_images(t1, None, true, t2, pool, r())?;
             &*t2
         } else {
-            c[0].forward(x, None, true, t1, pool)?;
+            c[0].forward_images(x, None, true, t1, pool, r())?;
             &*t1
         };
         let res = match &self.downsample {
             Some(ds) => {
-                ds.forward(x, None, false, shortcut, pool)?;
+                ds.forward_images(x, None, false, shortcut, pool, r())?;
                 &*shortcut
             }
             None => x,
         };
-        c[c.len() - 1].forward(mid, Some(res), true, out, pool)
+        c[c.len() - 1].forward_images(mid, Some(res), true, out, pool, r())
     }
 
     /// Runs the block and leaves the result in `x` by swapping buffers (no copy).
@@ -179,6 +232,10 @@ impl Stem {
         arena: &'a mut Arena,
         pool: &rayon::ThreadPool,
     ) -> Result<&'a BlockedTensor, KernelError> {
+        if !self.maxpool && self.conv.spec().macs(x.n(), x.h(), x.w()) < SERIAL_BLOCK_MACS {
+            self.conv.forward_on(x, None, true, &mut arena.out, None)?;
+            return Ok(&arena.out);
+        }
         pool.install(|| {
             if self.maxpool {
                 self.conv.forward(x, None, true, &mut arena.t1, pool)?;

@@ -189,3 +189,45 @@ fn conv_rejects_bad_shapes() {
     let conv = PackedConv::new(big, &[0.0; 4 * 3 * 49], &[0.0; 4]).unwrap();
     assert!(conv.forward(&x, None, false, &mut out, &pool).is_err());
 }
+
+/// The packed-GEMM 1x1 path: M chunks spanning images (batch 1..=33), pixel counts that are
+/// not multiples of the 6-pixel tile, K chunks with a ragged last block (cin not a multiple
+/// of 8 or of the chunk), couts that leave a single output block, and strides 1..=3.
+#[test]
+fn conv_1x1_gemm_edges() {
+    let pool = pool();
+    let mut cases = Vec::new();
+    let shapes = [(1, 1), (1, 7), (5, 5), (7, 7), (3, 11), (14, 14)];
+    let chans = [(3, 5), (9, 8), (64, 17), (259, 24), (300, 9), (520, 40)];
+    for (i, n) in [1usize, 2, 3, 5, 8, 13, 32, 33].into_iter().enumerate() {
+        for (j, &(cin, cout)) in chans.iter().enumerate() {
+            let (h, w) = shapes[(i + j) % shapes.len()];
+            let stride = 1 + (i + 2 * j) % 3;
+            if n * cin * cout * h * w > 6_000_000 {
+                continue;
+            }
+            cases.push(Case {
+                n,
+                cin,
+                cout,
+                h,
+                w,
+                k: 1,
+                stride,
+                pad: 0,
+                residual: j % 2 == 0,
+                relu: i % 2 == 0,
+            });
+        }
+    }
+    assert!(cases.len() > 30);
+    let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    for isa in available_isas() {
+        for (i, c) in cases.iter().enumerate() {
+            run_case(isa, *c, 5000 + i as u64, &pool);
+            if i % 5 == 0 {
+                run_case(isa, *c, 6000 + i as u64, &single);
+            }
+        }
+    }
+}

@@ -138,6 +138,8 @@ fn basic_resnet_matches_naive() {
     for isa in available_isas() {
         check_net(isa, &stem, false, &blocks, (3, 1, 28, 28), 11);
         check_net(isa, &stem, false, &blocks, (1, 1, 9, 9), 12);
+        // Batches above the minimum sub-batch: blocks run on the pool in uneven sub-batches.
+        check_net(isa, &stem, false, &blocks, (33, 1, 28, 28), 13);
     }
 }
 
@@ -157,6 +159,7 @@ fn bottleneck_resnet_matches_naive() {
         vec![bott(&mut r, 16, 8, 1, true), bott(&mut r, 32, 8, 1, false), bott(&mut r, 32, 16, 2, true)];
     for isa in available_isas() {
         check_net(isa, &stem, true, &blocks, (2, 3, 37, 37), 21);
+        check_net(isa, &stem, true, &blocks, (19, 3, 33, 33), 22);
     }
 }
 

@@ -205,6 +205,7 @@ pub fn train(
 ) -> Result<TrainState, TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let files = RunFiles::new(dir);
+    super::fastops::keep_freed_memory();
     let dev = Device::Cpu;
     let mut varmap = VarMap::new();
     let net = TrainResNet::new(&cfg.spec, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;

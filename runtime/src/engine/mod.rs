@@ -6,6 +6,7 @@ pub mod backend;
 pub mod candle_backend;
 pub mod executor;
 pub mod fast_backend;
+pub mod queue;
 
 pub use active::{ActiveConfig, ConfigSwitch, ExitSlot, ResolvedConfig};
 pub use backend::Backend;

@@ -4,7 +4,6 @@ use super::kernel::{run_tile, TileArgs, MAX_NP};
 use super::PackedConv;
 use crate::tensor::{BlockedTensor, CB};
 use rayon::prelude::*;
-use std::cell::RefCell;
 
 /// Weight bytes one task should stream per row; keeps a task's weights L2-resident.
 const WEIGHT_BUDGET_BYTES: usize = 192 * 1024;
@@ -93,69 +92,37 @@ struct Plan {
     out_img: usize,
 }
 
-thread_local! {
-    /// Per-thread scratch for the subsampled input of strided 1x1 convolutions.
-    static SUBSAMPLED: RefCell<BlockedTensor> = RefCell::new(BlockedTensor::new());
-}
-
 pub(super) fn run(
     conv: &PackedConv,
     input: &BlockedTensor,
     residual: Option<&BlockedTensor>,
     relu: bool,
     out: &mut BlockedTensor,
-    pool: &rayon::ThreadPool,
+    pool: Option<&rayon::ThreadPool>,
+    imgs: std::ops::Range<usize>,
 ) {
     let s = conv.spec;
-    if s.kh == 1 && s.kw == 1 && s.pad == 0 && s.stride > 1 {
-        // Strided 1x1: gather the sampled pixels once so the conv becomes a dense, flat 1x1
-        // (wide tiles, contiguous broadcasts) instead of short strided rows. The scratch is
-        // busy only if this thread re-entered via work stealing; then use the strided path.
-        let done = SUBSAMPLED.with(|cell| {
-            let Ok(mut sub) = cell.try_borrow_mut() else {
-                return false;
-            };
-            subsample(input, s.stride, out.h(), out.w(), &mut sub);
-            run_strided(conv, &sub, 1, residual, relu, out, pool);
-            true
-        });
-        if done {
-            return;
-        }
+    if s.kh == 1 && s.kw == 1 && s.pad == 0 {
+        // Pointwise (also strided): packed GEMM over the batch's pixels.
+        super::gemm::run(conv, input, residual, relu, out, pool, imgs);
+        return;
     }
-    run_strided(conv, input, s.stride, residual, relu, out, pool);
+    run_strided(conv, input, residual, relu, out, pool, imgs);
 }
 
-/// Copies pixels `(oy * stride, ox * stride)` of every image and block into `sub`.
-fn subsample(input: &BlockedTensor, stride: usize, oh: usize, ow: usize, sub: &mut BlockedTensor) {
-    let (n, c, ih, iw) = input.shape();
-    sub.resize(n, c, oh, ow);
-    let src = input.as_slice();
-    let planes = n * input.cblocks();
-    for (p, dst) in sub.as_mut_slice().chunks_exact_mut(oh * ow * CB).take(planes).enumerate() {
-        let plane = &src[p * ih * iw * CB..][..ih * iw * CB];
-        for oy in 0..oh {
-            let row = &plane[oy * stride * iw * CB..];
-            for ox in 0..ow {
-                let d = (oy * ow + ox) * CB;
-                dst[d..d + CB].copy_from_slice(&row[ox * stride * CB..][..CB]);
-            }
-        }
-    }
-}
-
-/// The convolution of `input` with the packed weights at the given stride.
+/// Direct convolution (3x3, 7x7, padded 1x1) of `input` with the packed weights.
 fn run_strided(
     conv: &PackedConv,
     input: &BlockedTensor,
-    stride: usize,
     residual: Option<&BlockedTensor>,
     relu: bool,
     out: &mut BlockedTensor,
-    pool: &rayon::ThreadPool,
+    pool: Option<&rayon::ThreadPool>,
+    imgs: std::ops::Range<usize>,
 ) {
-    let s = super::ConvSpec { stride, ..conv.spec };
-    let (n, _, oh, ow) = out.shape();
+    let s = conv.spec;
+    let (_, _, oh, ow) = out.shape();
+    let (n, img0) = (imgs.len(), imgs.start);
     let (ih, iw) = (input.h(), input.w());
     let flat = s.kh == 1 && s.kw == 1 && s.stride == 1 && s.pad == 0;
     let (vrows, vw) = if flat {
@@ -199,7 +166,7 @@ fn run_strided(
     let group_bytes = plan.cinb * s.kh * s.kw * CB * CB * 2 * 4;
     let gpc = (WEIGHT_BUDGET_BYTES / group_bytes).clamp(1, ngroups);
     let nobc = ngroups.div_ceil(gpc);
-    let threads = pool.current_num_threads().max(1);
+    let threads = pool.map_or(1, |p| p.current_num_threads().max(1));
     let units = n * nobc * vrows;
     let rpc = (units / (threads * TASKS_PER_THREAD)).clamp(1, vrows);
     let nrc = vrows.div_ceil(rpc);
@@ -214,7 +181,7 @@ fn run_strided(
         // Channel chunk is the slowest index so neighbouring tasks (same thread under
         // rayon's range splitting) reuse the same weights across images.
         let (obc, rest) = (t / (n * nrc), t % (n * nrc));
-        let (img, rc) = (rest / nrc, rest % nrc);
+        let (img, rc) = (img0 + rest / nrc, rest % nrc);
         let groups = obc * gpc..((obc + 1) * gpc).min(ngroups);
         let rows = rc * rpc..((rc + 1) * rpc).min(vrows);
         let ctx = Ctx {
@@ -262,10 +229,11 @@ fn run_strided(
     };
     // Tiny convolutions finish faster than a cross-thread wake-up.
     let macs = n * oh * ow * s.cin * s.cout * s.kh * s.kw;
-    if ntasks == 1 || threads == 1 || macs < SERIAL_MACS {
-        (0..ntasks).for_each(task);
-    } else {
-        pool.install(|| (0..ntasks).into_par_iter().for_each(task));
+    match pool {
+        Some(pool) if ntasks > 1 && threads > 1 && macs >= SERIAL_MACS => {
+            pool.install(|| (0..ntasks).into_par_iter().for_each(task))
+        }
+        _ => (0..ntasks).for_each(task),
     }
 }
 

@@ -3,6 +3,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod driver;
+mod gemm;
 pub(crate) mod kernel;
 mod pack;
 mod portable;
@@ -133,7 +134,36 @@ impl PackedConv {
         out: &mut BlockedTensor,
         pool: &rayon::ThreadPool,
     ) -> Result<(), KernelError> {
+        self.forward_on(input, residual, relu, out, Some(pool))
+    }
+
+    /// [`PackedConv::forward`] on `pool`, or entirely on the calling thread for `None`.
+    pub(crate) fn forward_on(
+        &self,
+        input: &BlockedTensor,
+        residual: Option<&BlockedTensor>,
+        relu: bool,
+        out: &mut BlockedTensor,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> Result<(), KernelError> {
+        self.forward_images(input, residual, relu, out, pool, 0..input.n())
+    }
+
+    /// Like [`PackedConv::forward_on`] for images `imgs` only (sub-batching): `out` gets the
+    /// full batch shape but only those images are written.
+    pub(crate) fn forward_images(
+        &self,
+        input: &BlockedTensor,
+        residual: Option<&BlockedTensor>,
+        relu: bool,
+        out: &mut BlockedTensor,
+        pool: Option<&rayon::ThreadPool>,
+        imgs: std::ops::Range<usize>,
+    ) -> Result<(), KernelError> {
         let (n, c, oh, ow) = self.output_shape(input)?;
+        if imgs.end > n {
+            return Err(KernelError::InvalidSpec(format!("images {imgs:?} of a batch of {n}")));
+        }
         if let Some(r) = residual {
             if r.shape() != (n, c, oh, ow) {
                 return Err(KernelError::ShapeMismatch {
@@ -144,10 +174,10 @@ impl PackedConv {
             }
         }
         out.resize(n, c, oh, ow);
-        if n == 0 {
+        if imgs.is_empty() {
             return Ok(());
         }
-        driver::run(self, input, residual, relu, out, pool);
+        driver::run(self, input, residual, relu, out, pool, imgs);
         Ok(())
     }
 

@@ -1,0 +1,154 @@
+//! The calibration report: `REPORT.md`, `calibration.json` and an SVG plot of accuracy vs MACs.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::pipeline::{CalibrationReport, FrontPoint};
+use super::CalibrateError;
+
+fn io(path: &Path, e: impl ToString) -> CalibrateError {
+    CalibrateError::Io { path: path.into(), reason: e.to_string() }
+}
+
+/// Test accuracy (%) against MACs ratio for every front, the shipped table and single exits.
+pub fn plot(report: &CalibrationReport, path: &Path) -> Result<(), CalibrateError> {
+    let root = SVGBackend::new(path, (860, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| io(path, e))?;
+    let all: Vec<&FrontPoint> = report.fronts.values().flatten().collect();
+    let full = report.full_accuracy.get("test").copied().unwrap_or(1.0) * 100.0;
+    let lo =
+        all.iter().map(|p| p.test_accuracy * 100.0).filter(|a| *a > full - 12.0).fold(full, f64::min) - 0.5;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Test accuracy vs MACs (relative to the full model)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0f64..1.05f64, lo..(full + 0.6))
+        .map_err(|e| io(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("MACs ratio")
+        .y_desc("test accuracy (%)")
+        .draw()
+        .map_err(|e| io(path, e))?;
+    let series = |pts: &[FrontPoint]| -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> =
+            pts.iter().map(|p| (p.test_macs_ratio, p.test_accuracy * 100.0)).collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    if let Some(single) = report.fronts.get("single") {
+        chart
+            .draw_series(
+                series(single).into_iter().map(|p| Circle::new(p, 2, RGBColor(170, 170, 170).filled())),
+            )
+            .map_err(|e| io(path, e))?
+            .label("single exits")
+            .legend(|(x, y)| Circle::new((x + 10, y), 3, RGBColor(170, 170, 170).filled()));
+    }
+    let styles = [
+        ("uniform", RGBColor(44, 160, 44)),
+        ("onepass", RGBColor(255, 127, 14)),
+        ("ours", RGBColor(31, 119, 180)),
+    ];
+    for (name, color) in styles {
+        let Some(front) = report.fronts.get(name) else { continue };
+        chart
+            .draw_series(LineSeries::new(series(front), color.stroke_width(2)))
+            .map_err(|e| io(path, e))?
+            .label(match name {
+                "ours" => "ours (exact coordinate search)",
+                "onepass" => "onepass (DyCE)",
+                _ => "same threshold everywhere",
+            })
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .draw_series(series(&report.shipped).into_iter().map(|p| Cross::new(p, 6, BLACK.stroke_width(2))))
+        .map_err(|e| io(path, e))?
+        .label("shipped table")
+        .legend(|(x, y)| Cross::new((x + 10, y), 5, BLACK.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| io(path, e))?;
+    root.present().map_err(|e| io(path, e))
+}
+
+/// Writes `REPORT.md`, `calibration.json` and `accuracy_vs_macs.svg` into `dir`.
+pub fn write(report: &CalibrationReport, extra: &str, dir: &Path) -> Result<(), CalibrateError> {
+    let json = dir.join("calibration.json");
+    let text = serde_json::to_string(report).map_err(|e| io(&json, e))?;
+    std::fs::write(&json, text).map_err(|e| io(&json, e))?;
+    plot(report, &dir.join("accuracy_vs_macs.svg"))?;
+    let md = dir.join("REPORT.md");
+    std::fs::write(&md, markdown(report, extra)).map_err(|e| io(&md, e))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v))
+}
+
+/// The report's text.
+pub fn markdown(r: &CalibrationReport, extra: &str) -> String {
+    let mut s = String::new();
+    let full_test = r.full_accuracy.get("test").copied().unwrap_or(f64::NAN);
+    let full_cal = r.full_accuracy.get("calibration").copied().unwrap_or(f64::NAN);
+    let _ = writeln!(s, "# Calibration report: {}\n", r.config.name);
+    let _ = writeln!(s, "{extra}");
+    let _ = writeln!(s, "Samples: {:?}. Exit types: {}.\n", r.sizes, r.types.join(", "));
+    let _ = writeln!(
+        s,
+        "Full model: **{:.2}%** test accuracy ({:.2}% on calibration).\n",
+        100.0 * full_test,
+        100.0 * full_cal
+    );
+    let _ = writeln!(s, "![accuracy vs MACs](accuracy_vs_macs.svg)\n");
+    let _ = writeln!(s, "## MACs saved on the test split\n");
+    let _ = writeln!(s, "| method | ≤ 0.0 pt drop | ≤ 0.5 pt drop | ≤ 1.0 pt drop | ≤ 2.0 pt drop |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for m in ["ours", "onepass", "uniform"] {
+        let _ = writeln!(
+            s,
+            "| {m} | {} | {} | {} | {} |",
+            pct(r.macs_saved_at(m, 0.0)),
+            pct(r.macs_saved_at(m, 0.005)),
+            pct(r.macs_saved_at(m, 0.01)),
+            pct(r.macs_saved_at(m, 0.02))
+        );
+    }
+    let _ = writeln!(s, "\n## Shipped configurations\n");
+    let _ = writeln!(
+        s,
+        "| # | MACs ratio (test) | test accuracy | calibration accuracy | cal − test gap | exits |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for (i, p) in r.shipped.iter().enumerate() {
+        let exits: Vec<String> = p
+            .config
+            .exits
+            .iter()
+            .enumerate()
+            .filter_map(|(pos, e)| e.map(|(t, th)| format!("{pos}:{}@{th:.3}", r.types[t])))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {i} | {:.3} | {:.2}% | {:.2}% | {:+.2} pt | {} |",
+            p.test_macs_ratio,
+            100.0 * p.test_accuracy,
+            100.0 * p.calibration_accuracy,
+            100.0 * (p.calibration_accuracy - p.test_accuracy),
+            if exits.is_empty() { "none (full model)".into() } else { exits.join(" ") }
+        );
+    }
+    let _ = writeln!(s, "\n## Time taken (seconds)\n");
+    for (k, v) in &r.seconds {
+        let _ = writeln!(s, "- {k}: {v:.1}");
+    }
+    s
+}

@@ -1,0 +1,273 @@
+//! The batching queue and the model thread.
+//!
+//! Admission happens before queueing: a job must first take one permit per image from a
+//! semaphore sized to the maximum queue depth, so excess load is refused at once instead of
+//! queueing without bound. The model runs on its own OS thread (candle and the kernels use their
+//! own pools; tokio workers stay free for I/O). While a batch runs, new jobs wait in the channel,
+//! so the next batch forms by itself and grows with load. Jobs whose client went away are
+//! dropped before compute.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+use super::active::ConfigSwitch;
+use super::backend::Backend;
+use super::executor::{run_batch, SampleResult};
+use super::EngineError;
+use crate::model::Bundle;
+
+/// Limits of the queue.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    /// Most images in one batch.
+    pub max_batch: usize,
+    /// Most images admitted (queued or running) at once.
+    pub max_queued: usize,
+}
+
+/// What a job gets back.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    /// One result per image, in order.
+    pub results: Vec<SampleResult>,
+    /// Config the batch ran on.
+    pub config_id: String,
+    /// Its generation.
+    pub generation: u64,
+    /// Seconds from enqueue to the start of compute.
+    pub queue_seconds: f64,
+    /// Seconds of compute of the whole batch the job ran in.
+    pub batch_seconds: f64,
+    /// Images in that batch.
+    pub batch_size: usize,
+}
+
+/// Why a job was not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full: retry later.
+    #[error("overloaded: {queued} images queued (limit {limit})")]
+    Overloaded {
+        /// Images admitted now.
+        queued: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The request has more images than the queue can ever hold.
+    #[error("{images} images in one request, more than the queue limit {limit}")]
+    TooLarge {
+        /// Images requested.
+        images: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The model thread has stopped (shutting down).
+    #[error("the model is not running")]
+    Stopped,
+    /// The batch failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+struct Job {
+    input: Vec<f32>,
+    n: usize,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<JobOutput, EngineError>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Observer of the model thread's work, for metrics and load reports.
+pub trait BatchObserver: Send + Sync {
+    /// A batch of `images` ran on `config_id` in `seconds`; `dropped` jobs were abandoned by
+    /// their clients before compute.
+    fn batch(&self, config_id: &str, images: usize, seconds: f64, results: &[SampleResult], dropped: usize);
+}
+
+/// The submitting side of the queue; cheap to clone.
+#[derive(Clone)]
+pub struct ModelQueue {
+    tx: mpsc::UnboundedSender<Job>,
+    permits: Arc<Semaphore>,
+    limit: usize,
+    per_image: usize,
+    running: Arc<AtomicUsize>,
+}
+
+impl ModelQueue {
+    /// Images admitted and not yet answered (queued or in the running batch).
+    pub fn depth(&self) -> usize {
+        self.limit - self.permits.available_permits()
+    }
+
+    /// Images in the batch being computed now.
+    pub fn in_flight(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Values per image the model expects.
+    pub fn per_image(&self) -> usize {
+        self.per_image
+    }
+
+    /// Admits `n` normalised images or refuses at once; then waits for their results.
+    pub async fn infer(&self, input: Vec<f32>, n: usize) -> Result<JobOutput, SubmitError> {
+        let reply = self.submit(input, n)?;
+        match reply.await {
+            Ok(r) => r.map_err(SubmitError::Engine),
+            Err(_) => Err(SubmitError::Stopped),
+        }
+    }
+
+    /// Admits a job without waiting for it (the receiver yields the result).
+    pub fn submit(
+        &self,
+        input: Vec<f32>,
+        n: usize,
+    ) -> Result<oneshot::Receiver<Result<JobOutput, EngineError>>, SubmitError> {
+        if input.len() != n * self.per_image {
+            return Err(SubmitError::Engine(EngineError::InputSize {
+                got: input.len(),
+                expected: n * self.per_image,
+                n,
+                per: self.per_image,
+            }));
+        }
+        if n > self.limit {
+            return Err(SubmitError::TooLarge { images: n, limit: self.limit });
+        }
+        let permit = match self.permits.clone().try_acquire_many_owned(n as u32) {
+            Ok(p) => p,
+            Err(TryAcquireError::NoPermits) => {
+                return Err(SubmitError::Overloaded { queued: self.depth(), limit: self.limit })
+            }
+            Err(TryAcquireError::Closed) => return Err(SubmitError::Stopped),
+        };
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { input, n, enqueued: Instant::now(), reply, _permit: permit })
+            .map_err(|_| SubmitError::Stopped)?;
+        Ok(rx)
+    }
+
+    /// Stops admitting; the model thread finishes what is queued, then exits.
+    pub fn close(&self) {
+        self.permits.close();
+    }
+}
+
+/// Starts the model thread. It exits when every `ModelQueue` clone is dropped and the queue
+/// is drained.
+pub fn spawn<B: Backend + Send + 'static>(
+    bundle: Arc<Bundle>,
+    switch: Arc<ConfigSwitch>,
+    mut backend: B,
+    cfg: QueueConfig,
+    observer: Arc<dyn BatchObserver>,
+) -> (ModelQueue, std::thread::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    let per_image: usize = bundle.manifest.input.shape.iter().product();
+    let running = Arc::new(AtomicUsize::new(0));
+    let queue = ModelQueue {
+        tx,
+        permits: Arc::new(Semaphore::new(cfg.max_queued)),
+        limit: cfg.max_queued,
+        per_image,
+        running: running.clone(),
+    };
+    let handle = std::thread::Builder::new()
+        .name("dyce-model".into())
+        .spawn(move || {
+            let mut carry: Option<Job> = None;
+            loop {
+                let first = match carry.take() {
+                    Some(j) => j,
+                    None => match rx.blocking_recv() {
+                        Some(j) => j,
+                        None => return,
+                    },
+                };
+                let mut jobs = vec![first];
+                let mut images = jobs[0].n;
+                let mut dropped = 0;
+                // Take whatever is waiting, up to the batch limit; a job that does not fit
+                // starts the next batch.
+                while images < cfg.max_batch {
+                    match rx.try_recv() {
+                        Ok(j) if images + j.n <= cfg.max_batch => {
+                            images += j.n;
+                            jobs.push(j);
+                        }
+                        Ok(j) => {
+                            carry = Some(j);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                jobs.retain(|j| {
+                    let alive = !j.reply.is_closed();
+                    if !alive {
+                        dropped += 1;
+                        images -= j.n;
+                    }
+                    alive
+                });
+                if jobs.is_empty() {
+                    observer.batch("", 0, 0.0, &[], dropped);
+                    continue;
+                }
+                let mut input = Vec::with_capacity(images * per_image);
+                for j in &jobs {
+                    input.extend_from_slice(&j.input);
+                }
+                // One snapshot per batch: a switch during compute applies to the next batch.
+                let cfg_now = switch.current();
+                running.store(images, Ordering::Relaxed);
+                let start = Instant::now();
+                let out = run_batch(&bundle, &mut backend, &cfg_now, &input, images);
+                let secs = start.elapsed().as_secs_f64();
+                running.store(0, Ordering::Relaxed);
+                match out {
+                    Ok(results) => {
+                        observer.batch(&cfg_now.id, images, secs, &results, dropped);
+                        let mut rest = results.into_iter();
+                        for j in jobs {
+                            let mine: Vec<SampleResult> = rest.by_ref().take(j.n).collect();
+                            let _ = j.reply.send(Ok(JobOutput {
+                                results: mine,
+                                config_id: cfg_now.id.clone(),
+                                generation: cfg_now.generation,
+                                queue_seconds: start.duration_since(j.enqueued).as_secs_f64(),
+                                batch_seconds: secs,
+                                batch_size: images,
+                            }));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "batch failed");
+                        for j in jobs {
+                            let _ = j.reply.send(Err(EngineError::Tensor(e.to_string())));
+                        }
+                    }
+                }
+            }
+        })
+        .expect("spawning the model thread");
+    (queue, handle)
+}
+
+/// Waits at most `timeout` for the queue to drain (used at shutdown).
+pub async fn drain(queue: &ModelQueue, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while queue.depth() > 0 {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}

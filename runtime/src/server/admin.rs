@@ -1,0 +1,97 @@
+//! The admin port: configuration table, active config, switches, load, metrics.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dyce_api::{ActiveConfig, ConfigsView, LoadReport, SwitchRequest};
+
+use super::error::ApiError;
+use super::Runtime;
+
+/// Requires `Authorization: Bearer <token>` when a token is configured.
+pub async fn auth(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Result<Response, ApiError> {
+    if let Some(token) = &rt.admin_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Constant-time in the token's length, so timing does not reveal a matching prefix.
+        let same = given.len() == token.len()
+            && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !same {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+fn active(rt: &Runtime) -> ActiveConfig {
+    let c = rt.switch.current();
+    ActiveConfig { id: c.id.clone(), generation: c.generation }
+}
+
+/// `GET /v1/configs`.
+pub async fn configs(State(rt): State<Arc<Runtime>>) -> Json<ConfigsView> {
+    Json(ConfigsView {
+        model: rt.bundle.manifest.name.clone(),
+        active: active(&rt),
+        configs: rt.bundle.configs.configs.clone(),
+    })
+}
+
+/// `GET /v1/config`.
+pub async fn get_config(State(rt): State<Arc<Runtime>>) -> Json<ActiveConfig> {
+    Json(active(&rt))
+}
+
+/// `PUT /v1/config`: 404 for an unknown id, 409 for a stale generation.
+pub async fn put_config(
+    State(rt): State<Arc<Runtime>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ActiveConfig>, ApiError> {
+    let body = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let req: SwitchRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"id\": ..., \"generation\": ...}}: {e}")))?;
+    let before = rt.switch.current();
+    let now = rt.switch.switch(&req.id, req.generation)?;
+    if now.generation != before.generation {
+        rt.note_switch(&before.id);
+        tracing::info!(from = %before.id, to = %now.id, generation = now.generation, "config switched");
+    }
+    Ok(Json(ActiveConfig { id: now.id.clone(), generation: now.generation }))
+}
+
+/// `GET /v1/load`.
+pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
+    let s = rt.load.snapshot();
+    Json(LoadReport {
+        window_seconds: s.seconds,
+        arrivals_per_second: s.arrivals,
+        completions_per_second: s.completions,
+        shed_per_second: s.shed,
+        queue_depth: rt.queue.depth(),
+        in_flight: rt.queue.in_flight(),
+        latency_seconds: s.latency,
+        mean_batch_size: s.mean_batch,
+        active: active(&rt),
+        compute_seconds_per_request: s.compute,
+    })
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(rt): State<Arc<Runtime>>) -> impl IntoResponse {
+    rt.metrics.queue_depth.set(rt.queue.depth() as i64);
+    rt.metrics.in_flight.set(rt.queue.in_flight() as i64);
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        rt.metrics.encode(),
+    )
+}

@@ -1,0 +1,98 @@
+//! Every error a handler can return, and the one table that maps them to HTTP statuses.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dyce_api::ErrorBody;
+
+use crate::engine::queue::SubmitError;
+use crate::engine::EngineError;
+
+/// Errors of the HTTP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body or a field is malformed (shape, datatype, length, values).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request names a model this runtime does not serve.
+    #[error("unknown model {0:?}")]
+    UnknownModel(String),
+    /// The request names a configuration that is not in the table.
+    #[error("unknown config id {0:?}")]
+    UnknownConfig(String),
+    /// A configuration write older than the active one.
+    #[error("{0}")]
+    StaleGeneration(String),
+    /// The queue is full.
+    #[error("{0}")]
+    Overloaded(String),
+    /// Missing or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// Too large a body.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Shutting down or not ready.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or a failed computation.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status of each kind: the single source of truth for every handler.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownModel(_) | ApiError::UnknownConfig(_) => StatusCode::NOT_FOUND,
+            ApiError::StaleGeneration(_) => StatusCode::CONFLICT,
+            ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Overloaded { .. } => ApiError::Overloaded(e.to_string()),
+            SubmitError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            SubmitError::Stopped => ApiError::Unavailable(e.to_string()),
+            SubmitError::Engine(EngineError::InputSize { .. }) => ApiError::BadRequest(e.to_string()),
+            SubmitError::Engine(inner) => ApiError::Internal(inner.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::UnknownConfig(id) => ApiError::UnknownConfig(id),
+            EngineError::StaleGeneration { .. } => ApiError::StaleGeneration(e.to_string()),
+            EngineError::InputSize { .. } => ApiError::BadRequest(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut resp = (status, Json(ErrorBody { error: self.to_string() })).into_response();
+        match status {
+            // A batch takes milliseconds: a client that waits one second finds room again.
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            StatusCode::UNAUTHORIZED => {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

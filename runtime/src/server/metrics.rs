@@ -1,0 +1,181 @@
+//! The runtime's Prometheus metrics (names, units and labels as in docs/architecture.md).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::engine::SampleResult;
+
+/// `outcome` label of `dyce_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// ok, shed, bad_request, error, cancelled.
+    pub outcome: &'static str,
+}
+
+/// `position` label of `dyce_exits_total` (`final` for the original head).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PositionLabel {
+    /// Exit position or `final`.
+    pub position: String,
+}
+
+/// `config` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabel {
+    /// Config id.
+    pub config: String,
+}
+
+/// `version` label of `dyce_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabel {
+    /// Crate version.
+    pub version: String,
+}
+
+/// Every runtime metric.
+pub struct Metrics {
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    /// Requests by outcome.
+    pub requests: Family<OutcomeLabel, Counter>,
+    /// End-to-end request latency.
+    pub request_duration: Histogram,
+    /// Time from admission to the start of compute.
+    pub queue_duration: Histogram,
+    /// Compute time of a batch.
+    pub batch_compute: Histogram,
+    /// Images admitted and not yet answered.
+    pub queue_depth: Gauge,
+    /// Images in the running batch.
+    pub in_flight: Gauge,
+    /// Images per batch.
+    pub batch_size: Histogram,
+    /// Samples answered by each exit.
+    pub exits: Family<PositionLabel, Counter>,
+    /// MACs spent.
+    pub macs: Counter,
+    /// 1 for the active config, 0 for the others.
+    pub active_config: Family<ConfigLabel, Gauge>,
+    /// Generation of the active config.
+    pub generation: Gauge,
+    /// Applied switches.
+    pub switches: Counter,
+    /// Expected accuracy of the active config.
+    pub expected_accuracy: Gauge<f64, AtomicU64>,
+    /// MACs ratio of the active config.
+    pub macs_ratio: Gauge<f64, AtomicU64>,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let seconds = || Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let m = Self {
+            requests: Family::default(),
+            request_duration: seconds(),
+            queue_duration: seconds(),
+            batch_compute: seconds(),
+            queue_depth: Gauge::default(),
+            in_flight: Gauge::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            exits: Family::default(),
+            macs: Counter::default(),
+            active_config: Family::default(),
+            generation: Gauge::default(),
+            switches: Counter::default(),
+            expected_accuracy: Gauge::default(),
+            macs_ratio: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("dyce_requests", "Inference requests by outcome", m.requests.clone());
+        registry.register_with_unit(
+            "dyce_request_duration",
+            "End-to-end latency of answered inference requests",
+            Unit::Seconds,
+            m.request_duration.clone(),
+        );
+        registry.register_with_unit(
+            "dyce_queue_duration",
+            "Time from admission to the start of compute",
+            Unit::Seconds,
+            m.queue_duration.clone(),
+        );
+        registry.register_with_unit(
+            "dyce_batch_compute_duration",
+            "Compute time of one batch",
+            Unit::Seconds,
+            m.batch_compute.clone(),
+        );
+        registry.register("dyce_queue_depth", "Images admitted and not yet answered", m.queue_depth.clone());
+        registry.register(
+            "dyce_in_flight_requests",
+            "Images in the batch being computed",
+            m.in_flight.clone(),
+        );
+        registry.register("dyce_batch_size", "Images per batch", m.batch_size.clone());
+        registry.register(
+            "dyce_exits",
+            "Samples answered by each exit position (final = original head)",
+            m.exits.clone(),
+        );
+        registry.register("dyce_macs", "Multiply-accumulates spent on answered samples", m.macs.clone());
+        registry.register(
+            "dyce_active_config_info",
+            "1 for the active configuration",
+            m.active_config.clone(),
+        );
+        registry.register(
+            "dyce_config_generation",
+            "Generation of the active configuration",
+            m.generation.clone(),
+        );
+        registry.register("dyce_config_switches", "Applied configuration switches", m.switches.clone());
+        registry.register(
+            "dyce_active_config_expected_accuracy",
+            "Expected test accuracy of the active configuration",
+            m.expected_accuracy.clone(),
+        );
+        registry.register(
+            "dyce_active_config_macs_ratio",
+            "Expected MACs of the active configuration relative to the full model",
+            m.macs_ratio.clone(),
+        );
+        let build = Info::new(BuildLabel { version: env!("CARGO_PKG_VERSION").into() });
+        registry.register("dyce_build", "Build information", build);
+        Self { registry, ..m }
+    }
+
+    /// Records a computed batch.
+    pub fn batch(&self, images: usize, seconds: f64, results: &[SampleResult]) {
+        self.batch_compute.observe(seconds);
+        self.batch_size.observe(images as f64);
+        for r in results {
+            let position = r.exit.map_or_else(|| "final".to_string(), |p| p.to_string());
+            self.exits.get_or_create(&PositionLabel { position }).inc();
+            self.macs.inc_by(r.macs);
+        }
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

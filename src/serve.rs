@@ -1,0 +1,126 @@
+//! `dyce serve`: the runtime sidecar.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use dyce_runtime::model::Bundle;
+use dyce_runtime::server::{self, ServeConfig};
+
+/// Arguments of `dyce serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Model bundle directory (manifest.json, weights.safetensors, configs.json).
+    #[arg(long, env = "DYCE_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Address of the data port (OIP v2 inference).
+    #[arg(long, env = "DYCE_DATA_ADDR", default_value = "0.0.0.0:8080")]
+    pub data_addr: SocketAddr,
+    /// Address of the admin port (configs, switches, load, metrics). Without a token it must
+    /// be a loopback address.
+    #[arg(long, env = "DYCE_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
+    pub admin_addr: SocketAddr,
+    /// File holding the bearer token the admin port requires.
+    #[arg(long, env = "DYCE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Most images per batch.
+    #[arg(long, env = "DYCE_MAX_BATCH", default_value_t = 32)]
+    pub max_batch: usize,
+    /// Most images admitted at once; more get 429 with Retry-After.
+    #[arg(long, env = "DYCE_MAX_QUEUE", default_value_t = 256)]
+    pub max_queue: usize,
+    /// Kernel threads (default: the CPUs available to this process, cgroup quota included).
+    #[arg(long, env = "DYCE_THREADS")]
+    pub threads: Option<usize>,
+    /// Window of the /v1/load statistics, in seconds.
+    #[arg(long, env = "DYCE_LOAD_WINDOW", default_value_t = 2.0)]
+    pub load_window: f64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "DYCE_MAX_BODY_BYTES", default_value_t = 8 << 20)]
+    pub max_body_bytes: usize,
+    /// Configuration to start on (default: the full model).
+    #[arg(long, env = "DYCE_INITIAL_CONFIG")]
+    pub initial_config: Option<String>,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: refusing new connections, finishing queued work");
+}
+
+/// Runs `dyce serve` until SIGTERM or Ctrl-C.
+pub fn run(args: &ServeArgs) -> Result<()> {
+    let Some(dir) = &args.model else {
+        bail!("no model: pass --model DIR (the embedded default model lands with the calibration issue)");
+    };
+    let bundle = Bundle::load(dir).with_context(|| format!("loading bundle {}", dir.display()))?;
+    let token = match &args.admin_token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .trim()
+                .to_string();
+            if t.is_empty() {
+                bail!("{} is empty", p.display());
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    if token.is_none() && !args.admin_addr.ip().is_loopback() {
+        bail!("the admin port {} is not loopback: give --admin-token-file to expose it", args.admin_addr);
+    }
+    if !(args.load_window > 0.0 && args.load_window.is_finite()) {
+        bail!("--load-window must be a positive number of seconds");
+    }
+    let cfg = ServeConfig {
+        max_batch: args.max_batch,
+        max_queued: args.max_queue,
+        threads: args.threads,
+        admin_token: token,
+        load_window: Duration::from_secs_f64(args.load_window),
+        max_body_bytes: args.max_body_bytes,
+        initial_config: args.initial_config.clone(),
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    tokio.block_on(async move {
+        let (rt, model_thread) = server::start(bundle, &cfg)?;
+        let data = tokio::net::TcpListener::bind(args.data_addr)
+            .await
+            .with_context(|| format!("binding {}", args.data_addr))?;
+        let admin = tokio::net::TcpListener::bind(args.admin_addr)
+            .await
+            .with_context(|| format!("binding {}", args.admin_addr))?;
+        let (d, a) = (data.local_addr()?, admin.local_addr()?);
+        tracing::info!(data = %d, admin = %a, model = %rt.bundle.manifest.name, "listening");
+        // One machine-readable line, so scripts and tests that bind port 0 learn the ports.
+        println!("{}", serde_json::json!({"data": d.to_string(), "admin": a.to_string()}));
+        let warm = rt.clone();
+        let max_batch = cfg.max_batch;
+        tokio::spawn(async move {
+            match server::warm_up(&warm, max_batch).await {
+                Ok(()) => tracing::info!("ready"),
+                Err(e) => tracing::error!(error = %e, "warm-up failed"),
+            }
+        });
+        server::serve(rt, data, admin, shutdown_signal()).await?;
+        let _ = tokio::task::spawn_blocking(move || model_thread.join()).await;
+        anyhow::Ok(())
+    })
+}

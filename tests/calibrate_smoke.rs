@@ -1,0 +1,55 @@
+//! A reduced `dyce train` + `dyce calibrate` end to end on the real Fashion-MNIST files, and
+//! the reproducibility of `configs.json` for a fixed seed.
+
+use std::path::Path;
+use std::process::Command;
+
+fn dyce(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dyce"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("dyce runs");
+    assert!(out.status.success(), "dyce {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+#[ignore = "needs Debian's dataset-fashion-mnist (scripts/setup.sh); run by scripts/test.sh"]
+fn reduced_train_and_calibrate_write_a_loadable_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, b1, b2) = (dir.path().join("train"), dir.path().join("b1"), dir.path().join("b2"));
+    let common = ["--depths", "1,1,1", "--widths", "8,16,16"];
+    let mut args =
+        vec!["train", "--out", path(&train), "--limit", "512", "--epochs", "1", "--batch-size", "64"];
+    args.extend(common);
+    dyce(&args);
+    for out in [&b1, &b2] {
+        dyce(&[
+            "calibrate",
+            "--train-dir",
+            path(&train),
+            "--out",
+            path(out),
+            "--limit",
+            "300",
+            "--exit-types",
+            "mlp1",
+            "--exit-epochs",
+            "2",
+        ]);
+    }
+    for f in ["manifest.json", "weights.safetensors", "configs.json", "REPORT.md", "accuracy_vs_macs.svg"] {
+        assert!(b1.join(f).exists(), "{f} missing");
+    }
+    let configs = std::fs::read_to_string(b1.join("configs.json")).unwrap();
+    assert_eq!(configs, std::fs::read_to_string(b2.join("configs.json")).unwrap(), "same seed, same table");
+    let table: serde_json::Value = serde_json::from_str(&configs).unwrap();
+    let n = table["configs"].as_array().unwrap().len();
+    assert!((2..=16).contains(&n), "{n} configs");
+    assert_eq!(table["configs"][n - 1]["id"], "full");
+    dyce(&["inspect", "--model", path(&b1)]);
+}
