@@ -235,13 +235,16 @@ pub fn spawn<B: Backend + Send + 'static>(
                     Ok(results) => {
                         observer.batch(&cfg_now.id, images, secs, &results, dropped);
                         let mut rest = results.into_iter();
-                        for j in jobs {
-                            let mine: Vec<SampleResult> = rest.by_ref().take(j.n).collect();
-                            let _ = j.reply.send(Ok(JobOutput {
+                        for Job { n, enqueued, reply, _permit: permit, .. } in jobs {
+                            let mine: Vec<SampleResult> = rest.by_ref().take(n).collect();
+                            // Room is given back before the answer, so a client that sends
+                            // its next request on receipt finds the queue as it should.
+                            drop(permit);
+                            let _ = reply.send(Ok(JobOutput {
                                 results: mine,
                                 config_id: cfg_now.id.clone(),
                                 generation: cfg_now.generation,
-                                queue_seconds: start.duration_since(j.enqueued).as_secs_f64(),
+                                queue_seconds: start.duration_since(enqueued).as_secs_f64(),
                                 batch_seconds: secs,
                                 batch_size: images,
                             }));
@@ -249,8 +252,9 @@ pub fn spawn<B: Backend + Send + 'static>(
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "batch failed");
-                        for j in jobs {
-                            let _ = j.reply.send(Err(EngineError::Tensor(e.to_string())));
+                        for Job { reply, _permit: permit, .. } in jobs {
+                            drop(permit);
+                            let _ = reply.send(Err(EngineError::Tensor(e.to_string())));
                         }
                     }
                 }
