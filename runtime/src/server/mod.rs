@@ -1,6 +1,7 @@
 //! HTTP serving: the data port (OIP v2) and the admin port (configs, switches, load, metrics).
 
 pub mod admin;
+pub mod binary;
 pub mod error;
 pub mod load;
 pub mod metrics;

@@ -5,14 +5,29 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::binary;
 use super::error::ApiError;
 use super::Runtime;
+
+/// Parameters of inputs, outputs and requests (the binary tensor data extension's).
+#[derive(Debug, Default, Deserialize)]
+struct TensorParams {
+    /// Bytes of this input's data that follow the JSON header.
+    #[serde(default)]
+    binary_data_size: Option<usize>,
+    /// Return this output as binary data.
+    #[serde(default)]
+    binary_data: Option<bool>,
+    /// Return every output as binary data (request level).
+    #[serde(default)]
+    binary_data_output: Option<bool>,
+}
 
 /// One input tensor of an infer request.
 #[derive(Debug, Deserialize)]
@@ -21,16 +36,18 @@ struct InferInput {
     name: String,
     shape: Vec<i64>,
     datatype: String,
-    // Accepted for protocol compatibility; no per-input parameters are defined.
-    #[serde(default, rename = "parameters")]
-    _parameters: Option<Value>,
-    data: Value,
+    #[serde(default)]
+    parameters: TensorParams,
+    #[serde(default)]
+    data: Option<Value>,
 }
 
 /// A requested output.
 #[derive(Debug, Deserialize)]
 struct RequestedOutput {
     name: String,
+    #[serde(default)]
+    parameters: TensorParams,
 }
 
 /// `POST /v2/models/{name}/infer` body.
@@ -39,9 +56,8 @@ struct RequestedOutput {
 struct InferRequest {
     #[serde(default)]
     id: Option<String>,
-    // Accepted for protocol compatibility; no request parameters are defined.
-    #[serde(default, rename = "parameters")]
-    _parameters: Option<Value>,
+    #[serde(default)]
+    parameters: TensorParams,
     inputs: Vec<InferInput>,
     #[serde(default)]
     outputs: Option<Vec<RequestedOutput>>,
@@ -60,7 +76,7 @@ fn check_model(rt: &Runtime, name: &str) -> Result<(), ApiError> {
 
 /// `GET /v2`.
 pub async fn server_meta() -> Json<Value> {
-    Json(json!({"name": "dyce", "version": env!("CARGO_PKG_VERSION"), "extensions": []}))
+    Json(json!({"name": "dyce", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}))
 }
 
 /// `GET /v2/health/live`: up as soon as the process serves HTTP.
@@ -139,8 +155,9 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Checks one input against the model and turns it into normalised NCHW floats.
-fn decode(rt: &Runtime, input: &InferInput) -> Result<(Vec<f32>, usize), ApiError> {
+/// Checks one input against the model and turns it into normalised NCHW floats; `binary` is
+/// the input's data when it came after the JSON header (binary tensor data extension).
+fn decode(rt: &Runtime, input: &InferInput, binary: Option<&[u8]>) -> Result<(Vec<f32>, usize), ApiError> {
     let m = &rt.bundle.manifest;
     let [c, h, w] = m.input.shape;
     let bad = |s: String| Err(ApiError::BadRequest(s));
@@ -154,7 +171,12 @@ fn decode(rt: &Runtime, input: &InferInput) -> Result<(Vec<f32>, usize), ApiErro
     let n = dims[0];
     let per = c * h * w;
     let mut raw = Vec::with_capacity(n * per);
-    flatten(&input.data, &mut raw)?;
+    match (binary, &input.data) {
+        (Some(bytes), None) => binary::decode(&input.datatype, bytes, &mut raw)?,
+        (None, Some(data)) => flatten(data, &mut raw)?,
+        (Some(_), Some(_)) => return bad("input has both JSON data and binary_data_size".into()),
+        (None, None) => return bad("input has no data".into()),
+    }
     if raw.len() != n * per {
         return bad(format!(
             "input data has {} values; shape {:?} needs {}",
@@ -192,11 +214,12 @@ fn decode(rt: &Runtime, input: &InferInput) -> Result<(Vec<f32>, usize), ApiErro
 pub async fn infer(
     State(rt): State<Arc<Runtime>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Body,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let start = Instant::now();
     let body = read_body(body, rt.max_body_bytes).await;
-    let result = infer_inner(&rt, &name, body).await;
+    let result = infer_inner(&rt, &name, &headers, body).await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(ApiError::Overloaded(_)) => "shed",
@@ -209,7 +232,7 @@ pub async fn infer(
         rt.metrics.request_duration.observe(secs);
         rt.load.completed(*n, secs);
     }
-    result.map(|(v, _)| Json(v))
+    result.map(|(r, _)| r)
 }
 
 /// Bodies up to this size are read to the end even when over the limit, so that the client,
@@ -241,19 +264,22 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 async fn infer_inner(
     rt: &Runtime,
     name: &str,
+    headers: &HeaderMap,
     body: Result<Bytes, ApiError>,
-) -> Result<(Value, usize), ApiError> {
+) -> Result<(Response, usize), ApiError> {
     check_model(rt, name)?;
     let body = body?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("empty body; send an OIP v2 infer request (JSON)".into()));
     }
-    let req: InferRequest = serde_json::from_slice(&body)
+    let (header, mut tail) = binary::split(headers, &body)?;
+    let req: InferRequest = serde_json::from_slice(header)
         .map_err(|e| ApiError::BadRequest(format!("invalid infer request: {e}")))?;
     if req.inputs.len() != 1 {
         return Err(ApiError::BadRequest(format!("expected exactly one input, got {}", req.inputs.len())));
     }
-    let wanted: Vec<&str> = match &req.outputs {
+    let all_binary = req.parameters.binary_data_output.unwrap_or(false);
+    let wanted: Vec<(&str, bool)> = match &req.outputs {
         Some(o) if !o.is_empty() => {
             for out in o {
                 if !OUTPUTS.contains(&out.name.as_str()) {
@@ -263,11 +289,22 @@ async fn infer_inner(
                     )));
                 }
             }
-            o.iter().map(|o| o.name.as_str()).collect()
+            o.iter().map(|o| (o.name.as_str(), o.parameters.binary_data.unwrap_or(all_binary))).collect()
         }
-        _ => OUTPUTS.to_vec(),
+        _ => OUTPUTS.iter().map(|&n| (n, all_binary)).collect(),
     };
-    let (x, n) = decode(rt, &req.inputs[0])?;
+    let input = &req.inputs[0];
+    let bin = match input.parameters.binary_data_size {
+        Some(size) => Some(binary::take(&mut tail, size)?),
+        None => None,
+    };
+    if !tail.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "{} bytes of binary data are not claimed by any input",
+            tail.len()
+        )));
+    }
+    let (x, n) = decode(rt, input, bin)?;
     let admitted = rt.queue.submit(x, n);
     match &admitted {
         Ok(_) => rt.load.arrived(n),
@@ -281,16 +318,19 @@ async fn infer_inner(
     rt.metrics.queue_duration.observe(out.queue_seconds);
     let classes = rt.bundle.manifest.backbone.num_classes;
     let mut outputs = Vec::new();
-    for name in wanted {
-        let (datatype, shape, data): (&str, Vec<usize>, Value) = match name {
-            "probabilities" => {
-                ("FP32", vec![n, classes], out.results.iter().flat_map(|r| r.probs.clone()).collect())
-            }
-            "label" => ("INT64", vec![n], out.results.iter().map(|r| r.label as i64).collect()),
-            "confidence" => ("FP32", vec![n], out.results.iter().map(|r| r.confidence).collect()),
-            _ => ("INT32", vec![n], out.results.iter().map(|r| r.exit.map_or(-1, |p| p as i32)).collect()),
+    let mut blob = Vec::new();
+    for (name, as_binary) in wanted {
+        let r = &out.results;
+        let tensor = match name {
+            "probabilities" => binary::Tensor::F32(
+                vec![n, classes],
+                r.iter().flat_map(|r| r.probs.iter().copied()).collect(),
+            ),
+            "label" => binary::Tensor::I64(vec![n], r.iter().map(|r| r.label as i64).collect()),
+            "confidence" => binary::Tensor::F32(vec![n], r.iter().map(|r| r.confidence).collect()),
+            _ => binary::Tensor::I32(vec![n], r.iter().map(|r| r.exit.map_or(-1, |p| p as i32)).collect()),
         };
-        outputs.push(json!({"name": name, "datatype": datatype, "shape": shape, "data": data}));
+        outputs.push(tensor.to_json(name, as_binary.then_some(&mut blob)));
     }
     let mut resp = json!({
         "model_name": rt.bundle.manifest.name,
@@ -301,5 +341,5 @@ async fn infer_inner(
     if let Some(id) = req.id {
         resp["id"] = Value::String(id);
     }
-    Ok((resp, n))
+    Ok((binary::response(resp, blob), n))
 }

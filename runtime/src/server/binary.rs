@@ -1,0 +1,103 @@
+//! The binary tensor data extension of OIP v2 (what Triton's clients send by default): a JSON
+//! header of `Inference-Header-Content-Length` bytes, then raw little-endian tensor data.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+
+/// Header naming the JSON part's length.
+pub const HEADER: &str = "inference-header-content-length";
+
+/// Splits a body into its JSON header and the binary tail (empty without the header).
+pub fn split<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ApiError> {
+    let Some(v) = headers.get(HEADER) else { return Ok((body, &[])) };
+    let n: usize = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("{HEADER} must be a byte count")))?;
+    if n > body.len() {
+        return Err(ApiError::BadRequest(format!("{HEADER} is {n} but the body has {} bytes", body.len())));
+    }
+    Ok(body.split_at(n))
+}
+
+/// Takes the next `size` bytes of the binary tail.
+pub fn take<'a>(tail: &mut &'a [u8], size: usize) -> Result<&'a [u8], ApiError> {
+    if size > tail.len() {
+        return Err(ApiError::BadRequest(format!(
+            "binary_data_size {size} exceeds the {} bytes sent",
+            tail.len()
+        )));
+    }
+    let (head, rest) = tail.split_at(size);
+    *tail = rest;
+    Ok(head)
+}
+
+/// Raw input bytes of an accepted datatype as values.
+pub fn decode(datatype: &str, bytes: &[u8], out: &mut Vec<f64>) -> Result<(), ApiError> {
+    match datatype {
+        "UINT8" => out.extend(bytes.iter().map(|&b| b as f64)),
+        "FP32" => {
+            if bytes.len() % 4 != 0 {
+                return Err(ApiError::BadRequest(format!(
+                    "{} bytes of FP32 data is not a whole number of values",
+                    bytes.len()
+                )));
+            }
+            out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64));
+        }
+        // Range and datatype checks follow in the caller, with the same messages as JSON data.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// An output tensor.
+pub enum Tensor {
+    /// FP32 values.
+    F32(Vec<usize>, Vec<f32>),
+    /// INT64 values.
+    I64(Vec<usize>, Vec<i64>),
+    /// INT32 values.
+    I32(Vec<usize>, Vec<i32>),
+}
+
+impl Tensor {
+    /// The output's JSON; with `blob`, its data is appended there in binary instead.
+    pub fn to_json(&self, name: &str, blob: Option<&mut Vec<u8>>) -> Value {
+        let (datatype, shape, data, bytes): (&str, &Vec<usize>, Value, Vec<u8>) = match self {
+            Tensor::F32(s, v) => ("FP32", s, json!(v), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Tensor::I64(s, v) => ("INT64", s, json!(v), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Tensor::I32(s, v) => ("INT32", s, json!(v), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        };
+        match blob {
+            Some(b) => {
+                let size = bytes.len();
+                b.extend_from_slice(&bytes);
+                json!({"name": name, "datatype": datatype, "shape": shape, "parameters": {"binary_data_size": size}})
+            }
+            None => json!({"name": name, "datatype": datatype, "shape": shape, "data": data}),
+        }
+    }
+}
+
+/// A JSON response, or JSON header + binary tail when any output went binary.
+pub fn response(json: Value, blob: Vec<u8>) -> Response {
+    if blob.is_empty() {
+        return Json(json).into_response();
+    }
+    let mut head = serde_json::to_vec(&json).unwrap_or_default();
+    let n = head.len();
+    head.extend_from_slice(&blob);
+    let mut resp = Response::new(Body::from(head));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(HEADER, HeaderValue::from(n));
+    resp
+}
