@@ -44,7 +44,7 @@ pub fn decode(datatype: &str, bytes: &[u8], out: &mut Vec<f64>) -> Result<(), Ap
     match datatype {
         "UINT8" => out.extend(bytes.iter().map(|&b| b as f64)),
         "FP32" => {
-            if bytes.len() % 4 != 0 {
+            if !bytes.len().is_multiple_of(4) {
                 return Err(ApiError::BadRequest(format!(
                     "{} bytes of FP32 data is not a whole number of values",
                     bytes.len()
