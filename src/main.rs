@@ -1,5 +1,6 @@
 //! The `dyce` command line.
 
+mod bench;
 mod bench_backbone;
 mod calibrate;
 mod inspect;
@@ -22,6 +23,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Show a model's exit positions, cumulative MACs, exit heads and configurations.
     Inspect(inspect::InspectArgs),
+    /// Measure each configuration's real cost on this hardware (and record it in configs.json).
+    Bench(bench::BenchArgs),
     /// Measure images/s of a full backbone on random weights (no exits).
     BenchBackbone(bench_backbone::BenchBackboneArgs),
     /// Train a small-input ResNet backbone on Fashion-MNIST (checkpoints, resume, fixed seed).
@@ -41,6 +44,7 @@ fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::BenchBackbone(args) => bench_backbone::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Calibrate(args) => calibrate::run(&args),

@@ -35,3 +35,37 @@ fn bad_input_is_one_line_and_nonzero() {
         assert!(err.starts_with("error: "), "{err}");
     }
 }
+
+mod common;
+
+#[test]
+fn bench_writes_measured_latency_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    common::tiny_bundle(dir.path());
+    let model = dir.path().to_str().unwrap();
+    let (ok, out, err) = dyce(&[
+        "bench",
+        "--model",
+        model,
+        "--batch",
+        "4",
+        "--seconds",
+        "0.05",
+        "--rounds",
+        "1",
+        "--write",
+        "--data",
+        "/nonexistent",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("latency ratios written"), "{out}");
+    let table: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("configs.json")).unwrap()).unwrap();
+    for c in table["configs"].as_array().unwrap() {
+        assert!(c["latency_ratio"].as_f64().unwrap() > 0.0, "{c}");
+    }
+    let full = table["configs"].as_array().unwrap().last().unwrap();
+    assert_eq!(full["latency_ratio"], 1.0);
+    // The bundle still loads with the new field.
+    assert!(dyce(&["inspect", "--model", model]).0);
+}

@@ -1,0 +1,142 @@
+//! `dyce bench`: measured cost of every configuration on this hardware.
+//!
+//! Each configuration runs full batches back to back (saturation) on real Fashion-MNIST test
+//! images when the model takes 28×28 grayscale (exit rates depend on the data, so random pixels
+//! would misstate the cost of early-exit configurations), else on fixed pseudo-random pixels.
+//! Configurations are measured in interleaved rounds so that machine noise hits all alike.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dyce_runtime::calibrate::{augment, data};
+use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig};
+use dyce_runtime::model::Bundle;
+use serde_json::json;
+
+/// Arguments of `dyce bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model bundle directory.
+    #[arg(long, env = "DYCE_MODEL")]
+    model: PathBuf,
+    /// Images per batch.
+    #[arg(long, env = "DYCE_BATCH", default_value_t = 32)]
+    batch: usize,
+    /// Seconds per configuration per round.
+    #[arg(long, env = "DYCE_BENCH_SECONDS", default_value_t = 1.0)]
+    seconds: f64,
+    /// Interleaved rounds; the median per configuration is reported.
+    #[arg(long, env = "DYCE_BENCH_ROUNDS", default_value_t = 3)]
+    rounds: usize,
+    /// Kernel threads (default: the CPUs available to this process).
+    #[arg(long, env = "DYCE_THREADS")]
+    threads: Option<usize>,
+    /// Fashion-MNIST directory for realistic inputs.
+    #[arg(long, env = "DYCE_DATA", default_value = data::DEFAULT_DIR)]
+    data: PathBuf,
+    /// Write the measured latency ratios into the bundle's configs.json.
+    #[arg(long, env = "DYCE_BENCH_WRITE")]
+    write: bool,
+    /// Also write the results as JSON here.
+    #[arg(long, env = "DYCE_JSON")]
+    json: Option<PathBuf>,
+}
+
+fn inputs(b: &Bundle, args: &BenchArgs, n: usize) -> Vec<f32> {
+    let per: usize = b.manifest.input.shape.iter().product();
+    if b.manifest.input.shape == [1, 28, 28] {
+        if let Ok(s) = data::load(&args.data) {
+            let idx: Vec<usize> = (0..n).map(|i| i % s.test.len()).collect();
+            return augment::batch(&s.test, &idx, 0, false, &mut rand::rng());
+        }
+        tracing::warn!("Fashion-MNIST not found at {}: measuring on synthetic pixels", args.data.display());
+    }
+    (0..n * per).map(|i| ((i * 7919 % 255) as f32 / 127.5) - 1.0).collect()
+}
+
+/// Runs `dyce bench`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let mut bundle =
+        Bundle::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    let n = args.batch.max(1);
+    // A pool of distinct images, cycled through, so caches do not see one batch only.
+    let pool_images = 8 * n;
+    let x = inputs(&bundle, args, pool_images);
+    let per: usize = bundle.manifest.input.shape.iter().product();
+    let mut be = FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(args.threads)?)?;
+    let cfgs: Vec<ResolvedConfig> = bundle
+        .configs
+        .configs
+        .iter()
+        .map(|c| ResolvedConfig::resolve(&bundle, c, 0))
+        .collect::<Result<_, _>>()?;
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); cfgs.len()];
+    let budget = Duration::from_secs_f64(args.seconds.max(0.05));
+    for round in 0..=args.rounds {
+        for (i, cfg) in cfgs.iter().enumerate() {
+            let (start, mut images, mut k) = (Instant::now(), 0usize, 0usize);
+            while start.elapsed() < budget {
+                let off = (k % 8) * n * per;
+                run_batch(&bundle, &mut be, cfg, &x[off..off + n * per], n)?;
+                images += n;
+                k += 1;
+            }
+            // Round 0 warms every configuration up and is not counted.
+            if round > 0 {
+                rates[i].push(images as f64 / start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let meds: Vec<f64> = rates.iter_mut().map(median).collect();
+    let full_idx =
+        bundle.configs.configs.iter().rposition(|c| c.exits.is_empty()).context("no full config")?;
+    let full_rate = meds[full_idx];
+    println!(
+        "batch {n}, {} threads, median of {} rounds of {:.1} s",
+        be_threads(args),
+        args.rounds,
+        args.seconds
+    );
+    println!(
+        "{:<8} {:>10} {:>12} {:>10} {:>10} {:>9}",
+        "config", "img/s", "ms/image", "latency", "MACs", "ideal"
+    );
+    let mut rows = Vec::new();
+    for (i, c) in bundle.configs.configs.iter_mut().enumerate() {
+        let ratio = full_rate / meds[i];
+        let macs = c.macs_ratio.unwrap_or(f64::NAN);
+        println!(
+            "{:<8} {:>10.1} {:>12.4} {:>10.3} {:>10.3} {:>8.0}%",
+            c.id,
+            meds[i],
+            1e3 / meds[i],
+            ratio,
+            macs,
+            100.0 * (meds[i] / full_rate) * macs
+        );
+        rows.push(json!({"id": c.id, "img_per_s": meds[i], "runs": rates[i], "latency_ratio": ratio, "macs_ratio": c.macs_ratio}));
+        c.latency_ratio = Some((ratio * 1e4).round() / 1e4);
+    }
+    println!("('ideal' = measured speed-up over the full model as a share of 1 / MACs ratio)");
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&json!({"batch": n, "configs": rows}))?)?;
+    }
+    if args.write {
+        let path = args.model.join("configs.json");
+        let mut text = serde_json::to_string_pretty(&bundle.configs)?;
+        text.push('\n');
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("latency ratios written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn be_threads(args: &BenchArgs) -> usize {
+    args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
