@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo test --workspace -- --include-ignored
+cargo test --workspace --no-fail-fast -- --include-ignored
 # The kernel crate tests every ISA explicitly; this also covers the process-wide override.
 DYCE_KERNELS=portable cargo test -p dyce-runtime --test fast_backend
 python3 -m pytest -q -p no:cacheprovider scripts/

@@ -12,7 +12,7 @@ use dyce_runtime::model::store::TensorStore;
 use dyce_runtime::model::{BackboneSpec, ResNet};
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/onnx_resnet.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/onnx_resnet.py")
 }
 
 /// Logits of the folded backbone through the engine's backend path (stem, blocks, pool, fc).
