@@ -11,8 +11,6 @@ const WEIGHT_BUDGET_BYTES: usize = 192 * 1024;
 /// chunks, and the size each chunk aims for (about half of a 32 KiB L1d).
 const K_SPLIT_BYTES: usize = 48 * 1024;
 const K_CHUNK_BYTES: usize = 16 * 1024;
-/// Target pixels per virtual row for flattened 1x1 convolutions.
-const FLAT_ROW: usize = 48;
 /// Below this many multiply-accumulates a convolution runs on the calling thread.
 const SERIAL_MACS: usize = 200_000;
 /// Tasks per thread: enough slack for work stealing without tiny tasks.
@@ -35,12 +33,11 @@ fn ngroups_of(coutb: usize) -> usize {
 
 /// Band height for band-major order when one band of input rows is bigger than a group's
 /// weights (small cin, many output channels), else 0 (group-major).
-fn band_rows(cinb: usize, s: &super::ConvSpec, iw: usize, vw: usize, ngroups: usize) -> usize {
+fn band_rows(cinb: usize, s: &super::ConvSpec, iw: usize, ow: usize, ngroups: usize) -> usize {
     let group_bytes = cinb * s.kh * s.kw * CB * CB * 2 * 4;
-    let flat = s.kh == 1 && s.kw == 1 && s.stride == 1 && s.pad == 0;
     // Narrow images keep MAX_NP-row bands so border columns still form wide column tiles.
-    let band = if flat || vw > 16 { 1 } else { MAX_NP };
-    let row_px = if flat { vw } else { iw * (s.kh + (band - 1) * s.stride) / band };
+    let band = if ow > 16 { 1 } else { MAX_NP };
+    let row_px = iw * (s.kh + (band - 1) * s.stride) / band;
     let band_input_bytes = row_px * band * cinb * CB * 4;
     if ngroups > 1 && band_input_bytes > group_bytes {
         band
@@ -62,8 +59,7 @@ impl SharedMut {
     }
 }
 
-/// Per-call geometry resolved once; rows are "virtual" so a 1x1/s1/p0 convolution can treat
-/// the whole plane as rows of ~48 pixels instead of short image rows.
+/// Per-call geometry resolved once.
 struct Plan {
     ih: usize,
     iw: usize,
@@ -72,9 +68,7 @@ struct Plan {
     kw: usize,
     stride: usize,
     pad: usize,
-    flat: bool,
     plane: usize,
-    vw: usize,
     /// Interior output columns `[x_lo, x_hi)` whose window needs no clipping.
     x_lo: usize,
     x_hi: usize,
@@ -124,14 +118,7 @@ fn run_strided(
     let (_, _, oh, ow) = out.shape();
     let (n, img0) = (imgs.len(), imgs.start);
     let (ih, iw) = (input.h(), input.w());
-    let flat = s.kh == 1 && s.kw == 1 && s.stride == 1 && s.pad == 0;
-    let (vrows, vw) = if flat {
-        let hw = oh * ow;
-        let rows = hw.div_ceil(FLAT_ROW);
-        (rows, hw.div_ceil(rows))
-    } else {
-        (oh, ow)
-    };
+    let vrows = oh;
     // ox is interior when ox*s >= pad and ox*s - pad + kw <= iw.
     let x_lo = s.pad.div_ceil(s.stride).min(ow);
     let x_hi = if iw + s.pad >= s.kw { ((iw + s.pad - s.kw) / s.stride + 1).min(ow) } else { 0 }.max(x_lo);
@@ -145,9 +132,7 @@ fn run_strided(
         kw: s.kw,
         stride: s.stride,
         pad: s.pad,
-        flat,
         plane: oh * ow * CB,
-        vw,
         x_lo,
         x_hi,
         y_lo,
@@ -155,7 +140,7 @@ fn run_strided(
         cinb: input.cblocks(),
         cin_last: s.cin - (input.cblocks() - 1) * CB,
         kc: k_chunk(input.cblocks(), s.kh * s.kw),
-        band: band_rows(input.cblocks(), &s, iw, vw, ngroups_of(out.cblocks())),
+        band: band_rows(input.cblocks(), &s, iw, ow, ngroups_of(out.cblocks())),
         coutb: out.cblocks(),
         in_img: input.image_len(),
         out_img: out.image_len(),
@@ -290,18 +275,6 @@ impl Ctx<'_> {
         let w_base = ob * w_ob_stride;
         let o_base = ob * p.plane;
         let taps = CB * CB;
-        if p.flat {
-            for r in rows {
-                let start = r * p.vw;
-                let width = p.vw.min(p.plane / CB - start);
-                let offsets = |ox: usize| {
-                    let px = (start + ox) * CB;
-                    (px, w_base, o_base + px)
-                };
-                self.tiles(&mut args, no, 0..width, offsets);
-            }
-            return;
-        }
         // Rows whose kernel window is not clipped vertically: their border pixels are done
         // below as column tiles (wide tiles instead of latency-bound single pixels).
         let full_rows = p.y_lo.max(rows.start)..p.y_hi.min(rows.end).max(p.y_lo.max(rows.start));
