@@ -53,6 +53,23 @@ pub struct CalibrateArgs {
     /// Most configurations to ship.
     #[arg(long, env = "DYCE_K_MAX", default_value_t = 16)]
     k_max: usize,
+    /// Only rewrite REPORT.md and the plot of the bundle at --out from its calibration.json
+    /// (keeps the report's "Reproduce" line).
+    #[arg(long, env = "DYCE_REPORT_ONLY")]
+    report_only: bool,
+}
+
+fn rerender(out: &std::path::Path) -> Result<()> {
+    let json = out.join("calibration.json");
+    let rep: dyce_runtime::calibrate::pipeline::CalibrationReport = serde_json::from_str(
+        &std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?,
+    )
+    .with_context(|| format!("parsing {}", json.display()))?;
+    let old = std::fs::read_to_string(out.join("REPORT.md")).unwrap_or_default();
+    let extra = old.lines().find(|l| l.starts_with("Reproduce:")).map_or(String::new(), |l| format!("{l}\n"));
+    report::write(&rep, &extra, out).context("writing the report")?;
+    println!("{} rewritten", out.join("REPORT.md").display());
+    Ok(())
 }
 
 fn git_commit() -> String {
@@ -66,6 +83,9 @@ fn git_commit() -> String {
 
 /// Runs `dyce calibrate`.
 pub fn run(args: &CalibrateArgs) -> Result<()> {
+    if args.report_only {
+        return rerender(&args.out);
+    }
     let start = Instant::now();
     let train_json = args.train_dir.join("train.json");
     let train: serde_json::Value = serde_json::from_str(

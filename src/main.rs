@@ -3,9 +3,12 @@
 mod bench;
 mod bench_backbone;
 mod calibrate;
+mod control;
 mod inspect;
+mod load;
 mod serve;
 mod train;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +34,14 @@ enum Command {
     Train(train::TrainArgs),
     /// Train exits on a trained backbone, search configurations, write the bundle and report.
     Calibrate(calibrate::CalibrateArgs),
+    /// Steer runtimes by an SLO policy (`simulate`: against simulated runtimes).
+    Control(control::ControlArgs),
+    /// Check a policy file or print the policy JSON schema.
+    Policy(control::PolicyArgs),
+    /// A runtime with the embedded model and a controller with the default policy, on loopback.
+    Up(up::UpArgs),
+    /// Offer open-loop OIP v2 load of labelled Fashion-MNIST images; measure latency and accuracy.
+    Load(load::LoadArgs),
 }
 
 fn main() {
@@ -48,6 +59,10 @@ fn main() {
         Command::BenchBackbone(args) => bench_backbone::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Calibrate(args) => calibrate::run(&args),
+        Command::Control(args) => control::run(&args),
+        Command::Policy(args) => control::policy(&args),
+        Command::Up(args) => up::run(&args),
+        Command::Load(args) => load::run(&args),
     };
     if let Err(e) = result {
         // One line, the whole cause chain: what a user needs to fix the input.

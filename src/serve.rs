@@ -1,7 +1,7 @@
 //! `dyce serve`: the runtime sidecar.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -45,7 +45,8 @@ pub struct ServeArgs {
     pub initial_config: Option<String>,
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -64,63 +65,86 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: refusing new connections, finishing queued work");
 }
 
+/// The bundle at `dir`, or the embedded default model.
+pub fn load_bundle(dir: Option<&Path>) -> Result<Bundle> {
+    match dir {
+        Some(dir) => Bundle::load(dir).with_context(|| format!("loading bundle {}", dir.display())),
+        None => Bundle::embedded().context("loading the embedded default model"),
+    }
+}
+
+/// Reads a bearer token file (trimmed; empty is an error).
+pub fn read_token(path: Option<&Path>) -> Result<Option<String>> {
+    let Some(p) = path else { return Ok(None) };
+    let t =
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?.trim().to_string();
+    if t.is_empty() {
+        bail!("{} is empty", p.display());
+    }
+    Ok(Some(t))
+}
+
+impl ServeArgs {
+    /// The runtime settings these flags describe, checked.
+    pub fn config(&self) -> Result<ServeConfig> {
+        let token = read_token(self.admin_token_file.as_deref())?;
+        if token.is_none() && !self.admin_addr.ip().is_loopback() {
+            bail!("the admin port {} is not loopback: give --admin-token-file to expose it", self.admin_addr);
+        }
+        if !(self.load_window > 0.0 && self.load_window.is_finite()) {
+            bail!("--load-window must be a positive number of seconds");
+        }
+        Ok(ServeConfig {
+            max_batch: self.max_batch,
+            max_queued: self.max_queue,
+            threads: self.threads,
+            admin_token: token,
+            load_window: Duration::from_secs_f64(self.load_window),
+            max_body_bytes: self.max_body_bytes,
+            initial_config: self.initial_config.clone(),
+        })
+    }
+}
+
+/// Serves `bundle` on the two listeners until `shutdown`, then drains and stops the model
+/// thread. Prints one JSON line with the bound addresses (tests and scripts bind port 0).
+pub async fn serve_on(
+    bundle: Bundle,
+    cfg: ServeConfig,
+    data: tokio::net::TcpListener,
+    admin: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (rt, model_thread) = server::start(bundle, &cfg)?;
+    let (d, a) = (data.local_addr()?, admin.local_addr()?);
+    tracing::info!(data = %d, admin = %a, model = %rt.bundle.manifest.name, "listening");
+    println!("{}", serde_json::json!({"data": d.to_string(), "admin": a.to_string()}));
+    let warm = rt.clone();
+    let max_batch = cfg.max_batch;
+    tokio::spawn(async move {
+        match server::warm_up(&warm, max_batch).await {
+            Ok(()) => tracing::info!("ready"),
+            Err(e) => tracing::error!(error = %e, "warm-up failed"),
+        }
+    });
+    server::serve(rt, data, admin, shutdown).await?;
+    let _ = tokio::task::spawn_blocking(move || model_thread.join()).await;
+    Ok(())
+}
+
+/// Binds an address, naming it on failure.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))
+}
+
 /// Runs `dyce serve` until SIGTERM or Ctrl-C.
 pub fn run(args: &ServeArgs) -> Result<()> {
-    let Some(dir) = &args.model else {
-        bail!("no model: pass --model DIR (the embedded default model lands with the calibration issue)");
-    };
-    let bundle = Bundle::load(dir).with_context(|| format!("loading bundle {}", dir.display()))?;
-    let token = match &args.admin_token_file {
-        Some(p) => {
-            let t = std::fs::read_to_string(p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .trim()
-                .to_string();
-            if t.is_empty() {
-                bail!("{} is empty", p.display());
-            }
-            Some(t)
-        }
-        None => None,
-    };
-    if token.is_none() && !args.admin_addr.ip().is_loopback() {
-        bail!("the admin port {} is not loopback: give --admin-token-file to expose it", args.admin_addr);
-    }
-    if !(args.load_window > 0.0 && args.load_window.is_finite()) {
-        bail!("--load-window must be a positive number of seconds");
-    }
-    let cfg = ServeConfig {
-        max_batch: args.max_batch,
-        max_queued: args.max_queue,
-        threads: args.threads,
-        admin_token: token,
-        load_window: Duration::from_secs_f64(args.load_window),
-        max_body_bytes: args.max_body_bytes,
-        initial_config: args.initial_config.clone(),
-    };
+    let bundle = load_bundle(args.model.as_deref())?;
+    let cfg = args.config()?;
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     tokio.block_on(async move {
-        let (rt, model_thread) = server::start(bundle, &cfg)?;
-        let data = tokio::net::TcpListener::bind(args.data_addr)
-            .await
-            .with_context(|| format!("binding {}", args.data_addr))?;
-        let admin = tokio::net::TcpListener::bind(args.admin_addr)
-            .await
-            .with_context(|| format!("binding {}", args.admin_addr))?;
-        let (d, a) = (data.local_addr()?, admin.local_addr()?);
-        tracing::info!(data = %d, admin = %a, model = %rt.bundle.manifest.name, "listening");
-        // One machine-readable line, so scripts and tests that bind port 0 learn the ports.
-        println!("{}", serde_json::json!({"data": d.to_string(), "admin": a.to_string()}));
-        let warm = rt.clone();
-        let max_batch = cfg.max_batch;
-        tokio::spawn(async move {
-            match server::warm_up(&warm, max_batch).await {
-                Ok(()) => tracing::info!("ready"),
-                Err(e) => tracing::error!(error = %e, "warm-up failed"),
-            }
-        });
-        server::serve(rt, data, admin, shutdown_signal()).await?;
-        let _ = tokio::task::spawn_blocking(move || model_thread.join()).await;
-        anyhow::Ok(())
+        let data = bind(args.data_addr).await?;
+        let admin = bind(args.admin_addr).await?;
+        serve_on(bundle, cfg, data, admin, shutdown_signal()).await
     })
 }

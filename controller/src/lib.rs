@@ -1,5 +1,17 @@
-//! dyce controller: SLO policies, signal collection, the pure control law and actuation.
+//! dyce controller: SLO policies, signal collection, the pure control law, actuation, a
+//! simulator of batching runtimes, and the local control loop.
 //!
 //! The controller sees runtimes only through `dyce-api` types over HTTP; it never links candle.
+
+pub mod actuate;
+pub mod client;
+pub mod ladder;
+pub mod law;
+pub mod local;
+pub mod metrics;
+pub mod policy;
+pub mod policy_loop;
+pub mod signals;
+pub mod sim;
 
 pub use dyce_api as api;

@@ -1,13 +1,14 @@
-//! Requests and answers of the runtime's admin port.
+//! Requests and answers of the runtime's admin port, and the error body of both ports.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::ConfigEntry;
 
 /// The configuration a runtime is running (`GET /v1/config`, answer of `PUT /v1/config`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveConfig {
     /// Config id.
@@ -17,7 +18,7 @@ pub struct ActiveConfig {
 }
 
 /// `PUT /v1/config`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchRequest {
     /// Config id to switch to.
@@ -28,7 +29,7 @@ pub struct SwitchRequest {
 }
 
 /// `GET /v1/configs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigsView {
     /// Served model name (`/v2/models/{model}`).
@@ -40,7 +41,7 @@ pub struct ConfigsView {
 }
 
 /// Latency quantiles over the window, in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quantiles {
     /// Median.
@@ -52,7 +53,7 @@ pub struct Quantiles {
 }
 
 /// `GET /v1/load`: what the controller steers by.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadReport {
     /// Length of the window the rates and quantiles cover.
@@ -73,12 +74,28 @@ pub struct LoadReport {
     pub mean_batch_size: f64,
     /// The active configuration.
     pub active: ActiveConfig,
-    /// Measured compute seconds per image, by config id, for every config seen since start.
+    /// Measured compute seconds per image, by config id, for every config seen since start
+    /// (smoothed over batches of every size).
     pub compute_seconds_per_request: BTreeMap<String, f64>,
+    /// The same over batches of `max_batch_size` only: the cost per image at capacity.
+    #[serde(default)]
+    pub saturated_seconds_per_request: BTreeMap<String, f64>,
+    /// Images admitted since start (a poller takes rates over its own interval).
+    #[serde(default)]
+    pub arrivals_total: u64,
+    /// Images refused since start.
+    #[serde(default)]
+    pub shed_total: u64,
+    /// Images answered since start.
+    #[serde(default)]
+    pub completions_total: u64,
+    /// Largest batch the runtime forms.
+    #[serde(default)]
+    pub max_batch_size: usize,
 }
 
 /// Body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// What went wrong, for a person.
     pub error: String,

@@ -1,12 +1,13 @@
 //! The configuration table: which exits are enabled, at which thresholds, and what that costs.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Id of the configuration with no exits enabled (the unchanged base model).
 pub const FULL_CONFIG_ID: &str = "full";
 
 /// One enabled exit of a configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExitChoice {
     /// Candidate position (residual block index in execution order, 0-based).
@@ -19,7 +20,7 @@ pub struct ExitChoice {
 }
 
 /// One configuration of the table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigEntry {
     /// Stable identifier, used by `PUT /v1/config`.
@@ -39,7 +40,7 @@ pub struct ConfigEntry {
 }
 
 /// The configuration table of a bundle, sorted from cheapest to richest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigTable {
     /// Model the table belongs to.

@@ -37,6 +37,7 @@
 mod arena;
 mod block;
 pub mod conv;
+mod dense;
 mod error;
 mod gather;
 pub mod isa;
@@ -47,6 +48,7 @@ pub mod tensor;
 pub use arena::Arena;
 pub use block::{BlockKind, ResBlock, Stem};
 pub use conv::{ConvSpec, PackedConv};
+pub use dense::PackedDense;
 pub use error::KernelError;
 pub use gather::gather_batch;
 pub use isa::{available_isas, detect_isa, isa_available, parse_isa_override, Isa};

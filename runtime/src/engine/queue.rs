@@ -94,10 +94,16 @@ pub struct ModelQueue {
     permits: Arc<Semaphore>,
     limit: usize,
     per_image: usize,
+    max_batch: usize,
     running: Arc<AtomicUsize>,
 }
 
 impl ModelQueue {
+    /// Most images per batch.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
     /// Images admitted and not yet answered (queued or in the running batch).
     pub fn depth(&self) -> usize {
         self.limit - self.permits.available_permits()
@@ -176,6 +182,7 @@ pub fn spawn<B: Backend + Send + 'static>(
         permits: Arc::new(Semaphore::new(cfg.max_queued)),
         limit: cfg.max_queued,
         per_image,
+        max_batch: cfg.max_batch,
         running: running.clone(),
     };
     let handle = std::thread::Builder::new()

@@ -1,8 +1,10 @@
-//! Small dense layers on pooled features, in plain Rust.
+//! Small dense layers on pooled features: the exit heads and the final `fc`.
 //!
-//! Exit heads and the final `fc` see one feature vector per sample (≤ 2048 values), so a dense
-//! dot-product loop is a fraction of a percent of the backbone's cost and keeps them independent
-//! of any tensor library.
+//! They run on dyce-kernels' packed dense kernel: a plain dot product per (sample, output)
+//! re-read the weights for every sample and made the heads of a cheap configuration cost as much
+//! as the backbone blocks they saved.
+
+use dyce_kernels::PackedDense;
 
 /// A dense layer `y = W x + b` with `W` stored row-major as `[out][in]` (PyTorch's layout).
 #[derive(Debug, Clone, PartialEq)]
@@ -15,35 +17,24 @@ pub struct Linear {
     pub weight: Vec<f32>,
     /// Bias, `outputs`.
     pub bias: Vec<f32>,
+    packed: PackedDense,
 }
 
 impl Linear {
+    /// A layer from PyTorch-layout weights; panics if the sizes disagree (callers check shapes
+    /// when loading).
+    pub fn new(inputs: usize, outputs: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
+        let packed =
+            PackedDense::new(inputs, outputs, &weight, &bias).expect("weight and bias sizes checked");
+        Self { inputs, outputs, weight, bias, packed }
+    }
+
     /// Applies the layer to `n` rows of `x` (`n × inputs`), optionally followed by ReLU.
     pub fn forward(&self, x: &[f32], n: usize, relu: bool) -> Vec<f32> {
-        debug_assert_eq!(x.len(), n * self.inputs);
-        let mut out = Vec::with_capacity(n * self.outputs);
-        for row in x.chunks_exact(self.inputs) {
-            for (o, w) in self.weight.chunks_exact(self.inputs).enumerate() {
-                let v = dot(row, w) + self.bias[o];
-                out.push(if relu { v.max(0.0) } else { v });
-            }
-        }
+        let mut out = Vec::new();
+        self.packed.forward(x, n, relu, &mut out);
         out
     }
-}
-
-/// Dot product with eight independent accumulators so that LLVM vectorises it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Softmax of each `classes`-wide row, in place.
@@ -78,17 +69,10 @@ mod tests {
 
     #[test]
     fn linear_matches_hand_computation() {
-        let l =
-            Linear { inputs: 3, outputs: 2, weight: vec![1., 2., 3., -1., 0., 1.], bias: vec![0.5, -10.] };
+        let l = Linear::new(3, 2, vec![1., 2., 3., -1., 0., 1.], vec![0.5, -10.]);
         let y = l.forward(&[1., 1., 1., 2., 0., 0.], 2, false);
         assert_eq!(y, vec![6.5, -10., 2.5, -12.]);
         assert_eq!(l.forward(&[1., 1., 1.], 1, true), vec![6.5, 0.]);
-    }
-
-    #[test]
-    fn dot_handles_tails() {
-        let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
-        assert_eq!(dot(&a, &a), (0..19).map(|i| (i * i) as f32).sum::<f32>());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Models: staged ResNet backbones, exit heads, MACs, and the on-disk bundle.
 
 pub mod bundle;
+pub mod embedded;
 pub mod exits;
 pub mod linear;
 pub mod macs;

@@ -68,12 +68,9 @@ pub fn load_linear(
     inputs: usize,
     outputs: usize,
 ) -> Result<Linear, ModelError> {
-    Ok(Linear {
-        inputs,
-        outputs,
-        weight: store.get(&format!("{prefix}.weight"), &[outputs, inputs])?,
-        bias: store.get(&format!("{prefix}.bias"), &[outputs])?,
-    })
+    let weight = store.get(&format!("{prefix}.weight"), &[outputs, inputs])?;
+    let bias = store.get(&format!("{prefix}.bias"), &[outputs])?;
+    Ok(Linear::new(inputs, outputs, weight, bias))
 }
 
 fn load_block(store: &TensorStore, b: &BlockLayout) -> Result<FoldedBlock, ModelError> {

@@ -26,6 +26,13 @@ impl TensorStore {
         Ok(Self { tensors })
     }
 
+    /// Reads safetensors bytes (an embedded checkpoint); `origin` names them in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Self, ModelError> {
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+            .map_err(|e| ModelError::Io { path: origin.to_path_buf(), reason: e.to_string() })?;
+        Ok(Self { tensors })
+    }
+
     /// Names present in the checkpoint.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)

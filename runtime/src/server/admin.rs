@@ -12,6 +12,7 @@ use axum::Json;
 use dyce_api::{ActiveConfig, ConfigsView, LoadReport, SwitchRequest};
 
 use super::error::ApiError;
+use super::openapi::{BadRequest, Conflict, NotFound, Unauthorized};
 use super::Runtime;
 
 /// Requires `Authorization: Bearer <token>` when a token is configured.
@@ -38,7 +39,16 @@ fn active(rt: &Runtime) -> ActiveConfig {
     ActiveConfig { id: c.id.clone(), generation: c.generation }
 }
 
-/// `GET /v1/configs`.
+/// `GET /v1/configs`: the configuration table and the active config.
+#[utoipa::path(
+    get,
+    path = "/v1/configs",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The table, cheapest first, and the active config.", body = ConfigsView),
+        (status = 401, response = Unauthorized)
+    )
+)]
 pub async fn configs(State(rt): State<Arc<Runtime>>) -> Json<ConfigsView> {
     Json(ConfigsView {
         model: rt.bundle.manifest.name.clone(),
@@ -47,12 +57,38 @@ pub async fn configs(State(rt): State<Arc<Runtime>>) -> Json<ConfigsView> {
     })
 }
 
-/// `GET /v1/config`.
+/// `GET /v1/config`: the active config.
+#[utoipa::path(
+    get,
+    path = "/v1/config",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The active config.", body = ActiveConfig),
+        (status = 401, response = Unauthorized)
+    )
+)]
 pub async fn get_config(State(rt): State<Arc<Runtime>>) -> Json<ActiveConfig> {
     Json(active(&rt))
 }
 
 /// `PUT /v1/config`: 404 for an unknown id, 409 for a stale generation.
+#[utoipa::path(
+    put,
+    path = "/v1/config",
+    tag = "admin",
+    request_body(
+        content = SwitchRequest,
+        description = "Config to switch to; `generation` is a fencing token (default: active + 1)."
+    ),
+    responses(
+        (status = 200, description = "The new active config (batches in flight finish on the old one).",
+            body = ActiveConfig),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict)
+    )
+)]
 pub async fn put_config(
     State(rt): State<Arc<Runtime>>,
     body: Result<Bytes, BytesRejection>,
@@ -69,7 +105,16 @@ pub async fn put_config(
     Ok(Json(ActiveConfig { id: now.id.clone(), generation: now.generation }))
 }
 
-/// `GET /v1/load`.
+/// `GET /v1/load`: load statistics over the window, what the controller steers by.
+#[utoipa::path(
+    get,
+    path = "/v1/load",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Window statistics (`--load-window`).", body = LoadReport),
+        (status = 401, response = Unauthorized)
+    )
+)]
 pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
     let s = rt.load.snapshot();
     Json(LoadReport {
@@ -83,10 +128,25 @@ pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
         mean_batch_size: s.mean_batch,
         active: active(&rt),
         compute_seconds_per_request: s.compute,
+        saturated_seconds_per_request: s.saturated,
+        arrivals_total: s.totals.arrivals,
+        shed_total: s.totals.shed,
+        completions_total: s.totals.completions,
+        max_batch_size: rt.queue.max_batch(),
     })
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus metrics in OpenMetrics text.", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, response = Unauthorized)
+    )
+)]
 pub async fn metrics(State(rt): State<Arc<Runtime>>) -> impl IntoResponse {
     rt.metrics.queue_depth.set(rt.queue.depth() as i64);
     rt.metrics.in_flight.set(rt.queue.in_flight() as i64);

@@ -5,9 +5,11 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::oip_types::{InferOutput, OutputParams};
 
 /// Header naming the JSON part's length.
 pub const HEADER: &str = "inference-header-content-length";
@@ -69,30 +71,30 @@ pub enum Tensor {
 }
 
 impl Tensor {
-    /// The output's JSON; with `blob`, its data is appended there in binary instead.
-    pub fn to_json(&self, name: &str, blob: Option<&mut Vec<u8>>) -> Value {
-        let (datatype, shape, data, bytes): (&str, &Vec<usize>, Value, Vec<u8>) = match self {
+    /// The output as sent; with `blob`, its data is appended there in binary instead.
+    pub fn to_output(&self, name: &str, blob: Option<&mut Vec<u8>>) -> InferOutput {
+        let (datatype, shape, data, bytes): (&'static str, &Vec<usize>, Value, Vec<u8>) = match self {
             Tensor::F32(s, v) => ("FP32", s, json!(v), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             Tensor::I64(s, v) => ("INT64", s, json!(v), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             Tensor::I32(s, v) => ("INT32", s, json!(v), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         };
-        match blob {
+        let (data, parameters) = match blob {
             Some(b) => {
-                let size = bytes.len();
                 b.extend_from_slice(&bytes);
-                json!({"name": name, "datatype": datatype, "shape": shape, "parameters": {"binary_data_size": size}})
+                (None, Some(OutputParams { binary_data_size: bytes.len() }))
             }
-            None => json!({"name": name, "datatype": datatype, "shape": shape, "data": data}),
-        }
+            None => (Some(data), None),
+        };
+        InferOutput { name: name.to_string(), datatype, shape: shape.clone(), data, parameters }
     }
 }
 
 /// A JSON response, or JSON header + binary tail when any output went binary.
-pub fn response(json: Value, blob: Vec<u8>) -> Response {
+pub fn response(body: &impl Serialize, blob: Vec<u8>) -> Response {
     if blob.is_empty() {
-        return Json(json).into_response();
+        return Json(body).into_response();
     }
-    let mut head = serde_json::to_vec(&json).unwrap_or_default();
+    let mut head = serde_json::to_vec(body).unwrap_or_default();
     let n = head.len();
     head.extend_from_slice(&blob);
     let mut resp = Response::new(Body::from(head));

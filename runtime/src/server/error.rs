@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dyce_api::ErrorBody;
 
+use super::classify::ImageInputError;
 use crate::engine::queue::SubmitError;
 use crate::engine::EngineError;
 
@@ -64,6 +65,20 @@ impl From<SubmitError> for ApiError {
             SubmitError::Stopped => ApiError::Unavailable(e.to_string()),
             SubmitError::Engine(EngineError::InputSize { .. }) => ApiError::BadRequest(e.to_string()),
             SubmitError::Engine(inner) => ApiError::Internal(inner.to_string()),
+        }
+    }
+}
+
+impl From<ImageInputError> for ApiError {
+    fn from(e: ImageInputError) -> Self {
+        match e {
+            ImageInputError::TooManyPixels { .. } | ImageInputError::DecoderLimit { .. } => {
+                ApiError::TooLarge(e.to_string())
+            }
+            ImageInputError::Empty
+            | ImageInputError::NotAnImage
+            | ImageInputError::Undecodable { .. }
+            | ImageInputError::Channels(_) => ApiError::BadRequest(e.to_string()),
         }
     }
 }

@@ -21,11 +21,27 @@ struct Inner {
     buckets: VecDeque<(Instant, Bucket)>,
     // Exponentially weighted compute seconds per image, by config id.
     compute: BTreeMap<String, f64>,
+    // The same, over full batches only: the per-image cost at capacity.
+    saturated: BTreeMap<String, f64>,
+    // Counters since start, so a poller can take rates over its own interval.
+    totals: Totals,
+}
+
+/// Counters since the runtime started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Images admitted.
+    pub arrivals: u64,
+    /// Images refused.
+    pub shed: u64,
+    /// Images answered.
+    pub completions: u64,
 }
 
 /// Rates and latency quantiles over the last `window`.
 pub struct LoadWindow {
     window: Duration,
+    max_batch: usize,
     resolution: Duration,
     inner: Mutex<Inner>,
 }
@@ -47,6 +63,10 @@ pub struct LoadSnapshot {
     pub mean_batch: f64,
     /// Compute seconds per image by config.
     pub compute: BTreeMap<String, f64>,
+    /// Compute seconds per image by config, over batches of the largest size only.
+    pub saturated: BTreeMap<String, f64>,
+    /// Counters since start.
+    pub totals: Totals,
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -55,16 +75,23 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 impl LoadWindow {
-    /// A window of `window`, kept in 100 ms buckets.
-    pub fn new(window: Duration) -> Self {
+    /// A window of `window`, kept in 100 ms buckets; `max_batch` marks the batches whose cost
+    /// is the cost at capacity.
+    pub fn new(window: Duration, max_batch: usize) -> Self {
         Self {
             window,
+            max_batch: max_batch.max(1),
             resolution: Duration::from_millis(100),
-            inner: Mutex::new(Inner { buckets: VecDeque::new(), compute: BTreeMap::new() }),
+            inner: Mutex::new(Inner {
+                buckets: VecDeque::new(),
+                compute: BTreeMap::new(),
+                saturated: BTreeMap::new(),
+                totals: Totals::default(),
+            }),
         }
     }
 
-    fn with_bucket(&self, f: impl FnOnce(&mut Bucket)) {
+    fn with_bucket(&self, f: impl FnOnce(&mut Bucket, &mut Totals)) {
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = inner.buckets.back().is_none_or(|(t, _)| now.duration_since(*t) >= self.resolution);
@@ -74,30 +101,38 @@ impl LoadWindow {
         while inner.buckets.front().is_some_and(|(t, _)| now.duration_since(*t) > self.window) {
             inner.buckets.pop_front();
         }
-        f(&mut inner.buckets.back_mut().expect("just pushed").1);
+        let Inner { buckets, totals, .. } = &mut *inner;
+        f(&mut buckets.back_mut().expect("just pushed").1, totals);
     }
 
     /// `n` images admitted.
     pub fn arrived(&self, n: usize) {
-        self.with_bucket(|b| b.arrivals += n as u64);
+        self.with_bucket(|b, t| {
+            b.arrivals += n as u64;
+            t.arrivals += n as u64;
+        });
     }
 
     /// `n` images refused.
     pub fn shed(&self, n: usize) {
-        self.with_bucket(|b| b.shed += n as u64);
+        self.with_bucket(|b, t| {
+            b.shed += n as u64;
+            t.shed += n as u64;
+        });
     }
 
     /// A request of `n` images answered after `latency` seconds.
     pub fn completed(&self, n: usize, latency: f64) {
-        self.with_bucket(|b| {
+        self.with_bucket(|b, t| {
             b.completions += n as u64;
+            t.completions += n as u64;
             b.latencies.push(latency);
         });
     }
 
     /// A batch of `images` on `config` took `seconds` of compute.
     pub fn batch(&self, config: &str, images: usize, seconds: f64) {
-        self.with_bucket(|b| {
+        self.with_bucket(|b, _| {
             b.batches += 1;
             b.batch_images += images as u64;
         });
@@ -108,6 +143,10 @@ impl LoadWindow {
             // swing the controller's predictions.
             let e = inner.compute.entry(config.to_string()).or_insert(per);
             *e = 0.8 * *e + 0.2 * per;
+            if images >= self.max_batch {
+                let e = inner.saturated.entry(config.to_string()).or_insert(per);
+                *e = 0.8 * *e + 0.2 * per;
+            }
         }
     }
 
@@ -142,6 +181,8 @@ impl LoadWindow {
             latency,
             mean_batch: if batches > 0.0 { sum(|b| b.batch_images) / batches } else { 0.0 },
             compute: inner.compute.clone(),
+            saturated: inner.saturated.clone(),
+            totals: inner.totals,
         }
     }
 }
@@ -152,7 +193,7 @@ mod tests {
 
     #[test]
     fn quantiles_and_rates() {
-        let w = LoadWindow::new(Duration::from_secs(10));
+        let w = LoadWindow::new(Duration::from_secs(10), 10);
         for i in 1..=100 {
             w.arrived(1);
             w.completed(1, i as f64 / 1000.0);
@@ -165,11 +206,16 @@ mod tests {
         assert!(s.arrivals > 0.0 && s.shed > 0.0);
         assert_eq!(s.mean_batch, 10.0);
         assert!((s.compute["full"] - 0.001).abs() < 1e-12);
+        assert!((s.saturated["full"] - 0.001).abs() < 1e-12);
+        w.batch("c1", 3, 0.01);
+        let s = w.snapshot();
+        assert!(s.compute.contains_key("c1") && !s.saturated.contains_key("c1"));
+        assert_eq!(s.totals, Totals { arrivals: 100, shed: 5, completions: 100 });
     }
 
     #[test]
     fn empty_window_has_no_latency() {
-        let s = LoadWindow::new(Duration::from_secs(1)).snapshot();
+        let s = LoadWindow::new(Duration::from_secs(1), 8).snapshot();
         assert_eq!(s.latency, None);
         assert_eq!(s.arrivals, 0.0);
     }

@@ -40,6 +40,14 @@ pub struct BuildLabel {
     pub version: String,
 }
 
+/// Latency buckets on a 1–2.5–5 series, so that every usual SLO threshold (10, 25, 50, 100 ms,
+/// ...) is a bucket boundary and the SLI "share answered within the threshold" is exact.
+pub const LATENCY_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Outcomes of `dyce_requests_total`, created at 0 on start so `rate()` sees the first event.
+pub const OUTCOMES: [&str; 5] = ["ok", "shed", "bad_request", "error", "cancelled"];
+
 /// Every runtime metric.
 pub struct Metrics {
     /// The registry `/metrics` encodes.
@@ -78,7 +86,7 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let seconds = || Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let seconds = || Histogram::new(LATENCY_BUCKETS.into_iter());
         let m = Self {
             requests: Family::default(),
             request_duration: seconds(),
@@ -151,6 +159,9 @@ impl Metrics {
         );
         let build = Info::new(BuildLabel { version: env!("CARGO_PKG_VERSION").into() });
         registry.register("dyce_build", "Build information", build);
+        for outcome in OUTCOMES {
+            m.requests.get_or_create(&OutcomeLabel { outcome });
+        }
         Self { registry, ..m }
     }
 

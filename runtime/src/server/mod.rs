@@ -1,11 +1,16 @@
-//! HTTP serving: the data port (OIP v2) and the admin port (configs, switches, load, metrics).
+//! HTTP serving: the data port (OIP v2, image classification) and the admin port (configs,
+//! switches, load, metrics), each with its OpenAPI document.
 
 pub mod admin;
 pub mod binary;
+pub mod classify;
 pub mod error;
 pub mod load;
 pub mod metrics;
 pub mod oip;
+pub mod oip_types;
+pub mod openapi;
+pub mod submit;
 
 use std::future::{Future, IntoFuture};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,8 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::engine::queue::{self, BatchObserver, ModelQueue, QueueConfig};
 use crate::engine::{default_pool, ConfigSwitch, EngineError, FastBackend, SampleResult};
@@ -139,7 +146,7 @@ pub fn start(
     let initial = cfg.initial_config.clone().unwrap_or_else(|| dyce_api::FULL_CONFIG_ID.to_string());
     let switch = Arc::new(ConfigSwitch::new(bundle.clone(), &initial)?);
     let backend = FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(cfg.threads)?)?;
-    let load = Arc::new(LoadWindow::new(cfg.load_window));
+    let load = Arc::new(LoadWindow::new(cfg.load_window, cfg.max_batch));
     let metrics = Arc::new(Metrics::new());
     let observer = Arc::new(Observer { load: load.clone(), metrics: metrics.clone() });
     let qcfg =
@@ -165,7 +172,9 @@ pub async fn warm_up(rt: &Runtime, max_batch: usize) -> Result<(), ServeError> {
     let per = rt.queue.per_image();
     let mut sizes: Vec<usize> =
         std::iter::successors(Some(1usize), |b| Some(b * 2)).take_while(|&b| b < max_batch).collect();
-    sizes.push(max_batch.max(1));
+    // Three full batches seed the cost-at-capacity estimate of /v1/load, so a controller has a
+    // measured capacity before the first burst.
+    sizes.extend([max_batch.max(1); 3]);
     for b in sizes {
         rt.queue
             .infer(vec![0.0; b * per], b)
@@ -176,29 +185,45 @@ pub async fn warm_up(rt: &Runtime, max_batch: usize) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// The data port: OIP v2 only; never the admin API.
+/// The data port's routes and their document. Every route is added with `routes!`, which takes
+/// the path and method from the handler's `#[utoipa::path]`: serving a route means documenting it.
+fn data_routes() -> OpenApiRouter<Arc<Runtime>> {
+    OpenApiRouter::with_openapi(openapi::DataDoc::openapi())
+        .routes(routes!(oip::server_meta))
+        .routes(routes!(oip::live))
+        .routes(routes!(oip::ready))
+        .routes(routes!(oip::model_meta))
+        .routes(routes!(oip::model_ready))
+        .routes(routes!(oip::infer))
+        .routes(routes!(classify::classify))
+        .routes(routes!(openapi::data_openapi))
+}
+
+/// The admin port's routes and their document (the bearer check is added by `admin_router`).
+fn admin_routes() -> OpenApiRouter<Arc<Runtime>> {
+    OpenApiRouter::with_openapi(openapi::AdminDoc::openapi())
+        .routes(routes!(admin::configs))
+        .routes(routes!(admin::get_config, admin::put_config))
+        .routes(routes!(admin::load))
+        .routes(routes!(admin::metrics))
+        .routes(routes!(openapi::admin_openapi))
+}
+
+/// The data port: OIP v2 and `/v1/classify`; never the admin API.
 pub fn data_router(rt: Arc<Runtime>) -> Router {
-    Router::new()
-        .route("/v2", get(oip::server_meta))
-        .route("/v2/health/live", get(oip::live))
-        .route("/v2/health/ready", get(oip::ready))
-        .route("/v2/models/{name}", get(oip::model_meta))
-        .route("/v2/models/{name}/ready", get(oip::model_ready))
-        .route("/v2/models/{name}/infer", post(oip::infer))
-        // oip::infer enforces the limit itself, to answer with a JSON 413.
+    let (router, _) = data_routes().split_for_parts();
+    router
+        // The inference routes enforce the limit themselves, to answer with a JSON 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(rt)
 }
 
-/// The admin port, behind the bearer-token check when one is configured.
+/// The admin port, every route (its document included) behind the bearer-token check when one
+/// is configured: one rule for the whole port is the easiest to audit, and the document is
+/// public anyway in docs/openapi-admin.json.
 pub fn admin_router(rt: Arc<Runtime>) -> Router {
-    Router::new()
-        .route("/v1/configs", get(admin::configs))
-        .route("/v1/config", get(admin::get_config).put(admin::put_config))
-        .route("/v1/load", get(admin::load))
-        .route("/metrics", get(admin::metrics))
-        .route_layer(axum::middleware::from_fn_with_state(rt.clone(), admin::auth))
-        .with_state(rt)
+    let (router, _) = admin_routes().split_for_parts();
+    router.route_layer(axum::middleware::from_fn_with_state(rt.clone(), admin::auth)).with_state(rt)
 }
 
 /// Serves both ports until `shutdown` resolves, then finishes in-flight requests.

@@ -8,60 +8,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::binary;
 use super::error::ApiError;
+use super::oip_types::*;
+use super::openapi::{BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable};
+use super::submit;
 use super::Runtime;
-
-/// Parameters of inputs, outputs and requests (the binary tensor data extension's).
-#[derive(Debug, Default, Deserialize)]
-struct TensorParams {
-    /// Bytes of this input's data that follow the JSON header.
-    #[serde(default)]
-    binary_data_size: Option<usize>,
-    /// Return this output as binary data.
-    #[serde(default)]
-    binary_data: Option<bool>,
-    /// Return every output as binary data (request level).
-    #[serde(default)]
-    binary_data_output: Option<bool>,
-}
-
-/// One input tensor of an infer request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InferInput {
-    name: String,
-    shape: Vec<i64>,
-    datatype: String,
-    #[serde(default)]
-    parameters: TensorParams,
-    #[serde(default)]
-    data: Option<Value>,
-}
-
-/// A requested output.
-#[derive(Debug, Deserialize)]
-struct RequestedOutput {
-    name: String,
-    #[serde(default)]
-    parameters: TensorParams,
-}
-
-/// `POST /v2/models/{name}/infer` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InferRequest {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    parameters: TensorParams,
-    inputs: Vec<InferInput>,
-    #[serde(default)]
-    outputs: Option<Vec<RequestedOutput>>,
-}
+use crate::model::InputSpec;
 
 /// Output names, in the order they are returned.
 pub const OUTPUTS: [&str; 4] = ["probabilities", "label", "confidence", "exit_position"];
@@ -74,17 +29,42 @@ fn check_model(rt: &Runtime, name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /v2`.
-pub async fn server_meta() -> Json<Value> {
-    Json(json!({"name": "dyce", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}))
+/// `GET /v2`: server metadata.
+#[utoipa::path(
+    get,
+    path = "/v2",
+    tag = "oip",
+    responses((status = 200, description = "Name, version, extensions.", body = ServerMetadata))
+)]
+pub async fn server_meta() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "dyce",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: vec!["binary_tensor_data"],
+    })
 }
 
 /// `GET /v2/health/live`: up as soon as the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/v2/health/live",
+    tag = "oip",
+    responses((status = 200, description = "The process serves HTTP (no body)."))
+)]
 pub async fn live() -> StatusCode {
     StatusCode::OK
 }
 
 /// `GET /v2/health/ready`: only after the model is loaded and warmed up.
+#[utoipa::path(
+    get,
+    path = "/v2/health/ready",
+    tag = "oip",
+    responses(
+        (status = 200, description = "Loaded and warmed up at every batch size (no body)."),
+        (status = 503, description = "Not ready yet (no body).")
+    )
+)]
 pub async fn ready(State(rt): State<Arc<Runtime>>) -> StatusCode {
     if rt.is_ready() {
         StatusCode::OK
@@ -93,7 +73,18 @@ pub async fn ready(State(rt): State<Arc<Runtime>>) -> StatusCode {
     }
 }
 
-/// `GET /v2/models/{name}/ready`.
+/// `GET /v2/models/{name}/ready`: whether the model is loaded and warmed up.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/ready",
+    tag = "oip",
+    params(("name" = String, Path, description = "The served model's name.")),
+    responses(
+        (status = 200, description = "Ready (no body)."),
+        (status = 503, description = "Not ready yet (no body)."),
+        (status = 404, response = NotFound)
+    )
+)]
 pub async fn model_ready(
     State(rt): State<Arc<Runtime>>,
     Path(name): Path<String>,
@@ -103,32 +94,47 @@ pub async fn model_ready(
 }
 
 /// `GET /v2/models/{name}`: what a generic v2 client needs to build a request.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}",
+    tag = "oip",
+    params(("name" = String, Path, description = "The served model's name.")),
+    responses(
+        (status = 200, description = "Input, outputs, labels, normalisation.", body = ModelMetadata),
+        (status = 404, response = NotFound)
+    )
+)]
 pub async fn model_meta(
     State(rt): State<Arc<Runtime>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelMetadata>, ApiError> {
     check_model(&rt, &name)?;
     let m = &rt.bundle.manifest;
-    let [c, h, w] = m.input.shape;
-    let classes = m.backbone.num_classes;
-    Ok(Json(json!({
-        "name": m.name,
-        "versions": ["1"],
-        "platform": "dyce",
-        "inputs": [{"name": "input", "datatype": "UINT8", "shape": [-1, c, h, w]}],
-        "outputs": [
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
-            {"name": "label", "datatype": "INT64", "shape": [-1]},
-            {"name": "confidence", "datatype": "FP32", "shape": [-1]},
-            {"name": "exit_position", "datatype": "INT32", "shape": [-1]},
+    let [c, h, w] = m.input.shape.map(|d| d as i64);
+    let classes = m.backbone.num_classes as i64;
+    let tensor = |name, datatype, shape| TensorMetadata { name, datatype, shape };
+    Ok(Json(ModelMetadata {
+        name: m.name.clone(),
+        versions: vec!["1"],
+        platform: "dyce",
+        inputs: vec![tensor("input", "UINT8", vec![-1, c, h, w])],
+        outputs: vec![
+            tensor("probabilities", "FP32", vec![-1, classes]),
+            tensor("label", "INT64", vec![-1]),
+            tensor("confidence", "FP32", vec![-1]),
+            tensor("exit_position", "INT32", vec![-1]),
         ],
-        "parameters": {
-            "accepted_datatypes": ["UINT8 (pixels 0-255)", "FP32 (pixels scaled to [0, 1])"],
-            "labels": m.input.labels,
-            "normalization": {"mean": m.input.mean, "std": m.input.std, "applied_by": "server"},
-            "exit_position": "-1 means the original head",
-        }
-    })))
+        parameters: ModelParameters {
+            accepted_datatypes: vec!["UINT8 (pixels 0-255)", "FP32 (pixels scaled to [0, 1])"],
+            labels: m.input.labels.clone(),
+            normalization: Normalization {
+                mean: m.input.mean.clone(),
+                std: m.input.std.clone(),
+                applied_by: "server",
+            },
+            exit_position: "-1 means the original head",
+        },
+    }))
 }
 
 fn flatten(v: &Value, out: &mut Vec<f64>) -> Result<(), ApiError> {
@@ -185,7 +191,16 @@ fn decode(rt: &Runtime, input: &InferInput, binary: Option<&[u8]>) -> Result<(Ve
             n * per
         ));
     }
-    let scale = match input.datatype.as_str() {
+    Ok((normalise(&m.input, &input.datatype, &raw)?, n))
+}
+
+/// Checks raw pixels of an accepted datatype (`UINT8`: integers 0–255; `FP32`: scaled to
+/// [0, 1]) and normalises them with the manifest's per-channel mean and std; `raw` is NCHW.
+/// Every route's pixels go through here, so all routes feed the model the same numbers.
+pub fn normalise(spec: &InputSpec, datatype: &str, raw: &[f64]) -> Result<Vec<f32>, ApiError> {
+    let [c, h, w] = spec.shape;
+    let bad = |s: String| Err(ApiError::BadRequest(s));
+    let scale = match datatype {
         "UINT8" => {
             if let Some(v) = raw.iter().find(|v| !(0.0..=255.0).contains(*v) || v.fract() != 0.0) {
                 return bad(format!("UINT8 data must be integers 0-255, found {v}"));
@@ -205,12 +220,43 @@ fn decode(rt: &Runtime, input: &InferInput, binary: Option<&[u8]>) -> Result<(Ve
     let mut out = Vec::with_capacity(raw.len());
     for (i, v) in raw.iter().enumerate() {
         let ch = (i / (h * w)) % c;
-        out.push(((*v * scale) as f32 - m.input.mean[ch]) / m.input.std[ch]);
+        out.push(((*v * scale) as f32 - spec.mean[ch]) / spec.std[ch]);
     }
-    Ok((out, n))
+    Ok(out)
 }
 
-/// `POST /v2/models/{name}/infer`.
+/// `POST /v2/models/{name}/infer`: classifies a batch of images on the active configuration.
+#[utoipa::path(
+    post,
+    path = "/v2/models/{name}/infer",
+    tag = "oip",
+    params(
+        ("name" = String, Path, description = "The served model's name."),
+        ("Inference-Header-Content-Length" = Option<usize>, Header,
+            description = "Binary tensor data extension: bytes of JSON before the binary tail.")
+    ),
+    request_body(
+        description = "An infer request; with the binary tensor data extension, the JSON header \
+            (`Inference-Header-Content-Length` bytes) followed by raw little-endian input data.",
+        content(
+            (InferRequest = "application/json"),
+            (InferRequest = "application/octet-stream")
+        )
+    ),
+    responses(
+        (status = 200, description = "The outputs; JSON header plus binary tail (with the \
+            `Inference-Header-Content-Length` header) when any output was asked for as binary.",
+            headers(("Inference-Header-Content-Length" = usize,
+                description = "Bytes of JSON before the binary tail (binary outputs only).")),
+            content((InferResponse = "application/json"), (InferResponse = "application/octet-stream"))),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = TooLarge),
+        (status = 429, response = Overloaded),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal)
+    )
+)]
 pub async fn infer(
     State(rt): State<Arc<Runtime>>,
     Path(name): Path<String>,
@@ -218,47 +264,9 @@ pub async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let body = read_body(body, rt.max_body_bytes).await;
+    let body = submit::read_body(body, rt.max_body_bytes).await;
     let result = infer_inner(&rt, &name, &headers, body).await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(ApiError::Overloaded(_)) => "shed",
-        Err(e) if e.status().is_client_error() => "bad_request",
-        Err(_) => "error",
-    };
-    rt.metrics.requests.get_or_create(&super::metrics::OutcomeLabel { outcome }).inc();
-    if let Ok((_, n)) = &result {
-        let secs = start.elapsed().as_secs_f64();
-        rt.metrics.request_duration.observe(secs);
-        rt.load.completed(*n, secs);
-    }
-    result.map(|(r, _)| r)
-}
-
-/// Bodies up to this size are read to the end even when over the limit, so that the client,
-/// still sending, gets the 413 instead of a reset connection; larger ones are cut off.
-const DRAIN_LIMIT: usize = 128 << 20;
-
-/// Reads at most `limit` bytes; over that, discards the rest (up to `DRAIN_LIMIT`) and fails.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    use futures_util::StreamExt;
-    let mut stream = body.into_data_stream();
-    let (mut buf, mut seen) = (Vec::new(), 0usize);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
-        seen += chunk.len();
-        if seen <= limit {
-            buf.extend_from_slice(&chunk);
-        } else if seen > DRAIN_LIMIT {
-            break;
-        }
-    }
-    if seen > limit {
-        return Err(ApiError::TooLarge(format!(
-            "request body of {seen}+ bytes is over the limit of {limit} bytes"
-        )));
-    }
-    Ok(Bytes::from(buf))
+    submit::count(&rt, start, result)
 }
 
 async fn infer_inner(
@@ -305,17 +313,7 @@ async fn infer_inner(
         )));
     }
     let (x, n) = decode(rt, input, bin)?;
-    let admitted = rt.queue.submit(x, n);
-    match &admitted {
-        Ok(_) => rt.load.arrived(n),
-        Err(crate::engine::queue::SubmitError::Overloaded { .. }) => rt.load.shed(n),
-        Err(_) => {}
-    }
-    let out = admitted?
-        .await
-        .map_err(|_| ApiError::Unavailable("the model stopped".into()))?
-        .map_err(ApiError::from)?;
-    rt.metrics.queue_duration.observe(out.queue_seconds);
+    let out = submit::run(rt, x, n).await?;
     let classes = rt.bundle.manifest.backbone.num_classes;
     let mut outputs = Vec::new();
     let mut blob = Vec::new();
@@ -330,16 +328,14 @@ async fn infer_inner(
             "confidence" => binary::Tensor::F32(vec![n], r.iter().map(|r| r.confidence).collect()),
             _ => binary::Tensor::I32(vec![n], r.iter().map(|r| r.exit.map_or(-1, |p| p as i32)).collect()),
         };
-        outputs.push(tensor.to_json(name, as_binary.then_some(&mut blob)));
+        outputs.push(tensor.to_output(name, as_binary.then_some(&mut blob)));
     }
-    let mut resp = json!({
-        "model_name": rt.bundle.manifest.name,
-        "model_version": "1",
-        "outputs": outputs,
-        "parameters": {"config_id": out.config_id, "config_generation": out.generation},
-    });
-    if let Some(id) = req.id {
-        resp["id"] = Value::String(id);
-    }
-    Ok((binary::response(resp, blob), n))
+    let resp = InferResponse {
+        id: req.id,
+        model_name: rt.bundle.manifest.name.clone(),
+        model_version: "1",
+        outputs,
+        parameters: InferParams { config_id: out.config_id, config_generation: out.generation },
+    };
+    Ok((binary::response(&resp, blob), n))
 }

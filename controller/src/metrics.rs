@@ -1,0 +1,123 @@
+//! The controller's Prometheus metrics (DESIGN §7 / docs/metrics.md).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+/// `policy` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabel {
+    /// Policy name.
+    pub policy: String,
+}
+
+/// `policy` and `direction` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabel {
+    /// Policy name.
+    pub policy: String,
+    /// degrade, restore or hold.
+    pub direction: &'static str,
+}
+
+/// `policy` and `state` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuntimeStateLabel {
+    /// Policy name.
+    pub policy: String,
+    /// fresh, stale or unknown.
+    pub state: &'static str,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Every controller metric.
+pub struct ControllerMetrics {
+    registry: Registry,
+    /// Control-loop ticks.
+    pub ticks: Counter,
+    /// Decisions by direction.
+    pub decisions: Family<DecisionLabel, Counter>,
+    /// Rank of the decided config (0 = cheapest allowed).
+    pub target_rank: Family<PolicyLabel, Gauge>,
+    /// The objective's latency quantile as observed.
+    pub observed_latency: Family<PolicyLabel, FloatGauge>,
+    /// Runtimes by state.
+    pub runtimes: Family<RuntimeStateLabel, Gauge>,
+    /// Failed pushes.
+    pub push_errors: Family<PolicyLabel, Counter>,
+    /// 1 when even the cheapest allowed config cannot hold the objective.
+    pub saturated: Family<PolicyLabel, Gauge>,
+    /// Replicas needed to hold the objective.
+    pub desired_replicas: Family<PolicyLabel, Gauge>,
+}
+
+impl ControllerMetrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Self {
+            registry: Registry::default(),
+            ticks: Counter::default(),
+            decisions: Family::default(),
+            target_rank: Family::default(),
+            observed_latency: Family::default(),
+            runtimes: Family::default(),
+            push_errors: Family::default(),
+            saturated: Family::default(),
+            desired_replicas: Family::default(),
+        };
+        registry.register("dyce_controller_ticks", "Control-loop ticks", m.ticks.clone());
+        registry.register(
+            "dyce_controller_decisions",
+            "Decisions by policy and direction (degrade, restore, hold)",
+            m.decisions.clone(),
+        );
+        registry.register(
+            "dyce_controller_target_config_rank",
+            "Rank of the decided config among the allowed ones (0 = cheapest)",
+            m.target_rank.clone(),
+        );
+        registry.register_with_unit(
+            "dyce_controller_observed_latency",
+            "The objective's latency quantile, worst fresh runtime",
+            Unit::Seconds,
+            m.observed_latency.clone(),
+        );
+        registry.register(
+            "dyce_controller_runtimes",
+            "Runtimes by state (fresh, stale, unknown)",
+            m.runtimes.clone(),
+        );
+        registry.register("dyce_controller_push_errors", "Config pushes that failed", m.push_errors.clone());
+        registry.register(
+            "dyce_controller_saturated",
+            "1 when even the cheapest allowed config cannot hold the objective",
+            m.saturated.clone(),
+        );
+        registry.register(
+            "dyce_controller_desired_replicas",
+            "Runtimes needed to hold the objective on the cheapest allowed config",
+            m.desired_replicas.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for ControllerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,233 @@
+//! SloPolicy: what a controller keeps (a latency objective) and what it may spend (accuracy).
+//!
+//! The same types are the policy file (`dyce control --policy`), its JSON schema and, later, the
+//! Kubernetes resource's spec. Parsing reports the path of a bad field (`spec.control.interval`);
+//! validation checks what types cannot (ranges, exclusive fields) and names the field too.
+
+mod duration;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use duration::HumanDuration;
+pub use validate::PolicyError;
+
+/// `apiVersion` of every dyce resource.
+pub const API_VERSION: &str = "dyce.dev/v1alpha1";
+/// `kind` of a policy.
+pub const KIND: &str = "SloPolicy";
+
+/// A policy file: a Kubernetes-style object, so the same YAML works with `kubectl apply`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// Always `dyce.dev/v1alpha1`.
+    pub api_version: String,
+    /// Always `SloPolicy`.
+    pub kind: String,
+    /// Name (and namespace in Kubernetes).
+    pub metadata: Metadata,
+    /// The policy.
+    pub spec: SloPolicySpec,
+}
+
+/// The part of Kubernetes object metadata a policy file uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    /// Policy name: a DNS label; it labels the controller's metrics.
+    pub name: String,
+    /// Namespace (Kubernetes mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Labels (kept, not interpreted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (kept, not interpreted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What to keep and what may be spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SloPolicySpec {
+    /// Kubernetes mode: the runtime pods this policy steers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Local mode: admin URLs of the runtimes (e.g. `http://127.0.0.1:9090`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<String>,
+    /// The service-level objective.
+    pub objective: Objective,
+    /// Never choose a config whose expected accuracy is below this (0 = no floor).
+    #[serde(default)]
+    pub accuracy_floor: f64,
+    /// How the control loop runs.
+    #[serde(default)]
+    pub control: Control,
+}
+
+/// Equality-based label selector (`matchExpressions` are not supported).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    /// Every label must match.
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// The objective: a latency quantile under a threshold, optionally a queue bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Objective {
+    /// The latency objective.
+    pub latency: LatencyObjective,
+    /// Most images waiting in any one runtime before the controller steps down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_depth: Option<u64>,
+}
+
+/// `quantile` of end-to-end latency must stay under `threshold`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LatencyObjective {
+    /// Quantile in (0, 1); the runtime reports p50, p95 and p99 and the controller reads the
+    /// smallest of those at or above this one (p99 for anything above 0.95).
+    #[serde(default = "default_quantile")]
+    pub quantile: f64,
+    /// Latency threshold, e.g. `50ms`.
+    pub threshold: HumanDuration,
+}
+
+/// What the controller does while it cannot see its runtimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum MissingSignals {
+    /// Keep the current config (default).
+    #[default]
+    Hold,
+    /// Go back to the richest allowed config.
+    Richest,
+    /// Go to the cheapest allowed config (an explicit fail-safe the user opts into).
+    Cheapest,
+}
+
+/// Control-loop settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Control {
+    /// Tick interval.
+    #[serde(default = "default_interval")]
+    pub interval: HumanDuration,
+    /// Highest predicted utilisation (arrivals × cost per image) a config may run at.
+    #[serde(default = "default_target_utilization")]
+    pub target_utilization: f64,
+    /// When a richer config is given back.
+    #[serde(default)]
+    pub restore: Restore,
+    /// What to do without fresh signals.
+    #[serde(default)]
+    pub on_missing_signals: MissingSignals,
+    /// A runtime whose last answer is older than this is stale (default: 3 × interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_after: Option<HumanDuration>,
+    /// Timeout of each call to a runtime (default: the interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<HumanDuration>,
+}
+
+/// Restore settings: hysteresis (headroom) and dwell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Restore {
+    /// Headroom must hold this long before the first step back up.
+    #[serde(default = "default_restore_after")]
+    pub after: HumanDuration,
+    /// Fraction in (0, 1) of the latency threshold, queue bound and target utilisation that
+    /// the richer config must stay under to be given back.
+    #[serde(default = "default_headroom")]
+    pub headroom: f64,
+    /// Time between further steps up while headroom lasts.
+    #[serde(default = "default_restore_step")]
+    pub step: HumanDuration,
+}
+
+fn default_quantile() -> f64 {
+    0.99
+}
+fn default_interval() -> HumanDuration {
+    HumanDuration::from_millis(500)
+}
+fn default_target_utilization() -> f64 {
+    0.8
+}
+fn default_restore_after() -> HumanDuration {
+    HumanDuration::from_millis(5000)
+}
+fn default_headroom() -> f64 {
+    0.7
+}
+fn default_restore_step() -> HumanDuration {
+    HumanDuration::from_millis(1000)
+}
+
+impl Default for Restore {
+    fn default() -> Self {
+        Self { after: default_restore_after(), headroom: default_headroom(), step: default_restore_step() }
+    }
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            target_utilization: default_target_utilization(),
+            restore: Restore::default(),
+            on_missing_signals: MissingSignals::default(),
+            stale_after: None,
+            request_timeout: None,
+        }
+    }
+}
+
+impl Control {
+    /// The staleness bound in effect.
+    pub fn stale_after(&self) -> HumanDuration {
+        self.stale_after.unwrap_or(HumanDuration(self.interval.0 * 3))
+    }
+
+    /// The per-call timeout in effect.
+    pub fn request_timeout(&self) -> HumanDuration {
+        self.request_timeout.unwrap_or(self.interval)
+    }
+}
+
+impl PolicyDocument {
+    /// Parses YAML (or JSON, a subset) and validates; errors name the field.
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let de = serde_norway::Deserializer::from_str(text);
+        let doc: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            PolicyError::new(field, e.into_inner().to_string())
+        })?;
+        doc.validate()?;
+        Ok(doc)
+    }
+
+    /// Reads and parses a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PolicyError::new("", format!("reading {}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+
+    /// The JSON schema of a policy file.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(PolicyDocument)).expect("a schema is JSON")
+    }
+}

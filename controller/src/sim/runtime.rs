@@ -1,0 +1,202 @@
+//! One simulated runtime: admission, a FIFO queue, a batching model thread, a load window.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use dyce_api::{ActiveConfig, LoadReport, Quantiles};
+
+use super::{SimConfig, SimWindow};
+use crate::ladder::Ladder;
+
+pub(super) struct SimRuntime {
+    queue: VecDeque<f64>,
+    batch: Vec<f64>,
+    busy_until: f64,
+    batch_ratio: f64,
+    batch_accuracy: f64,
+    rank: usize,
+    max_batch: usize,
+    generation: u64,
+    // Window records: (time, value).
+    arrivals: VecDeque<f64>,
+    shed: VecDeque<f64>,
+    completions: VecDeque<(f64, f64)>,
+    batches: VecDeque<(f64, usize)>,
+    totals: (u64, u64, u64),
+    compute: BTreeMap<String, f64>,
+    saturated: BTreeMap<String, f64>,
+    window: f64,
+}
+
+fn window_index(t: f64, windows: &[SimWindow]) -> Option<usize> {
+    let k = t.floor() as usize;
+    (k < windows.len()).then_some(k)
+}
+
+impl SimRuntime {
+    pub fn new(sim: &SimConfig, ladder: &Ladder, rank: usize) -> Self {
+        let mut r = Self {
+            queue: VecDeque::new(),
+            batch: Vec::new(),
+            busy_until: f64::INFINITY,
+            batch_ratio: 1.0,
+            batch_accuracy: 0.0,
+            rank,
+            max_batch: sim.max_batch,
+            generation: 1,
+            arrivals: VecDeque::new(),
+            shed: VecDeque::new(),
+            completions: VecDeque::new(),
+            batches: VecDeque::new(),
+            totals: (0, 0, 0),
+            compute: BTreeMap::new(),
+            saturated: BTreeMap::new(),
+            window: sim.window,
+        };
+        // The real runtime's warm-up measures full batches of its starting config.
+        let per = batch_seconds(sim, ladder, rank, sim.max_batch) / sim.max_batch as f64;
+        r.saturated.insert(ladder.rung(rank).id.clone(), per);
+        r.compute.insert(ladder.rung(rank).id.clone(), per);
+        r
+    }
+
+    pub fn busy_until(&self) -> f64 {
+        self.busy_until
+    }
+
+    pub fn target_rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn set_rank(&mut self, rank: usize, _ladder: &Ladder) {
+        if rank != self.rank {
+            self.rank = rank;
+            self.generation += 1;
+        }
+    }
+
+    pub fn arrive(&mut self, t: f64, sim: &SimConfig, windows: &mut [SimWindow]) {
+        let w = window_index(t, windows);
+        if let Some(k) = w {
+            windows[k].offered += 1;
+        }
+        if self.queue.len() + self.batch.len() >= sim.max_queued {
+            self.shed.push_back(t);
+            self.totals.1 += 1;
+            if let Some(k) = w {
+                windows[k].shed += 1;
+            }
+            return;
+        }
+        self.arrivals.push_back(t);
+        self.totals.0 += 1;
+        self.queue.push_back(t);
+    }
+
+    /// Starts a batch if the model thread is free and images wait.
+    pub fn start_batch(&mut self, t: f64, sim: &SimConfig, ladder: &Ladder, windows: &mut [SimWindow]) {
+        if self.busy_until.is_finite() {
+            return;
+        }
+        // Clients that gave up are dropped before compute.
+        while self.queue.front().is_some_and(|&a| t - a > sim.timeout) {
+            let a = self.queue.pop_front().expect("checked");
+            if let Some(k) = window_index(a, windows) {
+                windows[k].timed_out += 1;
+            }
+        }
+        if self.queue.is_empty() {
+            return;
+        }
+        let n = self.queue.len().min(sim.max_batch);
+        self.batch = self.queue.drain(..n).collect();
+        self.batch_ratio = ladder.rung(self.rank).cost_ratio;
+        self.batch_accuracy = ladder.rung(self.rank).expected_accuracy.unwrap_or(f64::NAN);
+        let seconds = batch_seconds(sim, ladder, self.rank, n);
+        self.busy_until = t + seconds;
+        let id = ladder.rung(self.rank).id.clone();
+        let per = seconds / n as f64;
+        let e = self.compute.entry(id.clone()).or_insert(per);
+        *e = 0.8 * *e + 0.2 * per;
+        if n == sim.max_batch {
+            let e = self.saturated.entry(id).or_insert(per);
+            *e = 0.8 * *e + 0.2 * per;
+        }
+        self.batches.push_back((t, n));
+    }
+
+    pub fn finish_batch(&mut self, t: f64, threshold: f64, timeout: f64, windows: &mut [SimWindow]) {
+        for a in self.batch.drain(..) {
+            let latency = t - a;
+            self.completions.push_back((t, latency));
+            self.totals.2 += 1;
+            if let Some(k) = window_index(a, windows) {
+                let w = &mut windows[k];
+                w.served += 1;
+                w.mean_cost_ratio += self.batch_ratio;
+                w.mean_expected_accuracy += self.batch_accuracy;
+                if latency <= threshold {
+                    w.good += 1;
+                } else if latency > timeout {
+                    w.timed_out += 1;
+                }
+            }
+        }
+        self.busy_until = f64::INFINITY;
+    }
+
+    fn trim(&mut self, now: f64) {
+        let w = self.window;
+        while self.arrivals.front().is_some_and(|&x| now - x > w) {
+            self.arrivals.pop_front();
+        }
+        while self.shed.front().is_some_and(|&x| now - x > w) {
+            self.shed.pop_front();
+        }
+        while self.completions.front().is_some_and(|x| now - x.0 > w) {
+            self.completions.pop_front();
+        }
+        while self.batches.front().is_some_and(|x| now - x.0 > w) {
+            self.batches.pop_front();
+        }
+    }
+
+    /// What `GET /v1/load` would answer at `now`.
+    pub fn report(&mut self, now: f64, ladder: &Ladder) -> LoadReport {
+        self.trim(now);
+        let secs = self.window.min(now).max(0.1);
+        let mut lat: Vec<f64> = self.completions.iter().map(|x| x.1).collect();
+        lat.sort_by(f64::total_cmp);
+        let q = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+        let latency_seconds =
+            (!lat.is_empty()).then(|| Quantiles { p50: q(0.5), p95: q(0.95), p99: q(0.99) });
+        let nb = self.batches.len();
+        LoadReport {
+            window_seconds: secs,
+            arrivals_per_second: self.arrivals.len() as f64 / secs,
+            completions_per_second: self.completions.len() as f64 / secs,
+            shed_per_second: self.shed.len() as f64 / secs,
+            queue_depth: self.queue.len() + self.batch.len(),
+            in_flight: self.batch.len(),
+            latency_seconds,
+            mean_batch_size: if nb > 0 {
+                self.batches.iter().map(|b| b.1).sum::<usize>() as f64 / nb as f64
+            } else {
+                0.0
+            },
+            active: ActiveConfig { id: ladder.rung(self.rank).id.clone(), generation: self.generation },
+            compute_seconds_per_request: self.compute.clone(),
+            saturated_seconds_per_request: self.saturated.clone(),
+            arrivals_total: self.totals.0,
+            shed_total: self.totals.1,
+            completions_total: self.totals.2,
+            max_batch_size: self.max_batch,
+        }
+    }
+}
+
+/// Seconds a batch of `n` takes on `rank`: the overhead plus `n` images at the config's share of
+/// the full model's per-image compute.
+pub(super) fn batch_seconds(sim: &SimConfig, ladder: &Ladder, rank: usize, n: usize) -> f64 {
+    let per_image_full = sim.full_seconds_per_image - sim.batch_overhead / sim.max_batch as f64;
+    sim.batch_overhead + n as f64 * per_image_full * ladder.rung(rank).cost_ratio
+}

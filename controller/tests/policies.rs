@@ -1,0 +1,67 @@
+//! Policy files: the shipped ones parse; every broken one is rejected naming its field.
+
+use std::path::Path;
+
+use dyce_controller::policy::PolicyDocument;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn shipped_policies_are_valid() {
+    let dir = root().join("../policies");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            PolicyDocument::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn broken_policies_name_the_field() {
+    let dir = root().join("tests/policies/bad");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .expect("first line: # expect: FIELD");
+        let err = PolicyDocument::parse(&text).expect_err(&format!("{} must be rejected", p.display()));
+        let msg = err.to_string();
+        assert!(msg.contains(expect), "{}: {msg:?} does not name {expect:?}", p.display());
+        assert!(!msg.contains('\n'), "{}: one line, got {msg:?}", p.display());
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} broken policies");
+}
+
+#[test]
+fn defaults_fill_in_and_round_trip() {
+    let doc = PolicyDocument::parse(
+        "apiVersion: dyce.dev/v1alpha1\nkind: SloPolicy\nmetadata: {name: p}\nspec:\n  runtimes: [\"http://127.0.0.1:1\"]\n  objective: {latency: {threshold: 20ms}}\n",
+    )
+    .unwrap();
+    let c = &doc.spec.control;
+    assert_eq!(c.interval.to_string(), "500ms");
+    assert_eq!(c.stale_after().to_string(), "1s 500ms");
+    assert_eq!((c.target_utilization, c.restore.headroom), (0.8, 0.7));
+    assert_eq!(doc.spec.objective.latency.quantile, 0.99);
+    let again = PolicyDocument::parse(&serde_norway::to_string(&doc).unwrap()).unwrap();
+    assert_eq!(again, doc);
+}
+
+#[test]
+fn schema_describes_the_fields() {
+    let s = serde_json::to_string(&PolicyDocument::json_schema()).unwrap();
+    for field in ["accuracyFloor", "onMissingSignals", "targetUtilization", "maxQueueDepth", "headroom"] {
+        assert!(s.contains(field), "schema lacks {field}");
+    }
+}

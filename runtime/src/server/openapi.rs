@@ -1,0 +1,172 @@
+//! The OpenAPI 3.1 documents of both ports, served at `GET /openapi.json` on each.
+//!
+//! Each port's router is built with `utoipa_axum` from handlers annotated with
+//! `#[utoipa::path]`, so a route cannot be served without being documented; this module holds
+//! what the handlers share: document info, reusable error responses (all with the `ErrorBody`
+//! schema, the one body every `ApiError` answers with) and the document handlers.
+
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use dyce_api::ErrorBody;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{Modify, OpenApi, ToResponse};
+
+// The error responses below are shared by the handlers' `#[utoipa::path]` (by reference, so each
+// appears once under `components/responses`). The wrappers exist for their `ToResponse` derive
+// only and are never built: handlers answer with `ApiError`, whose body is `ErrorBody`.
+
+/// Malformed body, wrong shape or datatype, values out of range, image not PNG/JPEG.
+#[derive(ToResponse)]
+#[response(description = "Malformed request: the reason is in `error`.")]
+pub struct BadRequest(#[allow(dead_code)] ErrorBody);
+
+/// Missing or wrong bearer token (admin port with `--admin-token-file`).
+#[derive(ToResponse)]
+#[response(
+    description = "Missing or wrong bearer token.",
+    headers(("WWW-Authenticate" = String, description = "`Bearer`"))
+)]
+pub struct Unauthorized(#[allow(dead_code)] ErrorBody);
+
+/// Unknown model name or config id.
+#[derive(ToResponse)]
+#[response(description = "Unknown model or config id.")]
+pub struct NotFound(#[allow(dead_code)] ErrorBody);
+
+/// A configuration write older than the active generation.
+#[derive(ToResponse)]
+#[response(description = "Stale generation: the active configuration is newer than this write.")]
+pub struct Conflict(#[allow(dead_code)] ErrorBody);
+
+/// Body over `--max-body-bytes`, or a decoded image over the pixel limit.
+#[derive(ToResponse)]
+#[response(description = "Body over `--max-body-bytes` (default 8 MiB), or image over 4096×4096 pixels.")]
+pub struct TooLarge(#[allow(dead_code)] ErrorBody);
+
+/// The queue is full.
+#[derive(ToResponse)]
+#[response(
+    description = "Queue full (more than `--max-queue` images admitted): refused at once, retry later.",
+    headers(("Retry-After" = u32, description = "Seconds to wait: `1`."))
+)]
+pub struct Overloaded(#[allow(dead_code)] ErrorBody);
+
+/// Shutting down.
+#[derive(ToResponse)]
+#[response(
+    description = "Shutting down: the model no longer takes work.",
+    headers(("Retry-After" = u32, description = "Seconds to wait: `1`."))
+)]
+pub struct Unavailable(#[allow(dead_code)] ErrorBody);
+
+/// A bug or a failed computation.
+#[derive(ToResponse)]
+#[response(description = "Internal error.")]
+pub struct Internal(#[allow(dead_code)] ErrorBody);
+
+/// Document info and shared components of the data port.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "dyce runtime: data port",
+        description = "Early-exit image classification: KServe Open Inference Protocol v2 (REST, with \
+            the binary tensor data extension) and `POST /v1/classify` for PNG/JPEG images. \
+            Errors are JSON `{\"error\": \"...\"}` (`ErrorBody`). See docs/api.md."
+    ),
+    tags(
+        (name = "oip", description = "KServe Open Inference Protocol v2 (REST)"),
+        (name = "classify", description = "Images in, top-1 class out"),
+        (name = "meta", description = "This document")
+    ),
+    components(
+        schemas(ErrorBody),
+        responses(BadRequest, NotFound, TooLarge, Overloaded, Unavailable, Internal)
+    )
+)]
+pub struct DataDoc;
+
+/// Document info and shared components of the admin port.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "dyce runtime: admin port",
+        description = "Configuration table, configuration switches, load statistics and metrics. \
+            With `--admin-token-file`, every route of this port, this document included, requires \
+            `Authorization: Bearer <token>`; without it the port binds loopback only and needs no \
+            token. Errors are JSON `{\"error\": \"...\"}` (`ErrorBody`). See docs/api.md."
+    ),
+    tags(
+        (name = "admin", description = "What the controller reads and writes"),
+        (name = "meta", description = "This document and metrics")
+    ),
+    components(schemas(ErrorBody), responses(BadRequest, Unauthorized, NotFound, Conflict)),
+    modifiers(&BearerAuth)
+)]
+pub struct AdminDoc;
+
+/// Declares the bearer scheme and makes it optional: required only when a token is configured.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components
+            .security_schemes
+            .insert("bearer".into(), SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        doc.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::default(),
+        ]);
+    }
+}
+
+/// The data port's document.
+pub fn data_document() -> Document {
+    super::data_routes().into_openapi()
+}
+
+/// The admin port's document.
+pub fn admin_document() -> Document {
+    super::admin_routes().into_openapi()
+}
+
+/// The document as committed in docs/: pretty-printed with a trailing newline.
+pub fn to_text(doc: &Document) -> String {
+    let mut text = doc.to_pretty_json().expect("an OpenAPI document serialises");
+    text.push('\n');
+    text
+}
+
+// Built once: the documents depend on the code only, not on the model or the settings.
+static DATA_TEXT: LazyLock<String> = LazyLock::new(|| to_text(&data_document()));
+static ADMIN_TEXT: LazyLock<String> = LazyLock::new(|| to_text(&admin_document()));
+
+/// `GET /openapi.json` on the data port: this port's OpenAPI document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1).", body = Object))
+)]
+pub async fn data_openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], DATA_TEXT.as_str())
+}
+
+/// `GET /openapi.json` on the admin port: this port's OpenAPI document.
+///
+/// Behind the bearer check like every admin route.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses(
+        (status = 200, description = "This document (OpenAPI 3.1).", body = Object),
+        (status = 401, response = Unauthorized)
+    )
+)]
+pub async fn admin_openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], ADMIN_TEXT.as_str())
+}

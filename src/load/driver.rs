@@ -1,0 +1,221 @@
+//! Driving a run: a scheduler thread releases requests at their scheduled times, each request
+//! runs as a tokio task, and a collector task logs and summarises outcomes as they arrive.
+//!
+//! The scheduler sleeps on its own OS thread rather than on tokio's timer, whose 1 ms wheel
+//! would add about half a millisecond of lag to every request and round arrivals to the
+//! millisecond; a plain thread sleep wakes within tens of microseconds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use dyce_runtime::calibrate::data::Images;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::client;
+use super::profile::RateCurve;
+use super::record::{LogWriter, Outcome, Record};
+use super::schedule::Schedule;
+use super::stats::Second;
+use super::LoadConfig;
+
+/// The test images in a seeded shuffled order, cycled: every image is sent once before any is
+/// sent twice, and neighbours in the file do not travel together.
+struct Feed {
+    order: Vec<usize>,
+    next: usize,
+}
+
+impl Feed {
+    fn new(len: usize, seed: u64) -> Feed {
+        let mut order: Vec<usize> = (0..len).collect();
+        // A stream of its own, so changing the image order never changes arrival times.
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x6461_7461));
+        Feed { order, next: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| {
+                let i = self.order[self.next];
+                self.next = (self.next + 1) % self.order.len();
+                i
+            })
+            .collect()
+    }
+}
+
+/// What the collector hears from the scheduler and the request tasks.
+enum Event {
+    /// A request left (`Some(lag)`) or was dropped (`None`).
+    Offered(Option<f64>),
+    /// A request's outcome is known.
+    Resolved(Record),
+}
+
+/// What every request task needs; the collector stops when the last copy is gone.
+struct Shared {
+    http: reqwest::Client,
+    url: String,
+    images: Arc<Images>,
+    timeout: Duration,
+    start: Instant,
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+/// Sends `record`'s images and reports the outcome.
+async fn request(shared: Arc<Shared>, idx: Vec<usize>, record: Record) {
+    let body = client::body(&shared.images, &idx);
+    // Lag is taken after the body is built: it is the delay of the request itself.
+    let sent = shared.start.elapsed().as_secs_f64();
+    let _ = shared.tx.send(Event::Offered(Some(sent - record.scheduled_s)));
+    let record = Record { sent_s: Some(sent), ..record };
+    let record = client::exchange(&shared.http, &shared.url, body, shared.timeout, record).await;
+    let _ = shared.tx.send(Event::Resolved(record));
+}
+
+/// What the scheduler thread owns.
+struct Scheduler {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    schedule: Schedule,
+    feed: Feed,
+    images_per_request: usize,
+    max_in_flight: usize,
+}
+
+impl Scheduler {
+    /// Walks the schedule, never waiting for answers.
+    fn run(self) {
+        let Scheduler { shared, runtime, schedule, mut feed, images_per_request, max_in_flight } = self;
+        let in_flight = Arc::new(Semaphore::new(max_in_flight));
+        for (seq, t) in schedule.enumerate() {
+            let due = shared.start + Duration::from_secs_f64(t);
+            let now = Instant::now();
+            if now < due {
+                std::thread::sleep(due - now);
+            }
+            let idx = feed.take(images_per_request);
+            let record = Record {
+                seq: seq as u64,
+                scheduled_s: t,
+                sent_s: None,
+                latency_s: None,
+                status: None,
+                outcome: Outcome::Dropped,
+                config_id: None,
+                generation: None,
+                labels: idx.iter().map(|&i| shared.images.labels[i]).collect(),
+                predicted: vec![],
+                exits: vec![],
+                error: None,
+            };
+            // Beyond the cap the request is counted, not queued: queueing would turn the open
+            // loop into a closed one exactly when the server is slow.
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let _ = shared.tx.send(Event::Offered(None));
+                let _ = shared.tx.send(Event::Resolved(record));
+                continue;
+            };
+            let task = request(shared.clone(), idx, record);
+            runtime.spawn(async move {
+                task.await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Writes the log and prints a live line each second until every sender is gone.
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    start: Instant,
+    curve: RateCurve,
+    mut log: Option<LogWriter>,
+) -> Result<Vec<Record>> {
+    let mut records = Vec::new();
+    let mut second = Second::default();
+    let target = |k: u64| curve.integral(k as f64, k as f64 + 1.0);
+    let first = tokio::time::Instant::from_std(start + Duration::from_secs(1));
+    let mut ticker = tokio::time::interval_at(first, Duration::from_secs(1));
+    // A stalled collector should print the second it is in, not a burst of catch-up lines.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(Event::Offered(lag)) => second.offered(lag),
+                Some(Event::Resolved(r)) => {
+                    second.resolved(&r);
+                    if let Some(log) = log.as_mut() {
+                        log.write(&r)?;
+                    }
+                    records.push(r);
+                }
+                None => break,
+            },
+            at = ticker.tick() => {
+                let k = (at.into_std() - start).as_secs_f64().round() as u64 - 1;
+                eprintln!("{}", std::mem::take(&mut second).line(k, target(k)));
+            }
+        }
+    }
+    // The last, partial second: answers that came in after the final tick.
+    if !second.is_empty() {
+        let k = start.elapsed().as_secs();
+        eprintln!("{}", second.line(k, target(k)));
+    }
+    if let Some(log) = log {
+        log.finish()?;
+    }
+    records.sort_by_key(|r| r.seq);
+    Ok(records)
+}
+
+/// Runs the schedule against the infer `url` and returns every request's record, in
+/// schedule order, once every answer is in (or timed out).
+pub(super) async fn drive(
+    cfg: &LoadConfig,
+    http: reqwest::Client,
+    url: String,
+    images: Arc<Images>,
+    log: Option<LogWriter>,
+) -> Result<Vec<Record>> {
+    let curve = cfg.profile.curve(cfg.duration);
+    let schedule = Schedule::new(&curve, cfg.arrivals, cfg.seed);
+    let feed = Feed::new(images.len(), cfg.seed);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let collector = tokio::spawn(collect(rx, start, curve, log));
+    let shared = Arc::new(Shared { http, url, images, timeout: cfg.timeout, start, tx });
+    let scheduler = Scheduler {
+        shared,
+        runtime: tokio::runtime::Handle::current(),
+        schedule,
+        feed,
+        images_per_request: cfg.images_per_request,
+        max_in_flight: cfg.max_in_flight,
+    };
+    tokio::task::spawn_blocking(move || scheduler.run()).await.context("the scheduler thread failed")?;
+    tracing::debug!("schedule done, waiting for outstanding answers");
+    collector.await.context("the collector task failed")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_sends_every_image_once_per_cycle_in_a_seeded_order() {
+        let mut f = Feed::new(10, 3);
+        let mut first = f.take(4);
+        first.extend(f.take(6));
+        let mut sorted = first.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_ne!(first, sorted, "shuffled");
+        assert_eq!(f.take(10), first, "cycles in the same order");
+        assert_eq!(Feed::new(10, 3).take(10), first);
+    }
+}

@@ -1,0 +1,182 @@
+//! `dyce load`: an open-loop load generator speaking OIP v2, sending labelled Fashion-MNIST
+//! test images so that every answer also measures accuracy.
+//!
+//! Open loop means requests leave when the schedule says, never waiting for earlier answers:
+//! a closed-loop client slows down with the server and hides exactly the overload the
+//! controller exists to handle. The schedule is computed from the profile alone (`profile`,
+//! `schedule`), a scheduler thread starts each request as a task of its own (`driver`,
+//! `client`), and a collector task writes the log and the live lines (`record`, `stats`).
+//! Described for users in `docs/load.md`.
+
+mod client;
+mod driver;
+mod profile;
+mod record;
+mod schedule;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Result};
+use clap::Args;
+use dyce_runtime::calibrate::data;
+use serde_json::json;
+
+use profile::Profile;
+use record::{LogFormat, LogWriter};
+use schedule::Arrivals;
+
+/// Arguments of `dyce load`.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Base URL of the server's data port (OIP v2), http only.
+    #[arg(long, env = "DYCE_LOAD_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Model to call (default: the first model the server's `GET /v2` lists; dyce's lists
+    /// none, so pass it, e.g. `tiny` or the bundle's manifest name).
+    #[arg(long, env = "DYCE_LOAD_MODEL")]
+    model: Option<String>,
+    /// Offered rate in requests/s: `constant:RATE`, `step:LOW,HIGH,AT,UNTIL`, `ramp:FROM,TO`,
+    /// `burst:BASE,PEAK,PERIOD,WIDTH` or `trace:FILE` (CSV `second,rate`, piecewise constant).
+    #[arg(long, env = "DYCE_LOAD_PROFILE", default_value = "constant:100")]
+    profile: String,
+    /// Spacing of arrivals at the profile's rate.
+    #[arg(long, env = "DYCE_LOAD_ARRIVALS", value_enum, default_value_t = Arrivals::Poisson)]
+    arrivals: Arrivals,
+    /// Length of the schedule in seconds (answers still outstanding are then awaited).
+    #[arg(long, env = "DYCE_LOAD_DURATION", default_value_t = 30.0)]
+    duration: f64,
+    /// Images in each request.
+    #[arg(long, env = "DYCE_LOAD_IMAGES_PER_REQUEST", default_value_t = 1)]
+    images_per_request: usize,
+    /// Directory of the Fashion-MNIST IDX files; the 10,000 test images are sent.
+    #[arg(long, env = "DYCE_DATA", default_value = data::DEFAULT_DIR)]
+    data: PathBuf,
+    /// Seed of the arrival times and of the order images are sent in.
+    #[arg(long, env = "DYCE_LOAD_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Most requests outstanding at once; a request due beyond this is not sent and counts as
+    /// `dropped` (so the schedule never waits).
+    #[arg(long, env = "DYCE_LOAD_MAX_IN_FLIGHT", default_value_t = 4096)]
+    max_in_flight: usize,
+    /// Seconds to wait for a complete answer; later counts as `timeout`.
+    #[arg(long, env = "DYCE_LOAD_TIMEOUT", default_value_t = 5.0)]
+    timeout: f64,
+    /// Per-request log file (one line per scheduled request).
+    #[arg(long, env = "DYCE_LOAD_LOG")]
+    log: Option<PathBuf>,
+    /// Format of --log (default: csv for a `.csv` file, else jsonl).
+    #[arg(long, env = "DYCE_LOAD_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Latency SLO in milliseconds: the summary then reports the share of 1-s windows whose
+    /// p99 is within it.
+    #[arg(long, env = "DYCE_LOAD_SLO_MS")]
+    slo_ms: Option<f64>,
+}
+
+/// A checked run description.
+#[derive(Debug)]
+struct LoadConfig {
+    url: String,
+    model: Option<String>,
+    /// The profile as given, for the summary.
+    profile_text: String,
+    profile: Profile,
+    arrivals: Arrivals,
+    duration: f64,
+    images_per_request: usize,
+    seed: u64,
+    max_in_flight: usize,
+    timeout: Duration,
+    slo_ms: Option<f64>,
+    data: PathBuf,
+    log: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+}
+
+impl LoadArgs {
+    fn config(&self) -> Result<LoadConfig> {
+        let url = self.url.trim_end_matches('/').to_string();
+        if url.starts_with("https://") {
+            bail!("--url {url}: https is not supported (dyce's runtime serves plain http)");
+        }
+        ensure!(url.starts_with("http://"), "--url {url:?} must start with http://");
+        ensure!(self.duration.is_finite() && self.duration > 0.0, "--duration must be a positive number");
+        ensure!(self.timeout.is_finite() && self.timeout > 0.0, "--timeout must be a positive number");
+        ensure!(self.images_per_request >= 1, "--images-per-request must be at least 1");
+        ensure!(self.max_in_flight >= 1, "--max-in-flight must be at least 1");
+        if let Some(slo) = self.slo_ms {
+            ensure!(slo.is_finite() && slo > 0.0, "--slo-ms must be a positive number");
+        }
+        Ok(LoadConfig {
+            url,
+            model: self.model.clone(),
+            profile_text: self.profile.clone(),
+            profile: Profile::parse(&self.profile)?,
+            arrivals: self.arrivals,
+            duration: self.duration,
+            images_per_request: self.images_per_request,
+            seed: self.seed,
+            max_in_flight: self.max_in_flight,
+            timeout: Duration::from_secs_f64(self.timeout),
+            slo_ms: self.slo_ms,
+            data: self.data.clone(),
+            log: self.log.clone(),
+            log_format: self.log_format,
+        })
+    }
+}
+
+/// Runs `dyce load`: prints live lines on stderr and the summary JSON on stdout.
+pub fn run(args: &LoadArgs) -> Result<()> {
+    let cfg = args.config()?;
+    // Local inputs first: a typo in --data or --log fails before the server is contacted.
+    let images = Arc::new(data::load(&cfg.data)?.test);
+    ensure!(!images.is_empty(), "{}: the test split is empty", cfg.data.display());
+    let log = match &cfg.log {
+        Some(path) => Some(LogWriter::create(path, cfg.log_format)?),
+        None => None,
+    };
+    let expected = cfg.profile.curve(cfg.duration).total();
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let (model, records, wall_s) = tokio.block_on(async {
+        let http = client::http(cfg.timeout)?;
+        let (url, model) = client::preflight(&http, &cfg.url, cfg.model.as_deref(), cfg.timeout).await?;
+        tracing::info!(%url, profile = cfg.profile_text, expected_requests = expected.round(), "load starts");
+        let started = std::time::Instant::now();
+        let records = driver::drive(&cfg, http, url, images, log).await?;
+        anyhow::Ok((model, records, started.elapsed().as_secs_f64()))
+    })?;
+    let mut summary = stats::totals(&records, cfg.duration);
+    let lag_p99 = summary["send_lag_ms"]["p99"].as_f64().unwrap_or(0.0);
+    if summary["generator_bottleneck"] == true {
+        tracing::warn!(
+            lag_p99_ms = lag_p99,
+            "send lag p99 over 10 ms: the generator, not only the server, shaped this run"
+        );
+    }
+    let run = json!({
+        "url": cfg.url,
+        "model": model,
+        "profile": cfg.profile_text,
+        "arrivals": format!("{:?}", cfg.arrivals).to_lowercase(),
+        "duration_s": cfg.duration,
+        "wall_s": wall_s,
+        "images_per_request": cfg.images_per_request,
+        "seed": cfg.seed,
+        "expected_requests": expected,
+    });
+    for (k, v) in run.as_object().expect("an object") {
+        summary[k] = v.clone();
+    }
+    if let Some(slo_ms) = cfg.slo_ms {
+        let (ok, windows) = stats::attainment(&records, slo_ms / 1e3);
+        summary["slo_ms"] = json!(slo_ms);
+        summary["slo_windows"] = json!(windows);
+        summary["slo_attainment"] = json!((windows > 0).then(|| ok as f64 / windows as f64));
+    }
+    println!("{summary}");
+    Ok(())
+}

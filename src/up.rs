@@ -1,0 +1,90 @@
+//! `dyce up`: a runtime with the embedded model and a controller with the default policy, on
+//! loopback, in one process: the quickest way to see dyce steer.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dyce_controller::local::{run_local, LocalConfig};
+use dyce_controller::policy::PolicyDocument;
+use dyce_runtime::server::ServeConfig;
+
+use crate::serve::{bind, load_bundle, serve_on, shutdown_signal};
+
+/// The policy `dyce up` uses unless given another.
+pub const DEFAULT_POLICY: &str = include_str!("../policies/default.yaml");
+
+/// Arguments of `dyce up`.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Model bundle directory (default: the embedded Fashion-MNIST ResNet-20).
+    #[arg(long, env = "DYCE_MODEL")]
+    model: Option<PathBuf>,
+    /// SloPolicy file (default: policies/default.yaml, built in).
+    #[arg(long, env = "DYCE_POLICY")]
+    policy: Option<PathBuf>,
+    /// Data port (OIP v2 inference, /v1/classify).
+    #[arg(long, env = "DYCE_DATA_ADDR", default_value = "127.0.0.1:8080")]
+    data_addr: SocketAddr,
+    /// Runtime admin port (loopback only: `up` sets no token).
+    #[arg(long, env = "DYCE_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
+    admin_addr: SocketAddr,
+    /// Controller endpoints (/metrics, /healthz, /readyz, /v1/status).
+    #[arg(long, env = "DYCE_CONTROLLER_ADDR", default_value = "127.0.0.1:9100")]
+    controller_addr: SocketAddr,
+    /// Most images per batch.
+    #[arg(long, env = "DYCE_MAX_BATCH", default_value_t = 32)]
+    max_batch: usize,
+    /// Most images admitted at once; more get 429 with Retry-After.
+    #[arg(long, env = "DYCE_MAX_QUEUE", default_value_t = 256)]
+    max_queue: usize,
+    /// Kernel threads (default: the CPUs available to this process).
+    #[arg(long, env = "DYCE_THREADS")]
+    threads: Option<usize>,
+}
+
+/// Runs `dyce up` until SIGTERM or Ctrl-C.
+pub fn run(args: &UpArgs) -> Result<()> {
+    anyhow::ensure!(args.admin_addr.ip().is_loopback(), "dyce up keeps the admin port on loopback");
+    let policy = match &args.policy {
+        Some(p) => PolicyDocument::load(p).with_context(|| format!("policy {}", p.display()))?,
+        None => PolicyDocument::parse(DEFAULT_POLICY).context("the built-in default policy")?,
+    };
+    let bundle = load_bundle(args.model.as_deref())?;
+    let cfg = ServeConfig {
+        max_batch: args.max_batch,
+        max_queued: args.max_queue,
+        threads: args.threads,
+        ..ServeConfig::default()
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    tokio.block_on(async move {
+        let data = bind(args.data_addr).await?;
+        let admin = bind(args.admin_addr).await?;
+        let ctl = bind(args.controller_addr).await?;
+        let admin_url = format!("http://{}", admin.local_addr()?);
+        println!("{}", serde_json::json!({"controller": ctl.local_addr()?.to_string()}));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let runtime = tokio::spawn(serve_on(bundle, cfg, data, admin, stopped()));
+        let local = LocalConfig { policy, runtimes: vec![admin_url], admin_token: None, dry_run: false };
+        let controller = tokio::spawn(run_local(local, ctl, stopped()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        eprintln!(
+            "dyce up: inference on http://{}/v2/models/{{model}}/infer; controller status on http://{}/v1/status; Ctrl-C stops",
+            args.data_addr, args.controller_addr
+        );
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        runtime.await.context("runtime task")??;
+        controller.await.context("controller task")??;
+        anyhow::Ok(())
+    })
+}
