@@ -111,9 +111,9 @@ impl PolicyLoop {
         };
         l.set_runtimes(runtimes);
         // Series at 0 from the start, so rate() and increase() see the first event.
-        l.metrics.push_errors.get_or_create(&l.label());
+        let _ = l.metrics.push_errors.get_or_create(&l.label());
         for direction in ["degrade", "restore", "hold"] {
-            l.metrics.decisions.get_or_create(&DecisionLabel { policy: name.to_string(), direction });
+            let _ = l.metrics.decisions.get_or_create(&DecisionLabel { policy: name.to_string(), direction });
         }
         l
     }

@@ -24,4 +24,10 @@ pub trait Backend {
 
     /// Takes back activations the executor is done with, so their buffers can be reused.
     fn recycle(&mut self, _x: Self::Act) {}
+
+    /// Runs `f` where the backend's parallel work runs (its thread pool), so the exit heads'
+    /// dense layers can use the same threads as the convolutions.
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
 }

@@ -49,7 +49,8 @@ pub fn run_batch<B: Backend>(
         let head = &bundle.exits[slot.head];
         exit_macs += bundle.manifest.exits[slot.head].macs;
         let rows = alive.len();
-        let mut probs = head.forward(&backend.pool(&x)?, rows);
+        let pooled = backend.pool(&x)?;
+        let mut probs = backend.install(|| head.forward(&pooled, rows));
         softmax_rows(&mut probs, classes);
         let mut keep = Vec::with_capacity(rows);
         for (j, row) in probs.chunks_exact(classes).enumerate() {

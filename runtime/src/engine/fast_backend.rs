@@ -105,4 +105,8 @@ impl Backend for FastBackend {
     fn recycle(&mut self, x: BlockedTensor) {
         self.spare.push(x);
     }
+
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
 }

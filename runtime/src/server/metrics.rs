@@ -160,7 +160,7 @@ impl Metrics {
         let build = Info::new(BuildLabel { version: env!("CARGO_PKG_VERSION").into() });
         registry.register("dyce_build", "Build information", build);
         for outcome in OUTCOMES {
-            m.requests.get_or_create(&OutcomeLabel { outcome });
+            let _ = m.requests.get_or_create(&OutcomeLabel { outcome });
         }
         Self { registry, ..m }
     }
