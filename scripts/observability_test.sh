@@ -137,6 +137,15 @@ done
 [ "$up" = 2 ] || fail "Prometheus does not scrape both targets (sum(up) = $up); see $TMP/prometheus.log"
 say "prometheus $PROM scrapes runtime and controller"
 
+# A second controller in Prometheus mode (dry run): the same law, its signals read with PromQL.
+"$DYCE_BIN" control --policy "$TMP/policy.yaml" --runtime "http://$ADMIN" --listen 127.0.0.1:0 --dry-run \
+    --prometheus "$PROM" --prometheus-selector 'job="dyce-runtime"' --prometheus-window 5 \
+    >"$TMP/controller-prom.out" 2>"$TMP/controller-prom.log" &
+PIDS+=($!)
+line=$(first_line "$TMP/controller-prom.out" "${PIDS[-1]}" "controller (prometheus mode)")
+CONTROLLER_PROM=$(json_field "$line" controller)
+wait_http "http://$CONTROLLER_PROM/readyz" "controller (prometheus mode) readiness" 30
+
 if "$DYCE_BIN" load --help >/dev/null 2>&1; then
     say "load: dyce load --profile $PROFILE --duration $DURATION"
     "$DYCE_BIN" load --url "http://$DATA" --model "$MODEL" --profile "$PROFILE" --duration "$DURATION" \
@@ -158,6 +167,16 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 changes = ", ".join(c["direction"] + "->" + c["config"] for c in s["changes"]) or "none"
 print(f"   controller: now {s['last']['config']} (rank {s['last']['rank']}); recent changes: {changes}")
+EOF
+curl -sf "http://$CONTROLLER_PROM/v1/status" >"$TMP/status-prom.json"
+python3 - "$TMP/status-prom.json" <<'EOF' || fail "controller in Prometheus mode did not read the load"
+import json, sys
+s = json.load(open(sys.argv[1]))
+last = s["last"]
+print(f"   controller (prometheus mode, dry run): offered {last['offered_per_second']}/s, "
+      f"latency {last['observed_latency']}, decision {last['config']} ({last['reason']})")
+assert last["reason"] != "no fresh signals", last
+assert (last["offered_per_second"] or 0) > 0, last
 EOF
 sleep 3  # a few more scrapes and rule evaluations
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -9,6 +10,7 @@ use dyce_controller::ladder::Ladder;
 use dyce_controller::law::{Law, LawParams};
 use dyce_controller::local::{run_local, LocalConfig};
 use dyce_controller::policy::PolicyDocument;
+use dyce_controller::prom::PromConfig;
 use dyce_controller::sim::{simulate, SimConfig, Trace};
 
 use crate::serve::{read_token, shutdown_signal};
@@ -47,6 +49,16 @@ pub struct RunArgs {
     /// Decide and log, but push nothing.
     #[arg(long, env = "DYCE_DRY_RUN")]
     dry_run: bool,
+    /// Read the signals with PromQL from this Prometheus (which scrapes the runtimes) instead of
+    /// polling each runtime's /v1/load.
+    #[arg(long, env = "DYCE_PROMETHEUS")]
+    prometheus: Option<String>,
+    /// Label matchers selecting the runtimes' series in Prometheus.
+    #[arg(long, env = "DYCE_PROMETHEUS_SELECTOR", default_value = "job=\"dyce-runtime\"")]
+    prometheus_selector: String,
+    /// Window of the PromQL rates and quantiles, in seconds (at least two scrape intervals).
+    #[arg(long, env = "DYCE_PROMETHEUS_WINDOW", default_value_t = 10)]
+    prometheus_window: u64,
 }
 
 /// Arguments of `dyce control simulate`.
@@ -122,6 +134,12 @@ pub fn run(args: &ControlArgs) -> Result<()> {
         runtimes: a.runtimes.clone(),
         admin_token: read_token(a.admin_token_file.as_deref())?,
         dry_run: a.dry_run,
+        prometheus: a.prometheus.as_ref().map(|url| PromConfig {
+            url: url.clone(),
+            selector: a.prometheus_selector.clone(),
+            window: Duration::from_secs(a.prometheus_window.max(1)),
+            timeout: Duration::from_secs(2),
+        }),
     };
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     tokio.block_on(async move {

@@ -74,7 +74,8 @@ pub fn run(args: &UpArgs) -> Result<()> {
             }
         };
         let runtime = tokio::spawn(serve_on(bundle, cfg, data, admin, stopped()));
-        let local = LocalConfig { policy, runtimes: vec![admin_url], admin_token: None, dry_run: false };
+        let local =
+            LocalConfig { policy, runtimes: vec![admin_url], admin_token: None, dry_run: false, prometheus: None };
         let controller = tokio::spawn(run_local(local, ctl, stopped()));
         tokio::time::sleep(Duration::from_millis(50)).await;
         eprintln!(

@@ -11,6 +11,7 @@ pub mod local;
 pub mod metrics;
 pub mod policy;
 pub mod policy_loop;
+pub mod prom;
 pub mod signals;
 pub mod sim;
 

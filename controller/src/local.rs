@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::metrics::ControllerMetrics;
 use crate::policy::PolicyDocument;
 use crate::policy_loop::{PolicyLoop, PolicyStatus};
+use crate::prom::{PromConfig, PromSource};
 
 /// Settings of a local controller.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct LocalConfig {
     pub admin_token: Option<String>,
     /// Decide and log without pushing.
     pub dry_run: bool,
+    /// Read signals from this Prometheus instead of the runtimes' `/v1/load`.
+    pub prometheus: Option<PromConfig>,
 }
 
 /// Errors of the local controller.
@@ -102,6 +105,10 @@ pub async fn run_local(
     let runtimes = spec.runtimes.clone();
     let interval = spec.control.interval.0;
     let mut lp = PolicyLoop::new(&name, spec, &runtimes, cfg.admin_token, cfg.dry_run, metrics.clone());
+    if let Some(p) = cfg.prometheus {
+        tracing::info!(url = %p.url, selector = %p.selector, "signals from prometheus");
+        lp = lp.with_prometheus(PromSource::new(p));
+    }
     let shared = Shared { metrics, status: Arc::new(Mutex::new(lp.status().clone())) };
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, policy = %name, runtimes = ?runtimes, dry_run = cfg.dry_run, "controller started");

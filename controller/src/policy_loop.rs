@@ -14,6 +14,7 @@ use crate::ladder::{Ladder, LadderError};
 use crate::law::{Decision, Direction, Law, LawParams, LawState, Observation};
 use crate::metrics::{ControllerMetrics, DecisionLabel, PolicyLabel, RuntimeStateLabel};
 use crate::policy::SloPolicySpec;
+use crate::prom::PromSource;
 use crate::signals::{aggregate, RuntimeCounts, RuntimeTrack};
 
 /// One decision as the status and logs show it.
@@ -85,6 +86,7 @@ pub struct PolicyLoop {
     dry_run: bool,
     metrics: Arc<ControllerMetrics>,
     status: PolicyStatus,
+    prom: Option<PromSource>,
 }
 
 impl PolicyLoop {
@@ -108,6 +110,7 @@ impl PolicyLoop {
             dry_run,
             metrics,
             status: PolicyStatus { policy: name.to_string(), ..Default::default() },
+            prom: None,
         };
         l.set_runtimes(runtimes);
         // Series at 0 from the start, so rate() and increase() see the first event.
@@ -116,6 +119,13 @@ impl PolicyLoop {
             let _ = l.metrics.decisions.get_or_create(&DecisionLabel { policy: name.to_string(), direction });
         }
         l
+    }
+
+    /// Reads the law's signals from Prometheus instead of the runtimes' `/v1/load` (the runtimes
+    /// are still polled for their active config, which actuation needs).
+    pub fn with_prometheus(mut self, src: PromSource) -> Self {
+        self.prom = Some(src);
+        self
     }
 
     /// Replaces the runtime set (pods come and go), keeping what is known about the survivors.
@@ -196,7 +206,16 @@ impl PolicyLoop {
         let st = self.steering.as_ref().expect("ensured");
         let stale = self.spec.control.stale_after().secs();
         let quantile = self.spec.objective.latency.quantile;
-        let (obs, counts) = aggregate(&self.tracks, &st.ratios, &st.full_id, quantile, stale, now);
+        let (mut obs, counts) = aggregate(&self.tracks, &st.ratios, &st.full_id, quantile, stale, now);
+        if let Some(prom) = &self.prom {
+            obs = match prom.observe(quantile, &st.ratios, &st.full_id).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(policy = %self.name, error = %e, "prometheus did not answer");
+                    Observation::Missing
+                }
+            };
+        }
         let state = self.state.get_or_insert_with(|| {
             // Start from what the runtimes run, so a restarted controller does not jump.
             let active = self.tracks.iter().find_map(|t| t.last.as_ref().map(|(_, r)| r.active.id.clone()));

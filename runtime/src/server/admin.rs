@@ -12,6 +12,7 @@ use axum::Json;
 use dyce_api::{ActiveConfig, ConfigsView, LoadReport, SwitchRequest};
 
 use super::error::ApiError;
+use super::metrics::ConfigLabel;
 use super::openapi::{BadRequest, Conflict, NotFound, Unauthorized};
 use super::Runtime;
 
@@ -150,6 +151,9 @@ pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
 pub async fn metrics(State(rt): State<Arc<Runtime>>) -> impl IntoResponse {
     rt.metrics.queue_depth.set(rt.queue.depth() as i64);
     rt.metrics.in_flight.set(rt.queue.in_flight() as i64);
+    for (config, seconds) in rt.load.snapshot().saturated {
+        rt.metrics.saturated_cost.get_or_create(&ConfigLabel { config }).set(seconds);
+    }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         rt.metrics.encode(),

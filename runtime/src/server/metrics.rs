@@ -76,6 +76,8 @@ pub struct Metrics {
     pub generation: Gauge,
     /// Applied switches.
     pub switches: Counter,
+    /// Compute seconds per image over full batches (the cost at capacity), by config.
+    pub saturated_cost: Family<ConfigLabel, Gauge<f64, AtomicU64>>,
     /// Expected accuracy of the active config.
     pub expected_accuracy: Gauge<f64, AtomicU64>,
     /// MACs ratio of the active config.
@@ -100,6 +102,7 @@ impl Metrics {
             active_config: Family::default(),
             generation: Gauge::default(),
             switches: Counter::default(),
+            saturated_cost: Family::default(),
             expected_accuracy: Gauge::default(),
             macs_ratio: Gauge::default(),
             registry: Registry::default(),
@@ -156,6 +159,12 @@ impl Metrics {
             "dyce_active_config_macs_ratio",
             "Expected MACs of the active configuration relative to the full model",
             m.macs_ratio.clone(),
+        );
+        registry.register_with_unit(
+            "dyce_saturated_compute",
+            "Compute per image over full batches (the cost at capacity), by config; what a controller in Prometheus mode predicts with",
+            Unit::Seconds,
+            m.saturated_cost.clone(),
         );
         let build = Info::new(BuildLabel { version: env!("CARGO_PKG_VERSION").into() });
         registry.register("dyce_build", "Build information", build);

@@ -1,0 +1,205 @@
+//! Prometheus mode: the law's signals read with PromQL from a Prometheus that scrapes the
+//! runtimes, instead of polling each runtime's `/v1/load`. Actuation still talks to the runtimes.
+//!
+//! Rates are over `window` (at least two scrape intervals), so this mode reacts more slowly
+//! than polling; it suits fleets where Prometheus already holds the numbers. Offered load is
+//! answered images (`dyce_exits_total`) plus refused requests (one image each by default).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::law::{Observation, Signals};
+
+/// Where and how to query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromConfig {
+    /// Prometheus base URL, e.g. `http://127.0.0.1:9091`.
+    pub url: String,
+    /// Label matchers selecting the policy's runtimes, e.g. `job="dyce-runtime"`.
+    pub selector: String,
+    /// Rate and quantile window.
+    pub window: Duration,
+    /// Per-query timeout.
+    pub timeout: Duration,
+}
+
+/// A failed query.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PromError {
+    /// Transport, status or decoding failure.
+    #[error("prometheus query {query:?}: {message}")]
+    Query {
+        /// The PromQL.
+        query: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    result: Vec<Sample>,
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+/// Reads signals from Prometheus.
+#[derive(Clone)]
+pub struct PromSource {
+    cfg: PromConfig,
+    http: reqwest::Client,
+}
+
+impl PromSource {
+    /// A source for `cfg`.
+    pub fn new(cfg: PromConfig) -> Self {
+        let http =
+            reqwest::Client::builder().timeout(cfg.timeout).build().expect("a plain HTTP client builds");
+        Self { cfg, http }
+    }
+
+    async fn query(&self, q: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, PromError> {
+        let err = |message: String| PromError::Query { query: q.to_string(), message };
+        let base = format!("{}/api/v1/query", self.cfg.url.trim_end_matches('/'));
+        let url = reqwest::Url::parse_with_params(&base, &[("query", q)]).map_err(|e| err(e.to_string()))?;
+        let resp = self.http.get(url).send().await.map_err(|e| err(e.to_string()))?;
+        let a: Answer = resp.json().await.map_err(|e| err(e.to_string()))?;
+        if a.status != "success" {
+            return Err(err(a.error.unwrap_or(a.status)));
+        }
+        let result = a.data.map(|d| d.result).unwrap_or_default();
+        Ok(result.into_iter().filter_map(|s| Some((s.metric, s.value.1.parse::<f64>().ok()?))).collect())
+    }
+
+    async fn scalar(&self, q: &str) -> Result<Option<f64>, PromError> {
+        Ok(self.query(q).await?.first().map(|x| x.1).filter(|v| v.is_finite()))
+    }
+
+    /// The signals now; `Missing` when no runtime is up or Prometheus does not answer.
+    /// `ratios` and `full_id` turn a config's measured cost into the full model's.
+    pub async fn observe(
+        &self,
+        quantile: f64,
+        ratios: &BTreeMap<String, f64>,
+        full_id: &str,
+    ) -> Result<Observation, PromError> {
+        let (sel, w) = (&self.cfg.selector, format!("{}s", self.cfg.window.as_secs().max(1)));
+        let up = self.scalar(&format!("count(up{{{sel}}} == 1)")).await?.unwrap_or(0.0);
+        if up < 1.0 {
+            return Ok(Observation::Missing);
+        }
+        let offered = self
+            .scalar(&format!(
+                "sum(rate(dyce_exits_total{{{sel}}}[{w}])) + sum(rate(dyce_requests_total{{{sel},outcome=\"shed\"}}[{w}]))"
+            ))
+            .await?
+            .unwrap_or(0.0);
+        let latency = self
+            .scalar(&format!(
+                "max(histogram_quantile({quantile}, sum by (instance, le) (rate(dyce_request_duration_seconds_bucket{{{sel}}}[{w}]))))"
+            ))
+            .await?;
+        let queue = self
+            .scalar(&format!("max(dyce_queue_depth{{{sel}}} - dyce_in_flight_requests{{{sel}}})"))
+            .await?
+            .unwrap_or(0.0)
+            .max(0.0);
+        let costs = self.query(&format!("avg by (config) (dyce_saturated_compute_seconds{{{sel}}})")).await?;
+        let by_config: BTreeMap<String, f64> =
+            costs.into_iter().filter_map(|(m, v)| Some((m.get("config")?.clone(), v))).collect();
+        let scaled = |id: &str| Some(by_config.get(id)? / ratios.get(id).copied().filter(|r| *r > 0.0)?);
+        let full = scaled(full_id)
+            .or_else(|| by_config.keys().find_map(|id| scaled(id)))
+            .filter(|c| c.is_finite() && *c > 0.0);
+        Ok(Observation::Fresh(Signals {
+            runtimes: up as usize,
+            offered_per_second: offered,
+            latency,
+            latency_window: self.cfg.window.as_secs_f64(),
+            queue,
+            full_seconds_per_image: full,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::Query;
+    use axum::routing::get;
+    use axum::{Json, Router};
+
+    /// A stand-in for Prometheus' query API that answers by the query's metric name.
+    async fn api(Query(q): Query<BTreeMap<String, String>>) -> Json<serde_json::Value> {
+        let query = q.get("query").cloned().unwrap_or_default();
+        let vector = |items: Vec<(serde_json::Value, &str)>| {
+            let result: Vec<_> =
+                items.into_iter().map(|(m, v)| serde_json::json!({"metric": m, "value": [1.0, v]})).collect();
+            serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}})
+        };
+        Json(if query.starts_with("count(up") {
+            vector(vec![(serde_json::json!({}), "2")])
+        } else if query.contains("dyce_exits_total") {
+            assert!(query.contains("job=\"dyce-runtime\"") && query.contains("[10s]"), "{query}");
+            vector(vec![(serde_json::json!({}), "1500")])
+        } else if query.contains("histogram_quantile(0.99") {
+            vector(vec![(serde_json::json!({}), "0.042")])
+        } else if query.contains("dyce_queue_depth") {
+            vector(vec![(serde_json::json!({}), "7")])
+        } else if query.contains("dyce_saturated_compute_seconds") {
+            vector(vec![(serde_json::json!({"config": "half"}), "0.0002")])
+        } else {
+            serde_json::json!({"status": "error", "error": "unexpected query"})
+        })
+    }
+
+    #[tokio::test]
+    async fn reads_signals_with_promql() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            async move { axum::serve(listener, Router::new().route("/api/v1/query", get(api))).await },
+        );
+        let src = PromSource::new(PromConfig {
+            url,
+            selector: "job=\"dyce-runtime\"".into(),
+            window: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+        });
+        let ratios = BTreeMap::from([("full".to_string(), 1.0), ("half".to_string(), 0.5)]);
+        let Observation::Fresh(s) = src.observe(0.99, &ratios, "full").await.unwrap() else {
+            panic!("fresh")
+        };
+        assert_eq!((s.runtimes, s.offered_per_second, s.latency, s.queue), (2, 1500.0, Some(0.042), 7.0));
+        // "half" measured at 0.2 ms per image: the full model costs 0.4 ms.
+        assert!((s.full_seconds_per_image.unwrap() - 4e-4).abs() < 1e-12);
+        assert_eq!(s.latency_window, 10.0);
+    }
+
+    #[tokio::test]
+    async fn unreachable_prometheus_is_an_error() {
+        let src = PromSource::new(PromConfig {
+            url: "http://127.0.0.1:1".into(),
+            selector: "job=\"x\"".into(),
+            window: Duration::from_secs(10),
+            timeout: Duration::from_millis(200),
+        });
+        assert!(src.observe(0.99, &BTreeMap::new(), "full").await.is_err());
+    }
+}
