@@ -32,9 +32,10 @@ pub struct Ladder {
 }
 
 impl Ladder {
-    /// The configs of `table` whose expected accuracy is at least `floor`, ordered by cost. The
-    /// full model is always allowed: it is the most accurate config there is, so if it misses
-    /// the floor nothing would meet it.
+    /// The configs of `table` whose expected accuracy is at least `floor`, ordered by cost,
+    /// without dominated ones (costlier and not more accurate than a cheaper one). The full
+    /// model is always allowed: it is the most accurate config there is, so if it misses the
+    /// floor nothing would meet it.
     pub fn new(table: &ConfigTable, floor: f64) -> Result<Self, LadderError> {
         let full = table.full().ok_or(LadderError::NoFull)?;
         let mut rungs = Vec::new();
@@ -57,6 +58,16 @@ impl Ladder {
             let af = a.id == full.id;
             let bf = b.id == full.id;
             af.cmp(&bf).then(a.cost_ratio.total_cmp(&b.cost_ratio))
+        });
+        // Drop dominated configs: one that costs more than a cheaper rung and is not more
+        // accurate is never worth running, and every extra rung is one more restore step.
+        let mut best = f64::NEG_INFINITY;
+        rungs.retain(|r| {
+            let keep = r.id == full.id || r.expected_accuracy.is_none_or(|a| a > best);
+            if keep {
+                best = best.max(r.expected_accuracy.unwrap_or(f64::NEG_INFINITY));
+            }
+            keep
         });
         Ok(Self { rungs })
     }
@@ -131,9 +142,11 @@ mod tests {
         };
         let l = Ladder::new(&t, 0.9).unwrap();
         let ids: Vec<&str> = l.rungs().iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["c", "b", "full"]);
-        assert_eq!(l.rank_of("full"), Some(2));
-        assert_eq!(Ladder::new(&t, 0.0).unwrap().len(), 4);
+        // Measured, "c" (0.58) is cheaper than "b" (0.6) and more accurate: "b" is dominated.
+        assert_eq!(ids, ["c", "full"]);
+        assert_eq!(l.rank_of("full"), Some(1));
+        let all: Vec<String> = Ladder::new(&t, 0.0).unwrap().rungs().iter().map(|r| r.id.clone()).collect();
+        assert_eq!(all, ["a", "c", "full"]);
         // A floor above every config leaves the full model.
         assert_eq!(Ladder::new(&t, 0.99).unwrap().len(), 1);
     }
