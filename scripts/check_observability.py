@@ -395,11 +395,17 @@ def check(args):
 
     # Live expositions.
     expositions = {}
+    text_expositions = {}
     for who, url in (("runtime", runtime_url), ("controller", controller_url)):
-        status, ctype, body = http_get(f"{url}/metrics", accept="text/plain;version=0.0.4")
+        status, ctype, body = http_get(f"{url}/metrics", accept="application/openmetrics-text;version=1.0.0")
         rep.expect(status == 200, f"{who} GET /metrics answers 200", f"got {status}")
-        rep.note(f"{who} /metrics with Accept text/plain;version=0.0.4 answers Content-Type {ctype!r}")
+        rep.expect(ctype.startswith("application/openmetrics-text"), f"{who} /metrics serves OpenMetrics to Prometheus",
+                   f"Content-Type {ctype!r}")
         expositions[who] = body
+        status, ctype, text = http_get(f"{url}/metrics", accept="text/plain;version=0.0.4")
+        rep.expect(status == 200 and ctype.startswith("text/plain; version=0.0.4"),
+                   f"{who} /metrics serves text format 0.0.4 when asked", f"{status} {ctype!r}")
+        text_expositions[who] = text
     live = {}
     for who, body in expositions.items():
         for fam, (typ, samples) in parse_exposition(body).items():
@@ -529,7 +535,11 @@ def check(args):
     for a in prom.api("alerts")["alerts"]:
         rep.note(f"alert {a['labels'].get('alertname')} is {a['state']} now ({a['labels']})")
 
-    # 8. promtool check metrics.
+    # 8. promtool check metrics, on the text format as served (what promtool reads).
+    for who, body in text_expositions.items():
+        raw = promtool_check_metrics(body)
+        rep.expect(raw[0] == 0 and not raw[1].strip(), f"promtool check metrics: {who} text output as served is clean",
+                   f"rc {raw[0]}: {raw[1].strip()}")
     for who, body in expositions.items():
         raw = promtool_check_metrics(body)
         problems = [l for l in raw[1].strip().splitlines() if l.strip()]

@@ -11,6 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use dyce_api::exposition;
 use tokio::net::TcpListener;
 use tokio::time::MissedTickBehavior;
 use tracing::Instrument;
@@ -66,11 +67,17 @@ async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        s.metrics.encode(),
-    )
+/// OpenMetrics for Prometheus (which asks for it), text format 0.0.4 for everyone else.
+async fn metrics(State(s): State<Shared>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if exposition::wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, exposition::OPENMETRICS_FORMAT)], s.metrics.encode())
+    } else {
+        (
+            [(header::CONTENT_TYPE, exposition::TEXT_FORMAT)],
+            exposition::openmetrics_to_text(&s.metrics.encode()),
+        )
+    }
 }
 
 async fn status(State(s): State<Shared>) -> Json<PolicyStatus> {

@@ -7,6 +7,7 @@
 //! their schemas from these very definitions.
 
 mod admin;
+pub mod exposition;
 mod config;
 mod data;
 

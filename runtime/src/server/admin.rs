@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dyce_api::{ActiveConfig, ConfigsView, LoadReport, SwitchRequest};
+use dyce_api::{exposition, ActiveConfig, ConfigsView, LoadReport, SwitchRequest};
 
 use super::error::ApiError;
 use super::metrics::ConfigLabel;
@@ -143,19 +143,27 @@ pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
     path = "/metrics",
     tag = "meta",
     responses(
-        (status = 200, description = "Prometheus metrics in OpenMetrics text.", body = String,
-            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 200, description = "Prometheus metrics: OpenMetrics when the Accept header asks for it (Prometheus does), else text format 0.0.4.", 
+            content(
+                (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                (String = "text/plain; version=0.0.4; charset=utf-8")
+            )),
         (status = 401, response = Unauthorized)
     )
 )]
-pub async fn metrics(State(rt): State<Arc<Runtime>>) -> impl IntoResponse {
+pub async fn metrics(State(rt): State<Arc<Runtime>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
     rt.metrics.queue_depth.set(rt.queue.depth() as i64);
     rt.metrics.in_flight.set(rt.queue.in_flight() as i64);
     for (config, seconds) in rt.load.snapshot().saturated {
         rt.metrics.saturated_cost.get_or_create(&ConfigLabel { config }).set(seconds);
     }
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        rt.metrics.encode(),
-    )
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if exposition::wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, exposition::OPENMETRICS_FORMAT)], rt.metrics.encode())
+    } else {
+        (
+            [(header::CONTENT_TYPE, exposition::TEXT_FORMAT)],
+            exposition::openmetrics_to_text(&rt.metrics.encode()),
+        )
+    }
 }
