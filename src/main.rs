@@ -4,6 +4,7 @@ mod bench;
 mod bench_backbone;
 mod calibrate;
 mod control;
+mod demo;
 mod inspect;
 mod load;
 mod serve;
@@ -42,6 +43,8 @@ enum Command {
     Up(up::UpArgs),
     /// Offer open-loop OIP v2 load of labelled Fashion-MNIST images; measure latency and accuracy.
     Load(load::LoadArgs),
+    /// Proof under load: a burst served by static configs and by dyce, plus simulated autoscaling.
+    Demo(demo::DemoArgs),
 }
 
 fn main() {
@@ -63,6 +66,7 @@ fn main() {
         Command::Policy(args) => control::policy(&args),
         Command::Up(args) => up::run(&args),
         Command::Load(args) => load::run(&args),
+        Command::Demo(args) => demo::run(&args),
     };
     if let Err(e) = result {
         // One line, the whole cause chain: what a user needs to fix the input.

@@ -174,14 +174,15 @@ async fn collect(
 }
 
 /// Runs the schedule against the infer `url` and returns every request's record, in
-/// schedule order, once every answer is in (or timed out).
+/// schedule order, once every answer is in (or timed out), with the instant schedule time 0
+/// refers to.
 pub(super) async fn drive(
     cfg: &LoadConfig,
     http: reqwest::Client,
     url: String,
     images: Arc<Images>,
     log: Option<LogWriter>,
-) -> Result<Vec<Record>> {
+) -> Result<(Vec<Record>, Instant)> {
     let curve = cfg.profile.curve(cfg.duration);
     let schedule = Schedule::new(&curve, cfg.arrivals, cfg.seed);
     let feed = Feed::new(images.len(), cfg.seed);
@@ -199,7 +200,8 @@ pub(super) async fn drive(
     };
     tokio::task::spawn_blocking(move || scheduler.run()).await.context("the scheduler thread failed")?;
     tracing::debug!("schedule done, waiting for outstanding answers");
-    collector.await.context("the collector task failed")?
+    let records = collector.await.context("the collector task failed")??;
+    Ok((records, start))
 }
 
 #[cfg(test)]

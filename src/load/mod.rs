@@ -8,24 +8,24 @@
 //! `client`), and a collector task writes the log and the live lines (`record`, `stats`).
 //! Described for users in `docs/load.md`.
 
-mod client;
+pub(crate) mod client;
 mod driver;
-mod profile;
-mod record;
-mod schedule;
-mod stats;
+pub(crate) mod profile;
+pub(crate) mod record;
+pub(crate) mod schedule;
+pub(crate) mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
 use clap::Args;
-use dyce_runtime::calibrate::data;
-use serde_json::json;
+use dyce_runtime::calibrate::data::{self, Images};
+use serde_json::{json, Value};
 
 use profile::Profile;
-use record::{LogFormat, LogWriter};
+use record::{LogFormat, LogWriter, Record};
 use schedule::Arrivals;
 
 /// Arguments of `dyce load`.
@@ -76,24 +76,37 @@ pub struct LoadArgs {
     slo_ms: Option<f64>,
 }
 
-/// A checked run description.
-#[derive(Debug)]
-struct LoadConfig {
-    url: String,
-    model: Option<String>,
+/// A checked run description (also built directly by `dyce demo`, which runs the generator
+/// in-process).
+#[derive(Debug, Clone)]
+pub(crate) struct LoadConfig {
+    pub url: String,
+    pub model: Option<String>,
     /// The profile as given, for the summary.
-    profile_text: String,
-    profile: Profile,
-    arrivals: Arrivals,
-    duration: f64,
-    images_per_request: usize,
-    seed: u64,
-    max_in_flight: usize,
-    timeout: Duration,
-    slo_ms: Option<f64>,
-    data: PathBuf,
-    log: Option<PathBuf>,
-    log_format: Option<LogFormat>,
+    pub profile_text: String,
+    pub profile: Profile,
+    pub arrivals: Arrivals,
+    pub duration: f64,
+    pub images_per_request: usize,
+    pub seed: u64,
+    pub max_in_flight: usize,
+    pub timeout: Duration,
+    pub slo_ms: Option<f64>,
+    pub data: PathBuf,
+    pub log: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// What one run produced: every request's record in schedule order and the summary `dyce load`
+/// prints.
+pub(crate) struct LoadRun {
+    /// Every scheduled request, in schedule order.
+    pub records: Vec<Record>,
+    /// The summary object (see docs/load.md).
+    pub summary: Value,
+    /// The instant schedule time 0 refers to, so callers can place their own observations
+    /// (controller decisions, config polls) on the run's time axis.
+    pub started: Instant,
 }
 
 impl LoadArgs {
@@ -139,16 +152,25 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         Some(path) => Some(LogWriter::create(path, cfg.log_format)?),
         None => None,
     };
-    let expected = cfg.profile.curve(cfg.duration).total();
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let (model, records, wall_s) = tokio.block_on(async {
-        let http = client::http(cfg.timeout)?;
-        let (url, model) = client::preflight(&http, &cfg.url, cfg.model.as_deref(), cfg.timeout).await?;
-        tracing::info!(%url, profile = cfg.profile_text, expected_requests = expected.round(), "load starts");
-        let started = std::time::Instant::now();
-        let records = driver::drive(&cfg, http, url, images, log).await?;
-        anyhow::Ok((model, records, started.elapsed().as_secs_f64()))
-    })?;
+    let run = tokio.block_on(run_load(&cfg, images, log))?;
+    println!("{}", run.summary);
+    Ok(())
+}
+
+/// One run of the generator on the current tokio runtime: pre-flight check, the schedule, and
+/// the summary. Live lines go to stderr as the run goes; `log` gets every record.
+pub(crate) async fn run_load(
+    cfg: &LoadConfig,
+    images: Arc<Images>,
+    log: Option<LogWriter>,
+) -> Result<LoadRun> {
+    let expected = cfg.profile.curve(cfg.duration).total();
+    let http = client::http(cfg.timeout)?;
+    let (url, model) = client::preflight(&http, &cfg.url, cfg.model.as_deref(), cfg.timeout).await?;
+    tracing::info!(%url, profile = cfg.profile_text, expected_requests = expected.round(), "load starts");
+    let (records, started) = driver::drive(cfg, http, url, images, log).await?;
+    let wall_s = started.elapsed().as_secs_f64();
     let mut summary = stats::totals(&records, cfg.duration);
     let lag_p99 = summary["send_lag_ms"]["p99"].as_f64().unwrap_or(0.0);
     if summary["generator_bottleneck"] == true {
@@ -177,6 +199,5 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         summary["slo_windows"] = json!(windows);
         summary["slo_attainment"] = json!((windows > 0).then(|| ok as f64 / windows as f64));
     }
-    println!("{summary}");
-    Ok(())
+    Ok(LoadRun { records, summary, started })
 }

@@ -7,6 +7,8 @@
 //! beyond `max_queued`; images older than `timeout` are dropped before compute (their client
 //! went away). Switches apply `push_delay` after the decision, at the next batch.
 
+pub mod autoscale;
+pub mod replicas;
 mod runtime;
 mod trace;
 
@@ -245,5 +247,7 @@ fn draw_arrival(trace: &Trace, mut t: f64, rng: &mut StdRng) -> f64 {
     }
 }
 
+#[cfg(test)]
+mod autoscale_tests;
 #[cfg(test)]
 mod tests;

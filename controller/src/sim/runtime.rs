@@ -25,6 +25,10 @@ pub(super) struct SimRuntime {
     compute: BTreeMap<String, f64>,
     saturated: BTreeMap<String, f64>,
     window: f64,
+    /// Seconds of compute the batches started so far need at full-batch efficiency: offered
+    /// work, what an autoscaler's utilisation reads. (Busy time would not do: with a fixed cost
+    /// per batch, a lightly loaded batching runtime is busy most of the time with tiny batches.)
+    work_total: f64,
 }
 
 fn window_index(t: f64, windows: &[SimWindow]) -> Option<usize> {
@@ -51,6 +55,7 @@ impl SimRuntime {
             compute: BTreeMap::new(),
             saturated: BTreeMap::new(),
             window: sim.window,
+            work_total: 0.0,
         };
         // The real runtime's warm-up measures full batches of its starting config.
         let per = batch_seconds(sim, ladder, rank, sim.max_batch) / sim.max_batch as f64;
@@ -61,6 +66,11 @@ impl SimRuntime {
 
     pub fn busy_until(&self) -> f64 {
         self.busy_until
+    }
+
+    /// Seconds of work started so far at full-batch efficiency (a batch counts when it starts).
+    pub fn work_total(&self) -> f64 {
+        self.work_total
     }
 
     pub fn target_rank(&self) -> usize {
@@ -113,6 +123,8 @@ impl SimRuntime {
         self.batch_accuracy = ladder.rung(self.rank).expected_accuracy.unwrap_or(f64::NAN);
         let seconds = batch_seconds(sim, ladder, self.rank, n);
         self.busy_until = t + seconds;
+        self.work_total +=
+            n as f64 * batch_seconds(sim, ladder, self.rank, sim.max_batch) / sim.max_batch as f64;
         let id = ladder.rung(self.rank).id.clone();
         let per = seconds / n as f64;
         let e = self.compute.entry(id.clone()).or_insert(per);

@@ -88,7 +88,7 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let seconds = || Histogram::new(LATENCY_BUCKETS.into_iter());
+        let seconds = || Histogram::new(LATENCY_BUCKETS);
         let m = Self {
             requests: Family::default(),
             request_duration: seconds(),
