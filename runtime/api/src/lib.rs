@@ -7,9 +7,9 @@
 //! their schemas from these very definitions.
 
 mod admin;
-pub mod exposition;
 mod config;
 mod data;
+pub mod exposition;
 
 pub use admin::{ActiveConfig, ConfigsView, ErrorBody, LoadReport, Quantiles, SwitchRequest};
 pub use config::{ConfigEntry, ConfigError, ConfigTable, ExitChoice, FULL_CONFIG_ID};
