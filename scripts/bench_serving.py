@@ -338,7 +338,7 @@ def summarize(out):
                               f"{row['generator_bottleneck']} of {len(sm)} runs")
             w(f"| {c} | {fmt(res['configs'][c]['peak']['1']['img_per_s'], 0)} | {level}% | {fmt(row['offered_per_s'], 0)} | "
               f"{fmt(row['ok_per_s'], 0)} | {fmt(row['p50_ms'], 2)} | {fmt(row['p99_ms'], 2)} | "
-              f"{row['shed']} of {row['sent']} | {pct(row['accuracy'], 2)} | {pct(row['client_share_of_used'])} |")
+              f"{row['shed']:,} of {row['sent']:,} | {pct(row['accuracy'], 2)} | {pct(row['client_share_of_used'])} |")
     w("")
 
     # Low load: HTTP overhead.
