@@ -5,12 +5,10 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{get, post, Server};
+use common::{post, Server};
 use dyce_runtime::calibrate::{augment, data};
 use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig};
 use dyce_runtime::model::Bundle;
@@ -23,30 +21,9 @@ const REPORTED_CORRECT: usize = 9339;
 /// Images per request, and so per batch on both paths.
 const PER_REQUEST: usize = 200;
 
-/// Starts `dyce serve` with no `--model` (the embedded default model) on port 0 and waits
-/// until it is ready.
+/// `dyce serve` with no `--model` (the embedded default model), ready within 120 s.
 fn serve_embedded(extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dyce"))
-        .args(["serve", "--data-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("dyce serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addrs: serde_json::Value = serde_json::from_str(&line).expect("first stdout line names the ports");
-    let s = Server {
-        child,
-        data: format!("http://{}", addrs["data"].as_str().unwrap()),
-        admin: format!("http://{}", addrs["admin"].as_str().unwrap()),
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while get(&format!("{}/v2/health/ready", s.data)).0 != 200 {
-        assert!(Instant::now() < deadline, "not ready within 120 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    s
+    common::serve_with(extra, Duration::from_secs(120))
 }
 
 /// An OIP v2 infer request of test images `lo..hi` as UINT8 JSON, asking for the outputs the

@@ -70,14 +70,7 @@ async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
 /// OpenMetrics for Prometheus (which asks for it), text format 0.0.4 for everyone else.
 async fn metrics(State(s): State<Shared>, headers: axum::http::HeaderMap) -> impl IntoResponse {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    if exposition::wants_openmetrics(accept) {
-        ([(header::CONTENT_TYPE, exposition::OPENMETRICS_FORMAT)], s.metrics.encode())
-    } else {
-        (
-            [(header::CONTENT_TYPE, exposition::TEXT_FORMAT)],
-            exposition::openmetrics_to_text(&s.metrics.encode()),
-        )
-    }
+    exposition::negotiate(accept, s.metrics.encode())
 }
 
 async fn status(State(s): State<Shared>) -> Json<PolicyStatus> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::law::{Observation, Signals};
+use crate::signals::scale_to_full;
 
 /// Where and how to query.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,10 +124,7 @@ impl PromSource {
         let costs = self.query(&format!("avg by (config) (dyce_saturated_compute_seconds{{{sel}}})")).await?;
         let by_config: BTreeMap<String, f64> =
             costs.into_iter().filter_map(|(m, v)| Some((m.get("config")?.clone(), v))).collect();
-        let scaled = |id: &str| Some(by_config.get(id)? / ratios.get(id).copied().filter(|r| *r > 0.0)?);
-        let full = scaled(full_id)
-            .or_else(|| by_config.keys().find_map(|id| scaled(id)))
-            .filter(|c| c.is_finite() && *c > 0.0);
+        let full = scale_to_full(&by_config, ratios, &[full_id]);
         Ok(Observation::Fresh(Signals {
             runtimes: up as usize,
             offered_per_second: offered,

@@ -80,14 +80,24 @@ pub fn pick_quantile(q: &Quantiles, quantile: f64) -> f64 {
 /// measurement divided by that config's cost ratio. Full-batch measurements are preferred; the
 /// all-batch average (pessimistic at low load) is the fallback.
 fn full_cost(r: &LoadReport, ratios: &BTreeMap<String, f64>, full_id: &str) -> Option<f64> {
-    let from = |m: &BTreeMap<String, f64>| -> Option<f64> {
-        let scaled = |id: &str| Some(m.get(id)? / ratios.get(id).copied().filter(|&x| x > 0.0)?);
-        scaled(full_id)
-            .or_else(|| scaled(&r.active.id))
-            .or_else(|| m.keys().find_map(|id| scaled(id)))
-            .filter(|c| c.is_finite() && *c > 0.0)
-    };
-    from(&r.saturated_seconds_per_request).or_else(|| from(&r.compute_seconds_per_request))
+    let prefer = [full_id, r.active.id.as_str()];
+    scale_to_full(&r.saturated_seconds_per_request, ratios, &prefer)
+        .or_else(|| scale_to_full(&r.compute_seconds_per_request, ratios, &prefer))
+}
+
+/// The full model's cost per image from per-config measurements: the first of `prefer` that was
+/// measured, else any measured config, divided by its cost ratio.
+pub fn scale_to_full(
+    measured: &BTreeMap<String, f64>,
+    ratios: &BTreeMap<String, f64>,
+    prefer: &[&str],
+) -> Option<f64> {
+    let scaled = |id: &str| Some(measured.get(id)? / ratios.get(id).copied().filter(|&x| x > 0.0)?);
+    prefer
+        .iter()
+        .find_map(|id| scaled(id))
+        .or_else(|| measured.keys().find_map(|id| scaled(id)))
+        .filter(|c| c.is_finite() && *c > 0.0)
 }
 
 /// Runtimes by state, for metrics and status.

@@ -64,16 +64,15 @@ impl Drop for Server {
 
 /// Starts `dyce serve --model DIR` on port 0 and waits until it is ready.
 pub fn serve(model: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--model", model.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    serve_with(&args, Duration::from_secs(30))
+}
+
+/// Starts `dyce serve ARGS` (ports 0 added) and waits up to `ready_within` until it is ready.
+pub fn serve_with(extra: &[&str], ready_within: Duration) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dyce"))
-        .args([
-            "serve",
-            "--model",
-            model.to_str().unwrap(),
-            "--data-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
+        .args(["serve", "--data-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -87,9 +86,9 @@ pub fn serve(model: &Path, extra: &[&str]) -> Server {
         data: format!("http://{}", addrs["data"].as_str().unwrap()),
         admin: format!("http://{}", addrs["admin"].as_str().unwrap()),
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + ready_within;
     while get(&format!("{}/v2/health/ready", s.data)).0 != 200 {
-        assert!(Instant::now() < deadline, "not ready within 30 s");
+        assert!(Instant::now() < deadline, "not ready within {ready_within:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
     s

@@ -18,6 +18,16 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| a.contains("application/openmetrics-text"))
 }
 
+/// The content type and body to answer a scrape with: OpenMetrics when `accept` asks for it,
+/// else the same metrics in text format 0.0.4.
+pub fn negotiate(accept: Option<&str>, openmetrics: String) -> ([(&'static str, &'static str); 1], String) {
+    if wants_openmetrics(accept) {
+        ([("content-type", OPENMETRICS_FORMAT)], openmetrics)
+    } else {
+        ([("content-type", TEXT_FORMAT)], openmetrics_to_text(&openmetrics))
+    }
+}
+
 /// Rewrites an OpenMetrics exposition as text format 0.0.4.
 pub fn openmetrics_to_text(openmetrics: &str) -> String {
     let types: HashMap<&str, &str> = openmetrics

@@ -154,16 +154,9 @@ pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
 pub async fn metrics(State(rt): State<Arc<Runtime>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
     rt.metrics.queue_depth.set(rt.queue.depth() as i64);
     rt.metrics.in_flight.set(rt.queue.in_flight() as i64);
-    for (config, seconds) in rt.load.snapshot().saturated {
+    for (config, seconds) in rt.load.saturated() {
         rt.metrics.saturated_cost.get_or_create(&ConfigLabel { config }).set(seconds);
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    if exposition::wants_openmetrics(accept) {
-        ([(header::CONTENT_TYPE, exposition::OPENMETRICS_FORMAT)], rt.metrics.encode())
-    } else {
-        (
-            [(header::CONTENT_TYPE, exposition::TEXT_FORMAT)],
-            exposition::openmetrics_to_text(&rt.metrics.encode()),
-        )
-    }
+    exposition::negotiate(accept, rt.metrics.encode())
 }

@@ -150,6 +150,11 @@ impl LoadWindow {
         }
     }
 
+    /// Cost per image at capacity by config (without building a whole snapshot).
+    pub fn saturated(&self) -> BTreeMap<String, f64> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).saturated.clone()
+    }
+
     /// The window's statistics now.
     pub fn snapshot(&self) -> LoadSnapshot {
         let now = Instant::now();
