@@ -19,3 +19,4 @@ if ! python3 -c 'import onnxruntime, onnx, numpy, safetensors, pytest, tritoncli
     python3 -m pip install -q -r scripts/requirements-peers.txt
 fi
 python3 -c 'import onnxruntime, onnx; print("setup: onnxruntime", onnxruntime.__version__, "onnx", onnx.__version__)'
+scripts/install_helm.sh

@@ -59,6 +59,8 @@ pub struct RunArgs {
     /// Window of the PromQL rates and quantiles, in seconds (at least two scrape intervals).
     #[arg(long, env = "DYCE_PROMETHEUS_WINDOW", default_value_t = 10)]
     prometheus_window: u64,
+    #[command(flatten)]
+    kube: crate::control_kube::KubeArgs,
 }
 
 /// Arguments of `dyce control simulate`.
@@ -129,6 +131,14 @@ pub fn run(args: &ControlArgs) -> Result<()> {
         return simulate_cmd(s);
     }
     let a = &args.run;
+    if a.kube.kubernetes {
+        return crate::control_kube::run(
+            &a.kube,
+            a.listen,
+            read_token(a.admin_token_file.as_deref())?,
+            a.dry_run,
+        );
+    }
     let cfg = LocalConfig {
         policy: load_policy(&a.policy)?,
         runtimes: a.runtimes.clone(),

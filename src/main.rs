@@ -4,6 +4,7 @@ mod bench;
 mod bench_backbone;
 mod calibrate;
 mod control;
+mod control_kube;
 mod demo;
 mod inspect;
 mod load;
@@ -39,6 +40,8 @@ enum Command {
     Control(control::ControlArgs),
     /// Check a policy file or print the policy JSON schema.
     Policy(control::PolicyArgs),
+    /// Print the SloPolicy CustomResourceDefinition (YAML), for `kubectl apply -f -`.
+    Crd,
     /// A runtime with the embedded model and a controller with the default policy, on loopback.
     Up(up::UpArgs),
     /// Offer open-loop OIP v2 load of labelled Fashion-MNIST images; measure latency and accuracy.
@@ -64,6 +67,10 @@ fn main() {
         Command::Calibrate(args) => calibrate::run(&args),
         Command::Control(args) => control::run(&args),
         Command::Policy(args) => control::policy(&args),
+        Command::Crd => {
+            print!("{}", dyce_controller::policy::crd_yaml());
+            Ok(())
+        }
         Command::Up(args) => up::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Demo(args) => demo::run(&args),

@@ -5,6 +5,7 @@
 
 pub mod actuate;
 pub mod client;
+pub mod kube;
 pub mod ladder;
 pub mod law;
 pub mod local;

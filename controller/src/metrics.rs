@@ -54,6 +54,8 @@ pub struct ControllerMetrics {
     pub saturated: Family<PolicyLabel, Gauge>,
     /// Replicas needed to hold the objective.
     pub desired_replicas: Family<PolicyLabel, Gauge>,
+    /// 1 while this replica holds the Lease (Kubernetes mode; always 1 in local mode).
+    pub leader: Gauge,
 }
 
 impl ControllerMetrics {
@@ -70,6 +72,7 @@ impl ControllerMetrics {
             push_errors: Family::default(),
             saturated: Family::default(),
             desired_replicas: Family::default(),
+            leader: Gauge::default(),
         };
         registry.register("dyce_controller_ticks", "Control-loop ticks", m.ticks.clone());
         registry.register(
@@ -104,7 +107,29 @@ impl ControllerMetrics {
             "Runtimes needed to hold the objective on the cheapest allowed config",
             m.desired_replicas.clone(),
         );
+        registry.register(
+            "dyce_controller_leader",
+            "1 while this replica holds the leader Lease and steers (always 1 in local mode)",
+            m.leader.clone(),
+        );
+        m.leader.set(1);
         Self { registry, ..m }
+    }
+
+    /// Drops every series of a policy that is gone (Kubernetes mode: the resource was deleted).
+    pub fn forget(&self, policy: &str) {
+        let label = PolicyLabel { policy: policy.to_string() };
+        for f in [&self.target_rank, &self.saturated, &self.desired_replicas] {
+            f.remove(&label);
+        }
+        self.observed_latency.remove(&label);
+        self.push_errors.remove(&label);
+        for direction in ["degrade", "restore", "hold"] {
+            self.decisions.remove(&DecisionLabel { policy: policy.to_string(), direction });
+        }
+        for state in ["fresh", "stale", "unknown"] {
+            self.runtimes.remove(&RuntimeStateLabel { policy: policy.to_string(), state });
+        }
     }
 
     /// The text exposition.

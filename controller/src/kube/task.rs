@@ -1,0 +1,153 @@
+//! The loop of one SloPolicy resource: discover pods, tick, write status, emit Events.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tracing::Instrument;
+
+use super::discovery::runtime_endpoints;
+use super::status::{
+    apply_status, changed_materially, events_for, invalid_status, publish, running_status, StatusInput,
+};
+use super::KubeConfig;
+use crate::metrics::ControllerMetrics;
+use crate::policy::{Metadata, PolicyDocument, SloPolicy, SloPolicyStatus, API_VERSION, KIND};
+use crate::policy_loop::{PolicyLoop, PolicyStatus};
+
+/// What every policy loop shares.
+#[derive(Clone)]
+pub(super) struct TaskCtx {
+    pub client: Client,
+    pub pods: Store<Pod>,
+    pub leader: watch::Receiver<bool>,
+    pub metrics: Arc<ControllerMetrics>,
+    pub statuses: Arc<Mutex<BTreeMap<String, PolicyStatus>>>,
+    pub recorder: Recorder,
+    pub cfg: Arc<KubeConfig>,
+}
+
+/// The name a policy goes by in metrics, logs and `/v1/status`: `namespace/name`.
+pub(super) fn policy_key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or("default"))
+}
+
+/// The resource as a policy document, so that it gets exactly the validation a file gets.
+fn as_document(p: &SloPolicy) -> PolicyDocument {
+    PolicyDocument {
+        api_version: API_VERSION.into(),
+        kind: KIND.into(),
+        metadata: Metadata {
+            name: p.name_any(),
+            namespace: p.namespace(),
+            labels: Default::default(),
+            annotations: Default::default(),
+        },
+        spec: p.spec.clone(),
+    }
+}
+
+/// Runs one policy's loop until aborted (deletion or a spec change restarts it).
+pub(super) async fn run_policy(ctx: TaskCtx, policy: Arc<SloPolicy>) {
+    let ns = policy.namespace().unwrap_or_else(|| "default".into());
+    let key = policy_key(Some(&ns), &policy.name_any());
+    let span = tracing::info_span!("policy", policy = %key);
+    async move {
+        let api: Api<SloPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+        match as_document(&policy).validate() {
+            Err(e) => invalid(&ctx, &api, &policy, &e.to_string()).await,
+            Ok(()) => steer(ctx, api, policy, ns, key).await,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A policy that cannot be used: say so in its status (once per leadership) and wait.
+async fn invalid(ctx: &TaskCtx, api: &Api<SloPolicy>, policy: &SloPolicy, why: &str) {
+    tracing::warn!(error = %why, "invalid policy; not steering");
+    let mut leader = ctx.leader.clone();
+    loop {
+        if leader.wait_for(|l| *l).await.is_err() {
+            return;
+        }
+        if !ctx.cfg.dry_run {
+            let st =
+                invalid_status(why, policy.metadata.generation, policy.status.as_ref(), Timestamp::now());
+            if let Err(e) = apply_status(api, &policy.name_any(), &st).await {
+                tracing::warn!(error = %e, "could not write status");
+            }
+        }
+        if leader.wait_for(|l| !*l).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn steer(ctx: TaskCtx, api: Api<SloPolicy>, policy: Arc<SloPolicy>, ns: String, key: String) {
+    let spec = policy.spec.clone();
+    let name = policy.name_any();
+    let cfg = &ctx.cfg;
+    let mut lp =
+        PolicyLoop::new(&key, spec.clone(), &[], cfg.admin_token.clone(), cfg.dry_run, ctx.metrics.clone());
+    let mut written: Option<SloPolicyStatus> = policy.status.clone();
+    let mut written_at: Option<Instant> = None;
+    let mut was_saturated = false;
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(spec.control.interval.0);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tracing::info!(selector = ?spec.selector, "steering");
+    loop {
+        ticker.tick().await;
+        // A standby replica watches but neither pushes nor writes.
+        if !*ctx.leader.borrow() {
+            continue;
+        }
+        let urls: Vec<String> = match &spec.selector {
+            Some(sel) => {
+                let pods = ctx.pods.state();
+                runtime_endpoints(pods.iter().map(|p| &**p), &ns, &sel.match_labels, cfg.fallback_admin_port)
+                    .into_iter()
+                    .map(|e| e.url)
+                    .collect()
+            }
+            None => spec.runtimes.clone(),
+        };
+        lp.set_runtimes(&urls);
+        let decision = lp.tick(start.elapsed().as_secs_f64()).await;
+        ctx.statuses.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), lp.status().clone());
+        if cfg.dry_run {
+            continue;
+        }
+        if let (Some(d), Some(last)) = (&decision, &lp.status().last) {
+            let events = events_for(d, &last.config, was_saturated);
+            was_saturated = d.saturated;
+            if !events.is_empty() {
+                publish(&ctx.recorder, &policy, &events).await;
+            }
+        }
+        let input = StatusInput {
+            loop_status: lp.status(),
+            runtimes: urls.len(),
+            generation: policy.metadata.generation,
+        };
+        let st = running_status(&input, written.as_ref(), Timestamp::now());
+        let due = written_at.is_none_or(|t| t.elapsed() >= cfg.status_refresh);
+        if (changed_materially(written.as_ref(), &st) || due) && written.as_ref() != Some(&st) {
+            match apply_status(&api, &name, &st).await {
+                Ok(()) => {
+                    written = Some(st);
+                    written_at = Some(Instant::now());
+                }
+                Err(e) => tracing::warn!(error = %e, "could not write status"),
+            }
+        }
+    }
+}
