@@ -154,8 +154,8 @@ pub struct Decision {
     pub reason: Reason,
     /// Even the cheapest allowed config cannot hold the objective.
     pub saturated: bool,
-    /// Replicas needed to hold the objective on the cheapest config (the current count when not
-    /// saturated; `None` without fresh signals).
+    /// Replicas needed to run the richest allowed config at the target utilisation (for a replica
+    /// autoscaler; at least the current count + 1 while saturated; `None` without fresh signals).
     pub desired_replicas: Option<usize>,
     /// Predicted utilisation of the chosen config.
     pub utilization: Option<f64>,
@@ -240,10 +240,10 @@ impl Law {
         let ff = util(0).map(|_| (0..=top).rev().find(|&r| util(r).unwrap_or(0.0) <= p.target_utilization));
         let predicted_saturated = matches!(ff, Some(None));
         let ff_rank = ff.map(|f| f.unwrap_or(0));
-        let desired = match util(0) {
-            Some(u0) if predicted_saturated => (n as f64 * u0 / p.target_utilization).ceil() as usize,
-            _ => n,
-        };
+        // Replicas for the richest allowed config at the target: what a replica autoscaler should
+        // converge to. dyce absorbs a burst within a tick by degrading; the replicas then follow
+        // so that quality comes back, and they shrink again when the full model has headroom.
+        let desired = util(top).map_or(n, |u| ((n as f64 * u / p.target_utilization).ceil() as usize).max(1));
         // Feedback. The latency quantile covers a window, so right after a degrade it still
         // shows the old config's slow requests: it may act again only once the window has
         // turned over. The queue is instantaneous and always counts.
@@ -259,7 +259,7 @@ impl Law {
             let step = state.rank.saturating_sub(1);
             let rank = ff_rank.map_or(step, |f| f.min(step));
             let saturated = predicted_saturated || state.rank == 0;
-            let desired = if saturated && !predicted_saturated { n + 1 } else { desired };
+            let desired = if saturated { desired.max(n + 1) } else { desired };
             return self.finish(state, rank, reason, saturated, Some(desired), util(rank), now);
         }
         if let Some(f) = ff_rank.filter(|&f| f < state.rank) {

@@ -203,8 +203,8 @@ fn floor_bounds_the_choice() {
     let d = law.decide(&mut st, &sig(3000.0, Some(0.3)), 0.5);
     assert_eq!(law.ladder.rung(d.rank).id, "mid");
     assert!(d.saturated);
-    // util(mid) = 3000 * 0.5e-3 = 1.5 -> 2 runtimes at 0.8.
-    assert_eq!(d.desired_replicas, Some(2));
+    // The richest allowed config (full): util = 3000 * 1e-3 = 3.0 -> ceil(3.0 / 0.8) = 4 runtimes.
+    assert_eq!(d.desired_replicas, Some(4));
 }
 
 #[test]
@@ -212,11 +212,38 @@ fn saturation_reports_replicas() {
     let law = Law::new(params(MissingSignals::Hold), ladder());
     let mut st = LawState::new(4, 0.0);
     let d = law.decide(&mut st, &sig(5000.0, Some(0.3)), 0.5);
-    // util(c0) = 5000 * 0.3e-3 = 1.5 -> ceil(1.5 / 0.8) = 2.
-    assert_eq!((d.rank, d.saturated, d.desired_replicas), (0, true, Some(2)));
+    // Replicas for the richest config: util(top) = 5000 * 1e-3 = 5.0 -> ceil(5.0 / 0.8) = 7.
+    assert_eq!((d.rank, d.saturated, d.desired_replicas), (0, true, Some(7)));
     let d = law.decide(&mut st, &sig(200.0, Some(0.001)), 1.0);
     assert!(!d.saturated);
     assert_eq!(d.desired_replicas, Some(1));
+}
+
+#[test]
+fn desired_replicas_follow_the_richest_config_up_and_down() {
+    let law = Law::new(params(MissingSignals::Hold), ladder());
+    let obs = |offered: f64, runtimes: usize| {
+        Observation::Fresh(Signals {
+            runtimes,
+            offered_per_second: offered,
+            latency: Some(0.001),
+            latency_window: 2.0,
+            queue: 0.0,
+            full_seconds_per_image: Some(1e-3),
+        })
+    };
+    // Degraded but not saturated: 1200/s on one runtime needs a cheaper config now and a second
+    // runtime (1.2 / 0.8 -> 2) for the full model to come back.
+    let mut st = LawState::new(ladder().top(), 0.0);
+    let d = law.decide(&mut st, &obs(1200.0, 1), 0.5);
+    assert!(d.rank < ladder().top() && !d.saturated, "{d:?}");
+    assert_eq!(d.desired_replicas, Some(2));
+    // Four runtimes at 600/s in all: the full model needs one (0.6 / 0.8): scale down.
+    let mut st = LawState::new(ladder().top(), 0.0);
+    let d = law.decide(&mut st, &obs(600.0, 4), 0.5);
+    assert_eq!(d.desired_replicas, Some(1));
+    // No traffic: never below one.
+    assert_eq!(law.decide(&mut st, &obs(0.0, 4), 1.0).desired_replicas, Some(1));
 }
 
 #[test]

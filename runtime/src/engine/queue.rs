@@ -109,6 +109,15 @@ impl ModelQueue {
         self.limit - self.permits.available_permits()
     }
 
+    /// `Overloaded` when not even one more image would be admitted: lets a server refuse a
+    /// request before the work of parsing it.
+    pub fn check_room(&self) -> Result<(), SubmitError> {
+        if self.permits.available_permits() == 0 {
+            return Err(SubmitError::Overloaded { queued: self.depth(), limit: self.limit });
+        }
+        Ok(())
+    }
+
     /// Images in the batch being computed now.
     pub fn in_flight(&self) -> usize {
         self.running.load(Ordering::Relaxed)

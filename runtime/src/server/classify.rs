@@ -156,6 +156,7 @@ pub async fn classify(State(rt): State<Arc<Runtime>>, body: Body) -> Result<Resp
 
 async fn classify_inner(rt: &Runtime, body: Body) -> Result<(Response, usize), ApiError> {
     let body = submit::read_body(body, rt.max_body_bytes).await?;
+    submit::refuse_if_full(rt)?;
     let shape = rt.bundle.manifest.input.shape;
     // Decoding and resizing take milliseconds of CPU: off the async workers, so they keep
     // serving other connections meanwhile.

@@ -280,6 +280,7 @@ async fn infer_inner(
     if body.is_empty() {
         return Err(ApiError::BadRequest("empty body; send an OIP v2 infer request (JSON)".into()));
     }
+    submit::refuse_if_full(rt)?;
     let (header, mut tail) = binary::split(headers, &body)?;
     let req: InferRequest = serde_json::from_slice(header)
         .map_err(|e| ApiError::BadRequest(format!("invalid infer request: {e}")))?;

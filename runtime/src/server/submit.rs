@@ -38,6 +38,13 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(buf))
 }
 
+/// Refuses at once (429) when the queue has no room for even one image, before the request is
+/// parsed: under overload, parsing bodies only to refuse them would eat the CPU the model needs.
+/// The load window counts such a refusal as one shed image (the count is not known unparsed).
+pub fn refuse_if_full(rt: &Runtime) -> Result<(), ApiError> {
+    rt.queue.check_room().inspect_err(|_| rt.load.shed(1)).map_err(ApiError::from)
+}
+
 /// Admits `n` normalised images (429 at once when the queue is full) and waits for the batch
 /// they ran in; counts arrivals and refusals in the load window.
 pub async fn run(rt: &Runtime, x: Vec<f32>, n: usize) -> Result<JobOutput, ApiError> {
