@@ -51,7 +51,18 @@ pub struct BenchBackboneArgs {
     json: Option<PathBuf>,
 }
 
+/// One forward pass, sharded across threads where the backend would shard it when serving.
 fn run_once<B: Backend>(be: &mut B, net: &ResNet, x: &[f32], n: usize) -> Result<()> {
+    let per = x.len() / n.max(1);
+    let whole =
+        |b: &mut B, r: std::ops::Range<usize>| run_whole(b, net, &x[r.start * per..r.end * per], r.len());
+    match be.shard(n, &whole) {
+        Some(parts) => parts.into_iter().try_for_each(|p| p),
+        None => run_whole(be, net, x, n),
+    }
+}
+
+fn run_whole<B: Backend>(be: &mut B, net: &ResNet, x: &[f32], n: usize) -> Result<()> {
     let mut a = be.stem(x, n)?;
     for i in 0..net.blocks.len() {
         a = be.block(i, a)?;

@@ -69,11 +69,13 @@ fn executor_gives_the_same_answers_on_both_backends() {
     let cfgs = vec![entry("a", &[(0, "mlp1", 0.3), (2, "mlp2x16", 0.5)]), entry("b", &[(1, "mlp2x16", 0.4)])];
     let (b, _) = tiny_bundle(21, cfgs);
     let shape = b.manifest.input.shape;
-    let mut fast = FastBackend::new(&b.resnet, shape, default_pool(None).unwrap()).unwrap();
+    // Two threads whatever the machine: batches of 2 to 7 then run as shards, one per thread,
+    // each through its own exits and compaction; the answers must not change.
+    let mut fast = FastBackend::new(&b.resnet, shape, default_pool(Some(2)).unwrap()).unwrap();
     let mut reference = CandleBackend::new(&b.resnet, shape).unwrap();
     for id in ["a", "b", "full"] {
         let cfg = ResolvedConfig::resolve(&b, b.configs.get(id).unwrap(), 0).unwrap();
-        for n in [1, 7, 32] {
+        for n in [1, 2, 3, 7, 32] {
             let x = random_input(n, 144, 99 + n as u64);
             let got = run_batch(&b, &mut fast, &cfg, &x, n).unwrap();
             let want = run_batch(&b, &mut reference, &cfg, &x, n).unwrap();

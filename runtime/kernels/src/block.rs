@@ -2,7 +2,7 @@
 
 use crate::arena::Arena;
 use crate::conv::PackedConv;
-use crate::pool::maxpool_3x3_s2_p1;
+use crate::pool::maxpool_on;
 use crate::tensor::{blocks, BlockedTensor, CB};
 use crate::KernelError;
 
@@ -189,6 +189,18 @@ impl ResBlock {
         c[c.len() - 1].forward_images(mid, Some(res), true, out, pool, r())
     }
 
+    /// Runs the block entirely on the calling thread (for callers that parallelise over
+    /// images themselves) and leaves the result in `x`.
+    pub fn forward_serial_inplace(
+        &self,
+        x: &mut BlockedTensor,
+        arena: &mut Arena,
+    ) -> Result<(), KernelError> {
+        self.run(x, arena, None)?;
+        std::mem::swap(x, &mut arena.out);
+        Ok(())
+    }
+
     /// Runs the block and leaves the result in `x` by swapping buffers (no copy).
     pub fn forward_inplace(
         &self,
@@ -239,12 +251,28 @@ impl Stem {
         pool.install(|| {
             if self.maxpool {
                 self.conv.forward(x, None, true, &mut arena.t1, pool)?;
-                maxpool_3x3_s2_p1(&arena.t1, &mut arena.out, pool)
+                maxpool_on(&arena.t1, &mut arena.out, Some(pool))
             } else {
                 self.conv.forward(x, None, true, &mut arena.out, pool)
             }
         })?;
         Ok(&arena.out)
+    }
+
+    /// Runs the stem entirely on the calling thread and leaves the result in `x`.
+    pub fn forward_serial_inplace(
+        &self,
+        x: &mut BlockedTensor,
+        arena: &mut Arena,
+    ) -> Result<(), KernelError> {
+        if self.maxpool {
+            self.conv.forward_on(x, None, true, &mut arena.t1, None)?;
+            maxpool_on(&arena.t1, &mut arena.out, None)?;
+        } else {
+            self.conv.forward_on(x, None, true, &mut arena.out, None)?;
+        }
+        std::mem::swap(x, &mut arena.out);
+        Ok(())
     }
 
     /// Runs the stem and leaves the result in `x` by swapping buffers (no copy).

@@ -10,6 +10,15 @@ pub fn maxpool_3x3_s2_p1(
     out: &mut BlockedTensor,
     pool: &rayon::ThreadPool,
 ) -> Result<(), KernelError> {
+    maxpool_on(input, out, Some(pool))
+}
+
+/// [`maxpool_3x3_s2_p1`] on `pool`, or on the calling thread for `None`.
+pub(crate) fn maxpool_on(
+    input: &BlockedTensor,
+    out: &mut BlockedTensor,
+    pool: Option<&rayon::ThreadPool>,
+) -> Result<(), KernelError> {
     let (n, c, h, w) = input.shape();
     if h == 0 || w == 0 {
         return Err(KernelError::InvalidSpec(format!(
@@ -42,10 +51,11 @@ pub fn maxpool_3x3_s2_p1(
         }
     };
     let outs = out.as_mut_slice();
-    if pool.current_num_threads() <= 1 {
-        outs.chunks_mut(op).enumerate().for_each(plane);
-    } else {
-        pool.install(|| outs.par_chunks_mut(op).enumerate().for_each(plane));
+    match pool {
+        Some(pool) if pool.current_num_threads() > 1 => {
+            pool.install(|| outs.par_chunks_mut(op).enumerate().for_each(plane))
+        }
+        _ => outs.chunks_mut(op).enumerate().for_each(plane),
     }
     Ok(())
 }

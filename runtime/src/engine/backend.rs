@@ -30,4 +30,18 @@ pub trait Backend {
     fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         f()
     }
+
+    /// Runs `f` on shards of a batch of `n` images (contiguous ranges, in order) in parallel,
+    /// each on an independent copy of the backend that shares its weights; `None` when the
+    /// batch is better run whole (the default).
+    fn shard<R: Send>(
+        &mut self,
+        _n: usize,
+        _f: &(dyn Fn(&mut Self, std::ops::Range<usize>) -> R + Sync),
+    ) -> Option<Vec<R>>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }

@@ -23,6 +23,10 @@ pub struct SampleResult {
 }
 
 /// Runs `n` normalised NCHW images under `cfg`; results are in input order.
+///
+/// Small batches may run as shards on the backend's threads (each shard through the whole
+/// executor, exits and compaction included): samples are independent, so the answers are the
+/// same as for the whole batch.
 pub fn run_batch<B: Backend>(
     bundle: &Bundle,
     backend: &mut B,
@@ -34,6 +38,28 @@ pub fn run_batch<B: Backend>(
     if input.len() != n * per {
         return Err(EngineError::InputSize { got: input.len(), expected: n * per, n, per });
     }
+    let run = |b: &mut B, r: std::ops::Range<usize>| {
+        run_whole(bundle, b, cfg, &input[r.start * per..r.end * per], r.len())
+    };
+    match backend.shard(n, &run) {
+        Some(parts) => {
+            let mut out = Vec::with_capacity(n);
+            for p in parts {
+                out.extend(p?);
+            }
+            Ok(out)
+        }
+        None => run_whole(bundle, backend, cfg, input, n),
+    }
+}
+
+fn run_whole<B: Backend>(
+    bundle: &Bundle,
+    backend: &mut B,
+    cfg: &ResolvedConfig,
+    input: &[f32],
+    n: usize,
+) -> Result<Vec<SampleResult>, EngineError> {
     let classes = bundle.resnet.spec.num_classes;
     let mut results: Vec<Option<SampleResult>> = vec![None; n];
     if n == 0 {

@@ -35,15 +35,46 @@ pub fn default_pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>, En
         .map_err(|e| EngineError::Tensor(format!("thread pool: {e}")))
 }
 
-/// Runs a folded ResNet on packed weights; buffers are reused, so steady state allocates nothing.
-pub struct FastBackend {
+/// Batches of at least two images and at most this many MACs per thread run as shards, one
+/// per thread, each through the whole network on its own (see `Backend::shard`). Splitting each
+/// convolution across threads instead costs a fork-join per layer, which small maps cannot
+/// amortise (at batch 2, resnet20 @28 even ran on one thread); one fork-join per batch can, and
+/// early-exit tails, which shrink after every exit, stay on one thread each instead of running
+/// tiny batches across both. Networks of GMACs per image (ImageNet ResNets) stay on per-layer
+/// parallelism, which keeps their batch-1 latency low. `DYCE_SHARD_MACS` overrides the limit.
+const SHARD_MACS_PER_THREAD: u64 = 1_000_000_000;
+
+fn shard_limit() -> u64 {
+    static L: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *L.get_or_init(|| {
+        std::env::var("DYCE_SHARD_MACS").ok().and_then(|v| v.parse().ok()).unwrap_or(SHARD_MACS_PER_THREAD)
+    })
+}
+
+/// `DYCE_NO_SHARDS=1` turns sharding off (for side-by-side benchmarks).
+fn no_shards() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var_os("DYCE_NO_SHARDS").is_some_and(|v| v != "0"))
+}
+
+/// The packed weights, shared by a backend and its shards.
+struct PackedNet {
     stem: Stem,
     blocks: Vec<ResBlock>,
+}
+
+/// Runs a folded ResNet on packed weights; buffers are reused, so steady state allocates nothing.
+pub struct FastBackend {
+    net: Arc<PackedNet>,
+    full_macs: u64,
     shape: [usize; 3],
     pool: Arc<rayon::ThreadPool>,
+    // Shards run every kernel on their own thread (the caller's pool thread).
+    serial: bool,
     arena: Arena,
     // Buffers handed back by `recycle` and `select`, reused for the next input and gather.
     spare: Vec<BlockedTensor>,
+    shards: Vec<FastBackend>,
 }
 
 impl FastBackend {
@@ -65,7 +96,45 @@ impl FastBackend {
             })
             .collect::<Result<_, EngineError>>()?;
         let stem = Stem::new(pack(&net.stem)?, net.spec.stem == StemKind::Imagenet);
-        Ok(Self { stem, blocks, shape, pool, arena: Arena::new(), spare: Vec::new() })
+        let full_macs = crate::model::macs::backbone_macs(&net.spec, shape[1], shape[2]).total;
+        Ok(Self {
+            net: Arc::new(PackedNet { stem, blocks }),
+            full_macs,
+            shape,
+            pool,
+            serial: false,
+            arena: Arena::new(),
+            spare: Vec::new(),
+            shards: Vec::new(),
+        })
+    }
+
+    /// Shards for a batch of `n`, or 0 when it runs whole.
+    fn ways(&self, n: usize) -> usize {
+        let threads = self.pool.current_num_threads();
+        let ways = threads.min(n);
+        let per_thread = self.full_macs.saturating_mul(n.div_ceil(ways.max(1)) as u64);
+        // Uneven shares idle a thread for a whole image: 3 images on 2 threads would run at 75%
+        // (below what splitting each convolution gives), 5 on 2 at 83%, 2 or 4 at 100%.
+        let uneven_small = !n.is_multiple_of(ways.max(1)) && n < 2 * ways + 1;
+        if self.serial || ways < 2 || uneven_small || per_thread > shard_limit() || no_shards() {
+            0
+        } else {
+            ways
+        }
+    }
+
+    fn shard_copy(&self) -> Self {
+        Self {
+            net: self.net.clone(),
+            full_macs: self.full_macs,
+            shape: self.shape,
+            pool: self.pool.clone(),
+            serial: true,
+            arena: Arena::new(),
+            spare: Vec::new(),
+            shards: Vec::new(),
+        }
     }
 
     fn buffer(&mut self) -> BlockedTensor {
@@ -80,12 +149,20 @@ impl Backend for FastBackend {
         let [c, h, w] = self.shape;
         let mut x = self.buffer();
         x.load_nchw(input, n, c, h, w)?;
-        self.stem.forward_inplace(&mut x, &mut self.arena, &self.pool)?;
+        if self.serial {
+            self.net.stem.forward_serial_inplace(&mut x, &mut self.arena)?;
+        } else {
+            self.net.stem.forward_inplace(&mut x, &mut self.arena, &self.pool)?;
+        }
         Ok(x)
     }
 
     fn block(&mut self, i: usize, mut x: BlockedTensor) -> Result<BlockedTensor, EngineError> {
-        self.blocks[i].forward_inplace(&mut x, &mut self.arena, &self.pool)?;
+        if self.serial {
+            self.net.blocks[i].forward_serial_inplace(&mut x, &mut self.arena)?;
+        } else {
+            self.net.blocks[i].forward_inplace(&mut x, &mut self.arena, &self.pool)?;
+        }
         Ok(x)
     }
 
@@ -107,6 +184,30 @@ impl Backend for FastBackend {
     }
 
     fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.pool.install(f)
+        if self.serial {
+            f()
+        } else {
+            self.pool.install(f)
+        }
+    }
+
+    fn shard<R: Send>(
+        &mut self,
+        n: usize,
+        f: &(dyn Fn(&mut Self, std::ops::Range<usize>) -> R + Sync),
+    ) -> Option<Vec<R>> {
+        use rayon::prelude::*;
+        let ways = self.ways(n);
+        if ways == 0 {
+            return None;
+        }
+        while self.shards.len() < ways {
+            let s = self.shard_copy();
+            self.shards.push(s);
+        }
+        let shards = &mut self.shards[..ways];
+        Some(self.pool.install(|| {
+            shards.par_iter_mut().enumerate().map(|(k, s)| f(s, k * n / ways..(k + 1) * n / ways)).collect()
+        }))
     }
 }
