@@ -56,10 +56,7 @@ fn run_once<B: Backend>(be: &mut B, net: &ResNet, x: &[f32], n: usize) -> Result
     let per = x.len() / n.max(1);
     let whole =
         |b: &mut B, r: std::ops::Range<usize>| run_whole(b, net, &x[r.start * per..r.end * per], r.len());
-    match be.shard(n, &whole) {
-        Some(parts) => parts.into_iter().try_for_each(|p| p),
-        None => run_whole(be, net, x, n),
-    }
+    be.sharded_or_whole(n, &whole).into_iter().collect()
 }
 
 fn run_whole<B: Backend>(be: &mut B, net: &ResNet, x: &[f32], n: usize) -> Result<()> {

@@ -25,15 +25,8 @@ pub struct ServeArgs {
     /// File holding the bearer token the admin port requires.
     #[arg(long, env = "DYCE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// Most images per batch.
-    #[arg(long, env = "DYCE_MAX_BATCH", default_value_t = 32)]
-    pub max_batch: usize,
-    /// Most images admitted at once; more get 429 with Retry-After.
-    #[arg(long, env = "DYCE_MAX_QUEUE", default_value_t = 256)]
-    pub max_queue: usize,
-    /// Kernel threads (default: the CPUs available to this process, cgroup quota included).
-    #[arg(long, env = "DYCE_THREADS")]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub engine: EngineFlags,
     /// Window of the /v1/load statistics, in seconds.
     #[arg(long, env = "DYCE_LOAD_WINDOW", default_value_t = 2.0)]
     pub load_window: f64,
@@ -43,6 +36,32 @@ pub struct ServeArgs {
     /// Configuration to start on (default: the full model).
     #[arg(long, env = "DYCE_INITIAL_CONFIG")]
     pub initial_config: Option<String>,
+}
+
+/// Batching, admission and threads: the runtime flags `serve`, `up` and `demo` share.
+#[derive(Args, Debug, Clone)]
+pub struct EngineFlags {
+    /// Most images per batch.
+    #[arg(long, env = "DYCE_MAX_BATCH", default_value_t = 32)]
+    pub max_batch: usize,
+    /// Most images admitted at once; more get 429 with Retry-After.
+    #[arg(long, env = "DYCE_MAX_QUEUE", default_value_t = 256)]
+    pub max_queue: usize,
+    /// Kernel threads (default: the CPUs available to this process, cgroup quota included).
+    #[arg(long, env = "DYCE_THREADS")]
+    pub threads: Option<usize>,
+}
+
+impl EngineFlags {
+    /// Runtime settings with these flags and every other setting at its default.
+    pub fn serve_config(&self) -> ServeConfig {
+        ServeConfig {
+            max_batch: self.max_batch,
+            max_queued: self.max_queue,
+            threads: self.threads,
+            ..ServeConfig::default()
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -95,13 +114,11 @@ impl ServeArgs {
             bail!("--load-window must be a positive number of seconds");
         }
         Ok(ServeConfig {
-            max_batch: self.max_batch,
-            max_queued: self.max_queue,
-            threads: self.threads,
             admin_token: token,
             load_window: Duration::from_secs_f64(self.load_window),
             max_body_bytes: self.max_body_bytes,
             initial_config: self.initial_config.clone(),
+            ..self.engine.serve_config()
         })
     }
 }

@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use dyce_controller::local::{run_local, LocalConfig};
 use dyce_controller::policy::PolicyDocument;
-use dyce_runtime::server::ServeConfig;
 
 use crate::serve::{bind, load_bundle, serve_on, shutdown_signal};
 
@@ -34,31 +33,24 @@ pub struct UpArgs {
     /// Controller endpoints (/metrics, /healthz, /readyz, /v1/status).
     #[arg(long, env = "DYCE_CONTROLLER_ADDR", default_value = "127.0.0.1:9100")]
     controller_addr: SocketAddr,
-    /// Most images per batch.
-    #[arg(long, env = "DYCE_MAX_BATCH", default_value_t = 32)]
-    max_batch: usize,
-    /// Most images admitted at once; more get 429 with Retry-After.
-    #[arg(long, env = "DYCE_MAX_QUEUE", default_value_t = 256)]
-    max_queue: usize,
-    /// Kernel threads (default: the CPUs available to this process).
-    #[arg(long, env = "DYCE_THREADS")]
-    threads: Option<usize>,
+    #[command(flatten)]
+    engine: crate::serve::EngineFlags,
+}
+
+/// The policy file at `path`, or the built-in default policy.
+pub fn policy_or_default(path: Option<&std::path::Path>) -> Result<PolicyDocument> {
+    match path {
+        Some(p) => PolicyDocument::load(p).with_context(|| format!("policy {}", p.display())),
+        None => PolicyDocument::parse(DEFAULT_POLICY).context("the built-in default policy"),
+    }
 }
 
 /// Runs `dyce up` until SIGTERM or Ctrl-C.
 pub fn run(args: &UpArgs) -> Result<()> {
     anyhow::ensure!(args.admin_addr.ip().is_loopback(), "dyce up keeps the admin port on loopback");
-    let policy = match &args.policy {
-        Some(p) => PolicyDocument::load(p).with_context(|| format!("policy {}", p.display()))?,
-        None => PolicyDocument::parse(DEFAULT_POLICY).context("the built-in default policy")?,
-    };
+    let policy = policy_or_default(args.policy.as_deref())?;
     let bundle = load_bundle(args.model.as_deref())?;
-    let cfg = ServeConfig {
-        max_batch: args.max_batch,
-        max_queued: args.max_queue,
-        threads: args.threads,
-        ..ServeConfig::default()
-    };
+    let cfg = args.engine.serve_config();
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     tokio.block_on(async move {
         let data = bind(args.data_addr).await?;

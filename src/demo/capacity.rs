@@ -58,20 +58,7 @@ pub async fn probe(base: &str, model: &str, images: Arc<Images>, seconds: f64) -
             while Instant::now() < end {
                 let idx = i % images.len();
                 i += CONCURRENCY;
-                let record = Record {
-                    seq: i as u64,
-                    scheduled_s: 0.0,
-                    sent_s: None,
-                    latency_s: None,
-                    status: None,
-                    outcome: Outcome::Dropped,
-                    config_id: None,
-                    generation: None,
-                    labels: vec![images.labels[idx]],
-                    predicted: vec![],
-                    exits: vec![],
-                    error: None,
-                };
+                let record = Record::pending(i as u64, 0.0, vec![images.labels[idx]]);
                 let r = client::exchange(&http, &url, client::body(&images, &[idx]), timeout, record).await;
                 let now = Instant::now();
                 if now >= measure_from && now < end {

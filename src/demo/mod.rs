@@ -20,9 +20,7 @@ use std::sync::Arc;
 use anyhow::{ensure, Context, Result};
 use clap::Args;
 use dyce_controller::ladder::Ladder;
-use dyce_controller::policy::PolicyDocument;
 use dyce_runtime::calibrate::data;
-use dyce_runtime::server::ServeConfig;
 
 use crate::serve::load_bundle;
 use runs::Variant;
@@ -76,15 +74,8 @@ pub struct DemoArgs {
     /// Directory of the Fashion-MNIST IDX files; the 10,000 test images are sent.
     #[arg(long, env = "DYCE_DATA", default_value = data::DEFAULT_DIR)]
     data: PathBuf,
-    /// Most images per batch.
-    #[arg(long, env = "DYCE_MAX_BATCH", default_value_t = 32)]
-    max_batch: usize,
-    /// Most images admitted at once; more get 429.
-    #[arg(long, env = "DYCE_MAX_QUEUE", default_value_t = 256)]
-    max_queue: usize,
-    /// Kernel threads (default: the CPUs available to this process).
-    #[arg(long, env = "DYCE_THREADS")]
-    threads: Option<usize>,
+    #[command(flatten)]
+    engine: crate::serve::EngineFlags,
 }
 
 /// The checked scenario: every duration already scaled.
@@ -152,22 +143,14 @@ impl DemoArgs {
 /// Runs `dyce demo`.
 pub fn run(args: &DemoArgs) -> Result<()> {
     let sc = args.scenario()?;
-    let policy = match &args.policy {
-        Some(p) => PolicyDocument::load(p).with_context(|| format!("policy {}", p.display()))?,
-        None => PolicyDocument::parse(crate::up::DEFAULT_POLICY).context("the built-in default policy")?,
-    };
+    let policy = crate::up::policy_or_default(args.policy.as_deref())?;
     // Local inputs first: a missing data set fails before anything starts.
     let images = Arc::new(data::load(&args.data)?.test);
     ensure!(!images.is_empty(), "{}: the test split is empty", args.data.display());
     let bundle = load_bundle(args.model.as_deref())?;
     let ladder = Ladder::new(&bundle.configs, policy.spec.accuracy_floor)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let serve = ServeConfig {
-        max_batch: args.max_batch,
-        max_queued: args.max_queue,
-        threads: args.threads,
-        ..ServeConfig::default()
-    };
+    let serve = args.engine.serve_config();
     let full = ladder.rung(ladder.top()).id.clone();
     let cheapest = ladder.rung(0).id.clone();
     let variants = [

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::client;
 use super::profile::RateCurve;
-use super::record::{LogWriter, Outcome, Record};
+use super::record::{LogWriter, Record};
 use super::schedule::Schedule;
 use super::stats::Second;
 use super::LoadConfig;
@@ -98,20 +98,8 @@ impl Scheduler {
                 std::thread::sleep(due - now);
             }
             let idx = feed.take(images_per_request);
-            let record = Record {
-                seq: seq as u64,
-                scheduled_s: t,
-                sent_s: None,
-                latency_s: None,
-                status: None,
-                outcome: Outcome::Dropped,
-                config_id: None,
-                generation: None,
-                labels: idx.iter().map(|&i| shared.images.labels[i]).collect(),
-                predicted: vec![],
-                exits: vec![],
-                error: None,
-            };
+            let labels = idx.iter().map(|&i| shared.images.labels[i]).collect();
+            let record = Record::pending(seq as u64, t, labels);
             // Beyond the cap the request is counted, not queued: queueing would turn the open
             // loop into a closed one exactly when the server is slow.
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {

@@ -67,6 +67,24 @@ pub struct Record {
 }
 
 impl Record {
+    /// A request not sent yet: it counts as dropped until an answer says otherwise.
+    pub fn pending(seq: u64, scheduled_s: f64, labels: Vec<u8>) -> Self {
+        Self {
+            seq,
+            scheduled_s,
+            sent_s: None,
+            latency_s: None,
+            status: None,
+            outcome: Outcome::Dropped,
+            config_id: None,
+            generation: None,
+            labels,
+            predicted: vec![],
+            exits: vec![],
+            error: None,
+        }
+    }
+
     /// Images predicted correctly (0 unless ok).
     pub fn correct(&self) -> usize {
         self.labels.iter().zip(&self.predicted).filter(|(l, p)| i64::from(**l) == **p).count()

@@ -44,4 +44,17 @@ pub trait Backend {
     {
         None
     }
+
+    /// `f` over shards of `n` when [`Backend::shard`] splits the batch, else once over `0..n`
+    /// on this backend: what every caller of `shard` does.
+    fn sharded_or_whole<R: Send>(
+        &mut self,
+        n: usize,
+        f: &(dyn Fn(&mut Self, std::ops::Range<usize>) -> R + Sync),
+    ) -> Vec<R>
+    where
+        Self: Sized,
+    {
+        self.shard(n, f).unwrap_or_else(|| vec![f(self, 0..n)])
+    }
 }

@@ -41,16 +41,11 @@ pub fn run_batch<B: Backend>(
     let run = |b: &mut B, r: std::ops::Range<usize>| {
         run_whole(bundle, b, cfg, &input[r.start * per..r.end * per], r.len())
     };
-    match backend.shard(n, &run) {
-        Some(parts) => {
-            let mut out = Vec::with_capacity(n);
-            for p in parts {
-                out.extend(p?);
-            }
-            Ok(out)
-        }
-        None => run_whole(bundle, backend, cfg, input, n),
+    let mut out = Vec::with_capacity(n);
+    for part in backend.sharded_or_whole(n, &run) {
+        out.extend(part?);
     }
+    Ok(out)
 }
 
 fn run_whole<B: Backend>(

@@ -97,16 +97,26 @@ impl FastBackend {
             .collect::<Result<_, EngineError>>()?;
         let stem = Stem::new(pack(&net.stem)?, net.spec.stem == StemKind::Imagenet);
         let full_macs = crate::model::macs::backbone_macs(&net.spec, shape[1], shape[2]).total;
-        Ok(Self {
-            net: Arc::new(PackedNet { stem, blocks }),
+        Ok(Self::on(Arc::new(PackedNet { stem, blocks }), full_macs, shape, pool, false))
+    }
+
+    fn on(
+        net: Arc<PackedNet>,
+        full_macs: u64,
+        shape: [usize; 3],
+        pool: Arc<rayon::ThreadPool>,
+        serial: bool,
+    ) -> Self {
+        Self {
+            net,
             full_macs,
             shape,
             pool,
-            serial: false,
+            serial,
             arena: Arena::new(),
             spare: Vec::new(),
             shards: Vec::new(),
-        })
+        }
     }
 
     /// Shards for a batch of `n`, or 0 when it runs whole.
@@ -124,17 +134,9 @@ impl FastBackend {
         }
     }
 
+    /// A serial copy sharing the packed weights, with its own buffers.
     fn shard_copy(&self) -> Self {
-        Self {
-            net: self.net.clone(),
-            full_macs: self.full_macs,
-            shape: self.shape,
-            pool: self.pool.clone(),
-            serial: true,
-            arena: Arena::new(),
-            spare: Vec::new(),
-            shards: Vec::new(),
-        }
+        Self::on(self.net.clone(), self.full_macs, self.shape, self.pool.clone(), true)
     }
 
     fn buffer(&mut self) -> BlockedTensor {
