@@ -2,6 +2,7 @@
 
 use crate::arena::Arena;
 use crate::conv::PackedConv;
+use crate::par::Par;
 use crate::pool::maxpool_on;
 use crate::tensor::{blocks, BlockedTensor, CB};
 use crate::KernelError;
@@ -122,26 +123,39 @@ impl ResBlock {
         // Small blocks (batch 1 on CIFAR-sized maps) finish faster on the calling thread than
         // the two cross-thread wake-ups a pool hand-off costs.
         if self.macs(x.n(), x.h(), x.w()) < SERIAL_BLOCK_MACS {
-            self.run(x, arena, None)?;
+            self.run(x, arena, Par::Serial)?;
         } else {
-            pool.install(|| self.run(x, arena, Some(pool)))?;
+            pool.install(|| self.run(x, arena, Par::Rayon(pool)))?;
         }
         Ok(&arena.out)
     }
 
-    fn run(
+    /// Runs the block on `par`'s threads (each convolution decides whether to split) and
+    /// leaves the result in `x`.
+    pub fn forward_par_inplace(
         &self,
-        x: &BlockedTensor,
+        x: &mut BlockedTensor,
         arena: &mut Arena,
-        pool: Option<&rayon::ThreadPool>,
+        par: Par,
     ) -> Result<(), KernelError> {
+        match par {
+            Par::Rayon(pool) => {
+                self.forward(x, arena, pool)?;
+            }
+            _ => self.run(x, arena, par)?,
+        }
+        std::mem::swap(x, &mut arena.out);
+        Ok(())
+    }
+
+    fn run(&self, x: &BlockedTensor, arena: &mut Arena, par: Par) -> Result<(), KernelError> {
         // Large batches run the whole block on sub-batches whose activations stay in L2,
         // instead of streaming every intermediate tensor of the full batch through memory.
         let n = x.n();
         let nsub = n.div_ceil(self.sub_batch(x)).max(1);
         for i in 0..nsub {
             let imgs = i * n / nsub..(i + 1) * n / nsub;
-            self.run_images(x, arena, pool, imgs)?;
+            self.run_images(x, arena, par, imgs)?;
         }
         Ok(())
     }
@@ -165,28 +179,28 @@ impl ResBlock {
         &self,
         x: &BlockedTensor,
         arena: &mut Arena,
-        pool: Option<&rayon::ThreadPool>,
+        par: Par,
         imgs: std::ops::Range<usize>,
     ) -> Result<(), KernelError> {
         let Arena { t1, t2, shortcut, out } = arena;
         let c = &self.convs;
         let r = || imgs.clone();
         let mid = if self.kind == BlockKind::Bottleneck {
-            c[0].forward_images(x, None, true, t1, pool, r())?;
-            c[1].forward_images(t1, None, true, t2, pool, r())?;
+            c[0].forward_images(x, None, true, t1, par, r())?;
+            c[1].forward_images(t1, None, true, t2, par, r())?;
             &*t2
         } else {
-            c[0].forward_images(x, None, true, t1, pool, r())?;
+            c[0].forward_images(x, None, true, t1, par, r())?;
             &*t1
         };
         let res = match &self.downsample {
             Some(ds) => {
-                ds.forward_images(x, None, false, shortcut, pool, r())?;
+                ds.forward_images(x, None, false, shortcut, par, r())?;
                 &*shortcut
             }
             None => x,
         };
-        c[c.len() - 1].forward_images(mid, Some(res), true, out, pool, r())
+        c[c.len() - 1].forward_images(mid, Some(res), true, out, par, r())
     }
 
     /// Runs the block entirely on the calling thread (for callers that parallelise over
@@ -196,9 +210,7 @@ impl ResBlock {
         x: &mut BlockedTensor,
         arena: &mut Arena,
     ) -> Result<(), KernelError> {
-        self.run(x, arena, None)?;
-        std::mem::swap(x, &mut arena.out);
-        Ok(())
+        self.forward_par_inplace(x, arena, Par::Serial)
     }
 
     /// Runs the block and leaves the result in `x` by swapping buffers (no copy).
@@ -245,13 +257,13 @@ impl Stem {
         pool: &rayon::ThreadPool,
     ) -> Result<&'a BlockedTensor, KernelError> {
         if !self.maxpool && self.conv.spec().macs(x.n(), x.h(), x.w()) < SERIAL_BLOCK_MACS {
-            self.conv.forward_on(x, None, true, &mut arena.out, None)?;
+            self.conv.forward_on(x, None, true, &mut arena.out, Par::Serial)?;
             return Ok(&arena.out);
         }
         pool.install(|| {
             if self.maxpool {
                 self.conv.forward(x, None, true, &mut arena.t1, pool)?;
-                maxpool_on(&arena.t1, &mut arena.out, Some(pool))
+                maxpool_on(&arena.t1, &mut arena.out, Par::Rayon(pool))
             } else {
                 self.conv.forward(x, None, true, &mut arena.out, pool)
             }
@@ -265,11 +277,25 @@ impl Stem {
         x: &mut BlockedTensor,
         arena: &mut Arena,
     ) -> Result<(), KernelError> {
-        if self.maxpool {
-            self.conv.forward_on(x, None, true, &mut arena.t1, None)?;
-            maxpool_on(&arena.t1, &mut arena.out, None)?;
-        } else {
-            self.conv.forward_on(x, None, true, &mut arena.out, None)?;
+        self.forward_par_inplace(x, arena, Par::Serial)
+    }
+
+    /// Runs the stem on `par`'s threads and leaves the result in `x`.
+    pub fn forward_par_inplace(
+        &self,
+        x: &mut BlockedTensor,
+        arena: &mut Arena,
+        par: Par,
+    ) -> Result<(), KernelError> {
+        match par {
+            Par::Rayon(pool) => {
+                self.forward(x, arena, pool)?;
+            }
+            _ if self.maxpool => {
+                self.conv.forward_on(x, None, true, &mut arena.t1, par)?;
+                maxpool_on(&arena.t1, &mut arena.out, par)?;
+            }
+            _ => self.conv.forward_on(x, None, true, &mut arena.out, par)?,
         }
         std::mem::swap(x, &mut arena.out);
         Ok(())

@@ -41,8 +41,10 @@ mod dense;
 mod error;
 mod gather;
 pub mod isa;
+mod par;
 pub mod peak;
 mod pool;
+mod team;
 pub mod tensor;
 
 pub use arena::Arena;
@@ -52,5 +54,7 @@ pub use dense::PackedDense;
 pub use error::KernelError;
 pub use gather::gather_batch;
 pub use isa::{available_isas, detect_isa, isa_available, parse_isa_override, Isa};
+pub use par::Par;
 pub use pool::{global_avg_pool, global_avg_pool_into, maxpool_3x3_s2_p1};
+pub use team::Team;
 pub use tensor::BlockedTensor;

@@ -1,8 +1,8 @@
 //! Pooling over the blocked layout.
 
+use crate::par::Par;
 use crate::tensor::{BlockedTensor, CB};
 use crate::KernelError;
-use rayon::prelude::*;
 
 /// 3x3 max pooling, stride 2, padding 1 (ResNet ImageNet stem); padding never wins the max.
 pub fn maxpool_3x3_s2_p1(
@@ -10,14 +10,14 @@ pub fn maxpool_3x3_s2_p1(
     out: &mut BlockedTensor,
     pool: &rayon::ThreadPool,
 ) -> Result<(), KernelError> {
-    maxpool_on(input, out, Some(pool))
+    maxpool_on(input, out, Par::Rayon(pool))
 }
 
-/// [`maxpool_3x3_s2_p1`] on `pool`, or on the calling thread for `None`.
+/// [`maxpool_3x3_s2_p1`] on `par`'s threads.
 pub(crate) fn maxpool_on(
     input: &BlockedTensor,
     out: &mut BlockedTensor,
-    pool: Option<&rayon::ThreadPool>,
+    par: Par,
 ) -> Result<(), KernelError> {
     let (n, c, h, w) = input.shape();
     if h == 0 || w == 0 {
@@ -30,9 +30,13 @@ pub(crate) fn maxpool_on(
     out.resize(n, c, oh, ow);
     let (ip, op) = (h * w * CB, oh * ow * CB);
     let inp = input.as_slice();
-    // Output planes (image, channel block) are contiguous, so safe chunking suffices.
-    let plane = |(i, dst): (usize, &mut [f32])| {
+    let planes = out.as_slice().len() / op;
+    let outp = SharedMut(out.as_mut_slice().as_mut_ptr());
+    // One task per output plane (image, channel block); planes are contiguous and disjoint.
+    let plane = |i: usize| {
         let src = &inp[i * ip..][..ip];
+        // SAFETY: plane `i` is inside the output (i < n * blocks) and only this task writes it.
+        let dst = unsafe { std::slice::from_raw_parts_mut(outp.get().add(i * op), op) };
         for oy in 0..oh {
             let ys = (2 * oy).saturating_sub(1)..(2 * oy + 2).min(h);
             for ox in 0..ow {
@@ -50,14 +54,21 @@ pub(crate) fn maxpool_on(
             }
         }
     };
-    let outs = out.as_mut_slice();
-    match pool {
-        Some(pool) if pool.current_num_threads() > 1 => {
-            pool.install(|| outs.par_chunks_mut(op).enumerate().for_each(plane))
-        }
-        _ => outs.chunks_mut(op).enumerate().for_each(plane),
-    }
+    par.for_each(planes, plane);
     Ok(())
+}
+
+/// The output's base pointer, shared by tasks that write disjoint planes.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: each task derives a slice of its own plane from it; no two planes overlap.
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+impl SharedMut {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }
 
 /// Global average pooling to an `[n][c]` row-major vector (unpadded channels).

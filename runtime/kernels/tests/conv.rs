@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use dyce_kernels::{available_isas, BlockedTensor, ConvSpec, Isa, PackedConv};
+use dyce_kernels::{available_isas, BlockedTensor, ConvSpec, Isa, PackedConv, Par, Team};
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -19,7 +19,7 @@ struct Case {
     relu: bool,
 }
 
-fn run_case(isa: Isa, c: Case, seed: u64, pool: &rayon::ThreadPool) {
+fn run_case(isa: Isa, c: Case, seed: u64, par: Par) {
     let mut r = rng(seed);
     let x = rand_vec(&mut r, c.n * c.cin * c.h * c.w);
     let wt = rand_vec(&mut r, c.cout * c.cin * c.k * c.k);
@@ -41,11 +41,11 @@ fn run_case(isa: Isa, c: Case, seed: u64, pool: &rayon::ThreadPool) {
     let rt = res.as_ref().map(|r| BlockedTensor::from_nchw(r, c.n, c.cout, oh, ow).unwrap());
     // Reused, dirty output buffer: kernels must overwrite everything including padded lanes.
     let mut out = BlockedTensor::from_nchw(&vec![7.0; 3 * 9 * 4 * 4], 3, 9, 4, 4).unwrap();
-    conv.forward(&xin, rt.as_ref(), c.relu, &mut out, pool).unwrap();
-    assert_eq!(out.shape(), shape, "{isa:?} {c:?}");
+    conv.forward_on(&xin, rt.as_ref(), c.relu, &mut out, par).unwrap();
+    assert_eq!(out.shape(), shape, "{isa:?} {c:?} {par:?}");
     let got = out.to_nchw();
     let e = rel_err(&got, &want);
-    assert!(e < 1e-4, "{isa:?} {c:?}: rel err {e}");
+    assert!(e < 1e-4, "{isa:?} {c:?} {par:?}: rel err {e}");
     // Padded lanes of the last block stay zero (later layers rely on it).
     let cb = out.cblocks();
     if !c.cout.is_multiple_of(8) {
@@ -144,9 +144,11 @@ fn named_cases() -> Vec<Case> {
 #[test]
 fn conv_matches_reference_named() {
     let pool = pool();
+    let team = Team::new(2).unwrap();
     for isa in available_isas() {
         for (i, c) in named_cases().into_iter().enumerate() {
-            run_case(isa, c, 100 + i as u64, &pool);
+            run_case(isa, c, 100 + i as u64, Par::Rayon(&pool));
+            run_case(isa, c, 100 + i as u64, Par::Team(&team));
         }
     }
 }
@@ -154,11 +156,13 @@ fn conv_matches_reference_named() {
 #[test]
 fn conv_matches_reference_sampled() {
     let pool = pool();
+    let team = Team::new(3).unwrap();
     let cases = sampled_cases();
     assert!(cases.len() > 30);
     for isa in available_isas() {
         for (i, c) in cases.iter().enumerate() {
-            run_case(isa, *c, 1000 + i as u64, &pool);
+            run_case(isa, *c, 1000 + i as u64, Par::Rayon(&pool));
+            run_case(isa, *c, 1000 + i as u64, Par::Team(&team));
         }
     }
 }
@@ -167,7 +171,8 @@ fn conv_matches_reference_sampled() {
 fn conv_single_thread_pool() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     for isa in available_isas() {
-        run_case(isa, named_cases()[1], 7, &pool);
+        run_case(isa, named_cases()[1], 7, Par::Rayon(&pool));
+        run_case(isa, named_cases()[1], 7, Par::Serial);
     }
 }
 
@@ -196,6 +201,7 @@ fn conv_rejects_bad_shapes() {
 #[test]
 fn conv_1x1_gemm_edges() {
     let pool = pool();
+    let team = Team::new(2).unwrap();
     let mut cases = Vec::new();
     let shapes = [(1, 1), (1, 7), (5, 5), (7, 7), (3, 11), (14, 14)];
     let chans = [(3, 5), (9, 8), (64, 17), (259, 24), (300, 9), (520, 40)];
@@ -224,9 +230,10 @@ fn conv_1x1_gemm_edges() {
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     for isa in available_isas() {
         for (i, c) in cases.iter().enumerate() {
-            run_case(isa, *c, 5000 + i as u64, &pool);
+            run_case(isa, *c, 5000 + i as u64, Par::Rayon(&pool));
+            run_case(isa, *c, 5000 + i as u64, Par::Team(&team));
             if i % 5 == 0 {
-                run_case(isa, *c, 6000 + i as u64, &single);
+                run_case(isa, *c, 6000 + i as u64, Par::Rayon(&single));
             }
         }
     }

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use dyce_kernels::{
-    available_isas, Arena, BlockedTensor, ConvSpec, Isa, KernelError, PackedConv, ResBlock, Stem,
+    available_isas, Arena, BlockedTensor, ConvSpec, Isa, KernelError, PackedConv, Par, ResBlock, Stem, Team,
 };
 use rand::rngs::StdRng;
 
@@ -75,6 +75,7 @@ impl RefBlock {
 
 fn check_net(isa: Isa, stem: &RefConv, maxpool: bool, blocks: &[RefBlock], input: Shape, seed: u64) {
     let pool = pool();
+    let team = Team::new(2).unwrap();
     let mut r = rng(seed);
     let x = rand_vec(&mut r, input.0 * input.1 * input.2 * input.3);
     // Reference.
@@ -94,15 +95,22 @@ fn check_net(isa: Isa, stem: &RefConv, maxpool: bool, blocks: &[RefBlock], input
     let mut arena = Arena::new();
     let mut t = BlockedTensor::new();
     let mut cap = 0;
-    for pass in 0..3 {
+    // Every way of running a pass gives the same answer: rayon, the spinning team, serial.
+    for (pass, par) in
+        [Par::Rayon(&pool), Par::Team(&team), Par::Serial, Par::Rayon(&pool)].into_iter().enumerate()
+    {
         t.load_nchw(&x, input.0, input.1, input.2, input.3).unwrap();
-        kstem.forward_inplace(&mut t, &mut arena, &pool).unwrap();
-        for b in &kblocks {
-            b.forward_inplace(&mut t, &mut arena, &pool).unwrap();
-        }
+        let run = || -> Result<(), dyce_kernels::KernelError> {
+            kstem.forward_par_inplace(&mut t, &mut arena, par)?;
+            for b in &kblocks {
+                b.forward_par_inplace(&mut t, &mut arena, par)?;
+            }
+            Ok(())
+        };
+        team.session(run).unwrap();
         assert_eq!(t.shape(), s);
         let e = rel_err(&t.to_nchw(), &y);
-        assert!(e < 1e-4, "{isa:?} pass {pass}: rel err {e}");
+        assert!(e < 1e-4, "{isa:?} pass {pass} {par:?}: rel err {e}");
         let gap = dyce_kernels::global_avg_pool(&t);
         assert!(rel_err(&gap, &want_gap) < 1e-4);
         let now = arena.capacity_floats() + t.capacity();

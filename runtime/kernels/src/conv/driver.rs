@@ -1,9 +1,9 @@
-//! Work decomposition: batch x output-channel groups x output rows over a rayon pool.
+//! Work decomposition: batch x output-channel groups x output rows over a [`Par`].
 
 use super::kernel::{run_tile, TileArgs, MAX_NP};
 use super::PackedConv;
+use crate::par::Par;
 use crate::tensor::{BlockedTensor, CB};
-use rayon::prelude::*;
 
 /// Weight bytes one task should stream per row; keeps a task's weights L2-resident.
 const WEIGHT_BUDGET_BYTES: usize = 192 * 1024;
@@ -11,10 +11,6 @@ const WEIGHT_BUDGET_BYTES: usize = 192 * 1024;
 /// chunks, and the size each chunk aims for (about half of a 32 KiB L1d).
 const K_SPLIT_BYTES: usize = 48 * 1024;
 const K_CHUNK_BYTES: usize = 16 * 1024;
-/// Below this many multiply-accumulates a convolution runs on the calling thread.
-const SERIAL_MACS: usize = 200_000;
-/// Tasks per thread: enough slack for work stealing without tiny tasks.
-const TASKS_PER_THREAD: usize = 4;
 
 /// Input blocks per K chunk: all of them when a group's weights are small, else enough to
 /// fill `K_CHUNK_BYTES` so each chunk's weights stay in L1 across all tiles of a task.
@@ -92,16 +88,16 @@ pub(super) fn run(
     residual: Option<&BlockedTensor>,
     relu: bool,
     out: &mut BlockedTensor,
-    pool: Option<&rayon::ThreadPool>,
+    par: Par,
     imgs: std::ops::Range<usize>,
 ) {
     let s = conv.spec;
     if s.kh == 1 && s.kw == 1 && s.pad == 0 {
         // Pointwise (also strided): packed GEMM over the batch's pixels.
-        super::gemm::run(conv, input, residual, relu, out, pool, imgs);
+        super::gemm::run(conv, input, residual, relu, out, par, imgs);
         return;
     }
-    run_strided(conv, input, residual, relu, out, pool, imgs);
+    run_strided(conv, input, residual, relu, out, par, imgs);
 }
 
 /// Direct convolution (3x3, 7x7, padded 1x1) of `input` with the packed weights.
@@ -111,7 +107,7 @@ fn run_strided(
     residual: Option<&BlockedTensor>,
     relu: bool,
     out: &mut BlockedTensor,
-    pool: Option<&rayon::ThreadPool>,
+    par: Par,
     imgs: std::ops::Range<usize>,
 ) {
     let s = conv.spec;
@@ -151,9 +147,9 @@ fn run_strided(
     let group_bytes = plan.cinb * s.kh * s.kw * CB * CB * 2 * 4;
     let gpc = (WEIGHT_BUDGET_BYTES / group_bytes).clamp(1, ngroups);
     let nobc = ngroups.div_ceil(gpc);
-    let threads = pool.map_or(1, |p| p.current_num_threads().max(1));
+    let threads = par.threads();
     let units = n * nobc * vrows;
-    let rpc = (units / (threads * TASKS_PER_THREAD)).clamp(1, vrows);
+    let rpc = (units / (threads * par.tasks_per_thread())).clamp(1, vrows);
     let nrc = vrows.div_ceil(rpc);
     let ntasks = nobc * n * nrc;
 
@@ -212,13 +208,12 @@ fn run_strided(
             }
         }
     };
-    // Tiny convolutions finish faster than a cross-thread wake-up.
+    // Tiny convolutions finish faster than a cross-thread hand-off.
     let macs = n * oh * ow * s.cin * s.cout * s.kh * s.kw;
-    match pool {
-        Some(pool) if ntasks > 1 && threads > 1 && macs >= SERIAL_MACS => {
-            pool.install(|| (0..ntasks).into_par_iter().for_each(task))
-        }
-        _ => (0..ntasks).for_each(task),
+    if ntasks > 1 && threads > 1 && macs >= par.serial_macs() {
+        par.for_each(ntasks, task);
+    } else {
+        (0..ntasks).for_each(task);
     }
 }
 

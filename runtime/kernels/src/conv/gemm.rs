@@ -11,8 +11,8 @@
 
 use super::kernel::{run_tile, TileArgs, MAX_NP};
 use super::PackedConv;
+use crate::par::Par;
 use crate::tensor::{BlockedTensor, CB};
-use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Input channel blocks per K chunk: a `kc x 16` weight panel is at most 16 KiB (L1).
@@ -22,8 +22,6 @@ const MC_BYTES: usize = 96 * 1024;
 /// M chunk bounds in pixels.
 const MC_MIN: usize = 48;
 const MC_MAX: usize = 384;
-/// Below this many multiply-accumulates the convolution runs on the calling thread.
-const SERIAL_MACS: usize = 200_000;
 
 thread_local! {
     /// Per-thread packed input panel.
@@ -76,7 +74,7 @@ pub(super) fn run(
     residual: Option<&BlockedTensor>,
     relu: bool,
     out: &mut BlockedTensor,
-    pool: Option<&rayon::ThreadPool>,
+    par: Par,
     imgs: std::ops::Range<usize>,
 ) {
     let s = conv.spec;
@@ -104,14 +102,14 @@ pub(super) fn run(
     };
     let m = n * hw;
     let mc = (MC_BYTES / (kc_max * CB * 4)).clamp(MC_MIN, MC_MAX);
-    let threads = pool.map_or(1, |p| p.current_num_threads().max(1));
+    let threads = par.threads();
     let mut nm = m.div_ceil(mc);
     let ngroups = g.coutb.div_ceil(2);
     // Few M chunks: split the output block pairs too so every thread gets work.
     let want = 2 * threads;
     let mut ngc = if nm >= want { 1 } else { want.div_ceil(nm).min(ngroups) };
     let macs = m * s.cin * s.cout;
-    let serial = threads == 1 || macs < SERIAL_MACS;
+    let serial = threads == 1 || macs < par.serial_macs();
     if serial {
         ngc = 1;
     } else if nm < threads && ngc < threads {
@@ -125,9 +123,10 @@ pub(super) fn run(
         let base = imgs.start * hw;
         g.task(base + px.start..base + px.end, balanced(ngroups, ngc, gi));
     };
-    match pool {
-        Some(pool) if !serial && ntasks > 1 => pool.install(|| (0..ntasks).into_par_iter().for_each(task)),
-        _ => (0..ntasks).for_each(task),
+    if !serial && ntasks > 1 {
+        par.for_each(ntasks, task);
+    } else {
+        (0..ntasks).for_each(task);
     }
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod kernel;
 mod pack;
 mod portable;
 
+use crate::par::Par;
 use crate::tensor::{blocks, BlockedTensor};
 use crate::{isa, Isa, KernelError};
 
@@ -134,19 +135,19 @@ impl PackedConv {
         out: &mut BlockedTensor,
         pool: &rayon::ThreadPool,
     ) -> Result<(), KernelError> {
-        self.forward_on(input, residual, relu, out, Some(pool))
+        self.forward_on(input, residual, relu, out, Par::Rayon(pool))
     }
 
-    /// [`PackedConv::forward`] on `pool`, or entirely on the calling thread for `None`.
-    pub(crate) fn forward_on(
+    /// [`PackedConv::forward`] on `par`'s threads.
+    pub fn forward_on(
         &self,
         input: &BlockedTensor,
         residual: Option<&BlockedTensor>,
         relu: bool,
         out: &mut BlockedTensor,
-        pool: Option<&rayon::ThreadPool>,
+        par: Par,
     ) -> Result<(), KernelError> {
-        self.forward_images(input, residual, relu, out, pool, 0..input.n())
+        self.forward_images(input, residual, relu, out, par, 0..input.n())
     }
 
     /// Like [`PackedConv::forward_on`] for images `imgs` only (sub-batching): `out` gets the
@@ -157,7 +158,7 @@ impl PackedConv {
         residual: Option<&BlockedTensor>,
         relu: bool,
         out: &mut BlockedTensor,
-        pool: Option<&rayon::ThreadPool>,
+        par: Par,
         imgs: std::ops::Range<usize>,
     ) -> Result<(), KernelError> {
         let (n, c, oh, ow) = self.output_shape(input)?;
@@ -177,7 +178,7 @@ impl PackedConv {
         if imgs.is_empty() {
             return Ok(());
         }
-        driver::run(self, input, residual, relu, out, pool, imgs);
+        driver::run(self, input, residual, relu, out, par, imgs);
         Ok(())
     }
 

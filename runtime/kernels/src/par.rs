@@ -1,0 +1,57 @@
+//! Where a kernel's parallel loop runs: the calling thread, a rayon pool or a [`Team`].
+
+use crate::team::Team;
+use rayon::prelude::*;
+
+/// The threads a forward pass may use.
+#[derive(Clone, Copy, Debug)]
+pub enum Par<'a> {
+    /// Everything on the calling thread (shards that parallelise over images themselves).
+    Serial,
+    /// A rayon pool: each loop is handed to sleeping workers, worth it for large layers.
+    Rayon(&'a rayon::ThreadPool),
+    /// A spinning team: cheap enough to split the small layers of a single image.
+    Team(&'a Team),
+}
+
+impl Par<'_> {
+    /// Threads a loop may use.
+    pub fn threads(self) -> usize {
+        match self {
+            Par::Serial => 1,
+            Par::Rayon(p) => p.current_num_threads().max(1),
+            Par::Team(t) => t.threads(),
+        }
+    }
+
+    /// Multiply-accumulates below which a convolution is not worth splitting: about the
+    /// work a rayon hand-off (a futex wake-up) or a team hand-off (a cache-line transfer)
+    /// costs.
+    pub(crate) fn serial_macs(self) -> usize {
+        match self {
+            Par::Serial => usize::MAX,
+            Par::Rayon(_) => 200_000,
+            Par::Team(_) => 40_000,
+        }
+    }
+
+    /// Tasks per thread a loop is cut into: rayon's work stealing wants slack; the team pays
+    /// a cache-line transfer per claimed task, so it gets fewer, larger ones.
+    pub(crate) fn tasks_per_thread(self) -> usize {
+        match self {
+            Par::Team(_) => 1,
+            _ => 4,
+        }
+    }
+
+    /// Runs `f(0..n)`, in parallel where this allows.
+    pub(crate) fn for_each(self, n: usize, f: impl Fn(usize) + Sync + Send) {
+        match self {
+            Par::Rayon(p) if n > 1 && p.current_num_threads() > 1 => {
+                p.install(|| (0..n).into_par_iter().for_each(f))
+            }
+            Par::Team(t) => t.for_each(n, &f),
+            _ => (0..n).for_each(f),
+        }
+    }
+}
