@@ -242,7 +242,8 @@ def summarize(out):
       f"{m1['loadavg']} at the end; other dyce/cargo jobs at the start: {len(m0['other_jobs'])}, "
       f"at the end: {len(m1['other_jobs'])}; CPU used by anything but the server and the load generator during the "
       f"measurement windows (and `dyce bench`: {fmt(res.get('inproc_other_cores'), 2)}): median {fmt(res['other_cores']['median'], 2)} cores, max {fmt(res['other_cores']['max'], 2)}. "
-      f"{st['reps']} repetitions, configurations interleaved in each.")
+      f"{st['reps']} repetitions, configurations interleaved in each; `dyce load --encoding "
+      f"{st.get('encoding', 'json')}`.")
     w("")
 
     # Peaks.

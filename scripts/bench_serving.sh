@@ -26,7 +26,8 @@
 # Env: CONFIGS ("full c00 c03 c14"), REPS (3), PEAK_SECONDS (12), LAT_SECONDS (15),
 #      LOW_SECONDS (20), LOW_RATE (25), BATCH_IPR (32), PEAK_OVER (1.5), PEAK_OFFER (10000 images/s
 #      offered in peak runs when SKIP_INPROC is set), OVERLOAD_SECONDS (60), OVERLOAD_FACTOR (3),
-#      SKIP_INPROC (set it to skip `dyce bench`),
+#      SKIP_INPROC (set it to skip `dyce bench`), ENCODING (json: how `dyce load` sends images,
+#      `json` numbers or `binary` tensor data),
 #      DYCE_BIN (use this binary instead of `cargo build --release`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +43,7 @@ peak_offer=${PEAK_OFFER:-10000}
 peak_over=${PEAK_OVER:-1.5}
 over_s=${OVERLOAD_SECONDS:-60}
 over_factor=${OVERLOAD_FACTOR:-3}
+encoding=${ENCODING:-json}
 py="python3 scripts/bench_serving.py"
 model=fmnist-resnet20
 queue=256
@@ -66,7 +68,8 @@ cat >"$out/settings.json" <<EOF
 {"configs": "$configs", "reps": $reps, "peak_seconds": $peak_s, "lat_seconds": $lat_s,
  "low_seconds": $low_s, "low_rate": $low_rate, "batch_ipr": $batch_ipr, "peak_offer": $peak_offer,
  "peak_over": $peak_over,
- "overload_seconds": $over_s, "overload_factor": $over_factor, "max_queue": $queue, "bin": "$src_bin"}
+ "overload_seconds": $over_s, "overload_factor": $over_factor, "max_queue": $queue, "bin": "$src_bin",
+ "encoding": "$encoding"}
 EOF
 
 SPID='' DATA='' ADMIN=''
@@ -124,7 +127,7 @@ run_load() {
     local r=$out/runs/$tag
     snap "$r.s0"
     /usr/bin/time -f '{"user": %U, "sys": %S, "wall": %e, "maxrss_kb": %M}' -o "$r.time.json" \
-        "$bin" load --url "$DATA" --model "$model" "$@" >"$r.sum.json" 2>"$r.err" &
+        "$bin" load --url "$DATA" --model "$model" --encoding "$encoding" "$@" >"$r.sum.json" 2>"$r.err" &
     local tpid=$! lpid=''
     for _ in $(seq 50); do lpid=$(pgrep -P "$tpid" | head -1) && [[ -n $lpid ]] && break; sleep 0.02; done
     local t

@@ -96,7 +96,7 @@ fn poisson_load_measures_latency_and_accuracy_and_logs_every_request() {
 
 #[test]
 #[ignore = "needs the dataset-fashion-mnist package (scripts/setup.sh)"]
-fn step_profile_changes_the_rate_and_csv_logs_every_image() {
+fn step_profile_changes_the_rate_and_csv_logs_every_image_sent_as_binary_data() {
     let dir = tempfile::tempdir().unwrap();
     tiny_bundle(dir.path());
     let s = serve(dir.path(), &["--max-queue", "1024"]);
@@ -112,6 +112,8 @@ fn step_profile_changes_the_rate_and_csv_logs_every_image() {
         "constant",
         "--images-per-request",
         "2",
+        "--encoding",
+        "binary",
         "--duration",
         "3",
         "--log",
@@ -119,6 +121,7 @@ fn step_profile_changes_the_rate_and_csv_logs_every_image() {
     ]);
     assert!(ok, "{err}");
     let v = summary(&out);
+    assert_eq!(v["encoding"], "binary");
     assert_eq!((v["scheduled"].as_u64(), v["ok"].as_u64()), (Some(400), Some(400)), "{v}");
     assert_eq!(v["images_answered"], 800);
     let text = std::fs::read_to_string(&log).unwrap();

@@ -39,7 +39,13 @@ impl Probe {
 
 /// Runs the closed loop against the data port at `base` for `model` for `seconds` (after a
 /// warm-up of a fifth of that, at least half a second, not counted).
-pub async fn probe(base: &str, model: &str, images: Arc<Images>, seconds: f64) -> Result<Probe> {
+pub async fn probe(
+    base: &str,
+    model: &str,
+    images: Arc<Images>,
+    seconds: f64,
+    encoding: client::Encoding,
+) -> Result<Probe> {
     let timeout = Duration::from_secs(5);
     let http = client::http(timeout)?;
     let (url, _) = client::preflight(&http, base, Some(model), timeout).await?;
@@ -59,7 +65,9 @@ pub async fn probe(base: &str, model: &str, images: Arc<Images>, seconds: f64) -
                 let idx = i % images.len();
                 i += CONCURRENCY;
                 let record = Record::pending(i as u64, 0.0, vec![images.labels[idx]]);
-                let r = client::exchange(&http, &url, client::body(&images, &[idx]), timeout, record).await;
+                let r =
+                    client::exchange(&http, &url, client::body(&images, &[idx], encoding), timeout, record)
+                        .await;
                 let now = Instant::now();
                 if now >= measure_from && now < end {
                     let counter = if r.outcome == Outcome::Ok { &ok } else { &not_ok };

@@ -22,6 +22,7 @@ use clap::Args;
 use dyce_controller::ladder::Ladder;
 use dyce_runtime::calibrate::data;
 
+use crate::load::client::Encoding;
 use crate::serve::load_bundle;
 use runs::Variant;
 
@@ -71,6 +72,10 @@ pub struct DemoArgs {
     /// Seconds a request may wait for its answer before it counts as timed out.
     #[arg(long, env = "DYCE_DEMO_TIMEOUT", default_value_t = 2.0)]
     timeout: f64,
+    /// How the load generator sends images: `json` numbers or OIP `binary` tensor data (the
+    /// capacity probes use the same, so the trace scales with it).
+    #[arg(long, env = "DYCE_DEMO_ENCODING", value_enum, default_value_t = Encoding::Json)]
+    encoding: Encoding,
     /// Directory of the Fashion-MNIST IDX files; the 10,000 test images are sent.
     #[arg(long, env = "DYCE_DATA", default_value = data::DEFAULT_DIR)]
     data: PathBuf,
@@ -99,6 +104,8 @@ pub struct Scenario {
     pub seed: u64,
     /// Request timeout, seconds.
     pub timeout: f64,
+    /// How requests carry their images.
+    pub encoding: Encoding,
 }
 
 impl Scenario {
@@ -108,6 +115,7 @@ impl Scenario {
             "capacity": self.capacity, "base": self.base, "peak": self.peak, "duration_s": self.duration,
             "burst_s": [self.burst.0, self.burst.1], "probe_seconds": self.probe_seconds,
             "sim_seconds": self.sim_seconds, "seed": self.seed, "timeout_s": self.timeout,
+            "encoding": format!("{:?}", self.encoding).to_lowercase(),
         })
     }
 }
@@ -136,6 +144,7 @@ impl DemoArgs {
             sim_seconds: positive(self.sim_seconds, "sim-seconds")? * s,
             seed: self.seed,
             timeout: positive(self.timeout, "timeout")?,
+            encoding: self.encoding,
         })
     }
 }

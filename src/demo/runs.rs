@@ -113,9 +113,11 @@ impl Env {
         let stack = self.start(full, false)?;
         let model = self.bundle.manifest.name.clone();
         let probes = self.load_rt.block_on(async {
-            let a = probe(&stack.data_url, &model, self.images.clone(), sc.probe_seconds).await?;
+            let a =
+                probe(&stack.data_url, &model, self.images.clone(), sc.probe_seconds, sc.encoding).await?;
             stack.put_config(cheapest).await?;
-            let b = probe(&stack.data_url, &model, self.images.clone(), sc.probe_seconds).await?;
+            let b =
+                probe(&stack.data_url, &model, self.images.clone(), sc.probe_seconds, sc.encoding).await?;
             anyhow::Ok((a, b))
         });
         self.load_rt.block_on(stack.stop())?;
@@ -150,6 +152,7 @@ impl Env {
             arrivals: Arrivals::Poisson,
             duration: sc.duration,
             images_per_request: 1,
+            encoding: sc.encoding,
             seed: sc.seed,
             max_in_flight: 4096,
             timeout: Duration::from_secs_f64(sc.timeout),

@@ -61,13 +61,14 @@ struct Shared {
     url: String,
     images: Arc<Images>,
     timeout: Duration,
+    encoding: client::Encoding,
     start: Instant,
     tx: mpsc::UnboundedSender<Event>,
 }
 
 /// Sends `record`'s images and reports the outcome.
 async fn request(shared: Arc<Shared>, idx: Vec<usize>, record: Record) {
-    let body = client::body(&shared.images, &idx);
+    let body = client::body(&shared.images, &idx, shared.encoding);
     // Lag is taken after the body is built: it is the delay of the request itself.
     let sent = shared.start.elapsed().as_secs_f64();
     let _ = shared.tx.send(Event::Offered(Some(sent - record.scheduled_s)));
@@ -177,7 +178,8 @@ pub(super) async fn drive(
     let (tx, rx) = mpsc::unbounded_channel();
     let start = Instant::now();
     let collector = tokio::spawn(collect(rx, start, curve, log));
-    let shared = Arc::new(Shared { http, url, images, timeout: cfg.timeout, start, tx });
+    let shared =
+        Arc::new(Shared { http, url, images, timeout: cfg.timeout, encoding: cfg.encoding, start, tx });
     let scheduler = Scheduler {
         shared,
         runtime: tokio::runtime::Handle::current(),

@@ -24,6 +24,7 @@ use clap::Args;
 use dyce_runtime::calibrate::data::{self, Images};
 use serde_json::{json, Value};
 
+use client::Encoding;
 use profile::Profile;
 use record::{LogFormat, LogWriter, Record};
 use schedule::Arrivals;
@@ -48,6 +49,10 @@ pub struct LoadArgs {
     /// Length of the schedule in seconds (answers still outstanding are then awaited).
     #[arg(long, env = "DYCE_LOAD_DURATION", default_value_t = 30.0)]
     duration: f64,
+    /// How images travel: `json` (UINT8 numbers in the JSON body) or `binary` (OIP's binary
+    /// tensor data extension: a JSON header, then the raw bytes; what tritonclient sends).
+    #[arg(long, env = "DYCE_LOAD_ENCODING", value_enum, default_value_t = Encoding::Json)]
+    encoding: Encoding,
     /// Images in each request.
     #[arg(long, env = "DYCE_LOAD_IMAGES_PER_REQUEST", default_value_t = 1)]
     images_per_request: usize,
@@ -88,6 +93,7 @@ pub(crate) struct LoadConfig {
     pub arrivals: Arrivals,
     pub duration: f64,
     pub images_per_request: usize,
+    pub encoding: Encoding,
     pub seed: u64,
     pub max_in_flight: usize,
     pub timeout: Duration,
@@ -131,6 +137,7 @@ impl LoadArgs {
             arrivals: self.arrivals,
             duration: self.duration,
             images_per_request: self.images_per_request,
+            encoding: self.encoding,
             seed: self.seed,
             max_in_flight: self.max_in_flight,
             timeout: Duration::from_secs_f64(self.timeout),
@@ -187,6 +194,7 @@ pub(crate) async fn run_load(
         "duration_s": cfg.duration,
         "wall_s": wall_s,
         "images_per_request": cfg.images_per_request,
+        "encoding": format!("{:?}", cfg.encoding).to_lowercase(),
         "seed": cfg.seed,
         "expected_requests": expected,
     });

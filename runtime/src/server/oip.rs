@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use serde_json::Value;
 
 use super::binary;
 use super::error::ApiError;
@@ -137,30 +136,6 @@ pub async fn model_meta(
     }))
 }
 
-fn flatten(v: &Value, out: &mut Vec<f64>) -> Result<(), ApiError> {
-    match v {
-        Value::Array(items) => items.iter().try_for_each(|i| flatten(i, out)),
-        Value::Number(n) => {
-            out.push(
-                n.as_f64()
-                    .ok_or_else(|| ApiError::BadRequest("data holds a number that is not finite".into()))?,
-            );
-            Ok(())
-        }
-        other => Err(ApiError::BadRequest(format!("data must hold numbers, found {}", kind(other)))),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::String(_) => "a string",
-        Value::Object(_) => "an object",
-        _ => "a number or array",
-    }
-}
-
 /// Checks one input against the model and turns it into normalised NCHW floats; `binary` is
 /// the input's data when it came after the JSON header (binary tensor data extension).
 fn decode(rt: &Runtime, input: &InferInput, binary: Option<&[u8]>) -> Result<(Vec<f32>, usize), ApiError> {
@@ -176,13 +151,17 @@ fn decode(rt: &Runtime, input: &InferInput, binary: Option<&[u8]>) -> Result<(Ve
     }
     let n = dims[0];
     let per = c * h * w;
-    let mut raw = Vec::with_capacity(n * per);
-    match (binary, &input.data) {
-        (Some(bytes), None) => binary::decode(&input.datatype, bytes, &mut raw)?,
-        (None, Some(data)) => flatten(data, &mut raw)?,
+    let mut buf = Vec::new();
+    let raw: &[f64] = match (binary, &input.data) {
+        (Some(bytes), None) => {
+            buf.reserve(n * per);
+            binary::decode(&input.datatype, bytes, &mut buf)?;
+            &buf
+        }
+        (None, Some(data)) => &data.0,
         (Some(_), Some(_)) => return bad("input has both JSON data and binary_data_size".into()),
         (None, None) => return bad("input has no data".into()),
-    }
+    };
     if raw.len() != n * per {
         return bad(format!(
             "input data has {} values; shape {:?} needs {}",
@@ -191,7 +170,7 @@ fn decode(rt: &Runtime, input: &InferInput, binary: Option<&[u8]>) -> Result<(Ve
             n * per
         ));
     }
-    Ok((normalise(&m.input, &input.datatype, &raw)?, n))
+    Ok((normalise(&m.input, &input.datatype, raw)?, n))
 }
 
 /// Checks raw pixels of an accepted datatype (`UINT8`: integers 0–255; `FP32`: scaled to

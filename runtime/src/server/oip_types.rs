@@ -3,7 +3,8 @@
 //! Handlers build their answers from these types (never from ad-hoc JSON), so the OpenAPI
 //! document, which takes its schemas from the same definitions, cannot drift from the wire.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -37,7 +38,55 @@ pub struct InferInput {
     pub parameters: TensorParams,
     /// The pixels, row-major, as a flat or nested array of numbers; absent when binary.
     #[serde(default)]
-    pub data: Option<Value>,
+    #[schema(value_type = Value)]
+    pub data: Option<FlatData>,
+}
+
+/// An input's `data`, flattened into numbers while it is parsed: no `serde_json::Value` tree
+/// in between (a 784-pixel image would be 784 boxed values, parsed and then walked again).
+#[derive(Debug, Default)]
+pub struct FlatData(pub Vec<f64>);
+
+impl<'de> Deserialize<'de> for FlatData {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut out = Vec::new();
+        Flatten(&mut out).deserialize(d)?;
+        Ok(FlatData(out))
+    }
+}
+
+/// Appends every number of a (nested) array to the vector.
+struct Flatten<'a>(&'a mut Vec<f64>);
+
+impl<'de> DeserializeSeed<'de> for Flatten<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Flatten<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("numbers (a flat or nested array)")
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.0.push(v as f64);
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.0.push(v as f64);
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.0.push(v);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.reserve(seq.size_hint().unwrap_or(0));
+        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
 }
 
 /// A requested output.
