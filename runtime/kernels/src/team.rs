@@ -21,8 +21,21 @@ use std::thread::JoinHandle;
 const CLOSED: u64 = u32::MAX as u64;
 /// Spin iterations a helper waits for the next loop outside a session before sleeping.
 const IDLE_SPINS: u32 = 1 << 12;
-/// Spin iterations the caller waits for a straggling helper before yielding its core.
-const WAIT_SPINS: u32 = 1 << 14;
+/// Every spinning thread yields its CPU once per this many spins (a few µs). A woken helper is
+/// often placed on its waker's CPU; without the yield, caller and helper sharing one CPU would
+/// each spin through a whole scheduler slice (milliseconds) waiting for the other. With it they
+/// hand the CPU back and forth at µs granularity until the scheduler spreads them out, and a
+/// thread of another pool that lands beside a spinning helper is not kept waiting either.
+const YIELD_EVERY: u32 = 64;
+
+/// One round of a spin-wait: mostly a pause, now and then a yield of the CPU.
+fn pause(spins: u32) {
+    if spins % YIELD_EVERY == YIELD_EVERY - 1 {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
 
 /// A caller plus `threads - 1` helper threads running index loops (see the module docs).
 pub struct Team {
@@ -118,7 +131,7 @@ impl Shared {
                 }
                 if self.sessions.load(Relaxed) > 0 || idle < IDLE_SPINS {
                     idle = idle.saturating_add(1);
-                    std::hint::spin_loop();
+                    pause(idle);
                     continue;
                 }
                 let mut g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -207,12 +220,8 @@ impl Team {
         sh.work(e);
         let mut spins = 0u32;
         while sh.done.load(Acquire) < n {
-            spins = spins.saturating_add(1);
-            if spins < WAIT_SPINS {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            spins = spins.wrapping_add(1);
+            pause(spins);
         }
         // Closed before the next loop's fields are written (see `Shared::work`).
         sh.state.store((u64::from(e) << 32) | CLOSED, SeqCst);

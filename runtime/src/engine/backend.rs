@@ -25,12 +25,6 @@ pub trait Backend {
     /// Takes back activations the executor is done with, so their buffers can be reused.
     fn recycle(&mut self, _x: Self::Act) {}
 
-    /// Runs `f` where the backend's parallel work runs (its thread pool), so the exit heads'
-    /// dense layers can use the same threads as the convolutions.
-    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        f()
-    }
-
     /// Runs `f` on shards of a batch of `n` images (contiguous ranges, in order) in parallel,
     /// each on an independent copy of the backend that shares its weights; `None` when the
     /// batch is better run whole (the default).

@@ -71,7 +71,8 @@ fn run_whole<B: Backend>(
         exit_macs += bundle.manifest.exits[slot.head].macs;
         let rows = alive.len();
         let pooled = backend.pool(&x)?;
-        let mut probs = backend.install(|| head.forward(&pooled, rows));
+        // Heads are a few small matrix products: on the calling thread, no hand-off to a pool.
+        let mut probs = head.forward(&pooled, rows);
         softmax_rows(&mut probs, classes);
         let mut keep = Vec::with_capacity(rows);
         for (j, row) in probs.chunks_exact(classes).enumerate() {

@@ -215,14 +215,6 @@ impl Backend for FastBackend {
         self.spare.push(x);
     }
 
-    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        if self.serial {
-            f()
-        } else {
-            self.pool.install(f)
-        }
-    }
-
     fn shard<R: Send>(
         &mut self,
         n: usize,
