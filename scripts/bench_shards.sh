@@ -40,14 +40,14 @@ for i in 1 2; do
 done
 python3 - "$out" "$rounds" "$off_env" <<'EOF'
 import json, statistics as st, sys
-out, rounds, off = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+out, rounds, off_name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 rows = {}
 for i in range(1, rounds + 1):
     on = json.load(open(f"{out}/bb-on-{i}.json"))["results"]
     off = json.load(open(f"{out}/bb-off-{i}.json"))["results"]
     for a, b in zip(on, off):
         rows.setdefault(a["batch"], []).append((a["img_per_s"], b["img_per_s"]))
-print(f"| batch | default img/s | {off} img/s | default / {off} |")
+print(f"| batch | default img/s | {off_name} img/s | default / {off_name} |")
 print("|---|---|---|---|")
 for n, v in sorted(rows.items()):
     print(f"| {n} | {st.median(p[0] for p in v):,.0f} | {st.median(p[1] for p in v):,.0f} | "
@@ -59,7 +59,7 @@ for mode in ("on", "off"):
             res.setdefault(c["id"], {"macs": c["macs_ratio"]}).setdefault(mode, []).append(c["img_per_s"])
 full_on, full_off = st.median(res["full"]["on"]), st.median(res["full"]["off"])
 print()
-print(f"| config | MACs ratio | ideal speed-up | default img/s | speed-up (of ideal) | {off} img/s | speed-up (of ideal) |")
+print(f"| config | MACs ratio | ideal speed-up | default img/s | speed-up (of ideal) | {off_name} img/s | speed-up (of ideal) |")
 print("|---|---|---|---|---|---|---|")
 for cid, v in res.items():
     ideal = 1 / v["macs"]
