@@ -203,16 +203,6 @@ impl ResBlock {
         c[c.len() - 1].forward_images(mid, Some(res), true, out, par, r())
     }
 
-    /// Runs the block entirely on the calling thread (for callers that parallelise over
-    /// images themselves) and leaves the result in `x`.
-    pub fn forward_serial_inplace(
-        &self,
-        x: &mut BlockedTensor,
-        arena: &mut Arena,
-    ) -> Result<(), KernelError> {
-        self.forward_par_inplace(x, arena, Par::Serial)
-    }
-
     /// Runs the block and leaves the result in `x` by swapping buffers (no copy).
     pub fn forward_inplace(
         &self,
@@ -257,27 +247,21 @@ impl Stem {
         pool: &rayon::ThreadPool,
     ) -> Result<&'a BlockedTensor, KernelError> {
         if !self.maxpool && self.conv.spec().macs(x.n(), x.h(), x.w()) < SERIAL_BLOCK_MACS {
-            self.conv.forward_on(x, None, true, &mut arena.out, Par::Serial)?;
-            return Ok(&arena.out);
+            self.run(x, arena, Par::Serial)?;
+        } else {
+            pool.install(|| self.run(x, arena, Par::Rayon(pool)))?;
         }
-        pool.install(|| {
-            if self.maxpool {
-                self.conv.forward(x, None, true, &mut arena.t1, pool)?;
-                maxpool_on(&arena.t1, &mut arena.out, Par::Rayon(pool))
-            } else {
-                self.conv.forward(x, None, true, &mut arena.out, pool)
-            }
-        })?;
         Ok(&arena.out)
     }
 
-    /// Runs the stem entirely on the calling thread and leaves the result in `x`.
-    pub fn forward_serial_inplace(
-        &self,
-        x: &mut BlockedTensor,
-        arena: &mut Arena,
-    ) -> Result<(), KernelError> {
-        self.forward_par_inplace(x, arena, Par::Serial)
+    /// The convolution, then the max pooling if any, into `arena.out`.
+    fn run(&self, x: &BlockedTensor, arena: &mut Arena, par: Par) -> Result<(), KernelError> {
+        if self.maxpool {
+            self.conv.forward_on(x, None, true, &mut arena.t1, par)?;
+            maxpool_on(&arena.t1, &mut arena.out, par)
+        } else {
+            self.conv.forward_on(x, None, true, &mut arena.out, par)
+        }
     }
 
     /// Runs the stem on `par`'s threads and leaves the result in `x`.
@@ -291,11 +275,7 @@ impl Stem {
             Par::Rayon(pool) => {
                 self.forward(x, arena, pool)?;
             }
-            _ if self.maxpool => {
-                self.conv.forward_on(x, None, true, &mut arena.t1, par)?;
-                maxpool_on(&arena.t1, &mut arena.out, par)?;
-            }
-            _ => self.conv.forward_on(x, None, true, &mut arena.out, par)?,
+            _ => self.run(x, arena, par)?,
         }
         std::mem::swap(x, &mut arena.out);
         Ok(())

@@ -55,3 +55,18 @@ impl Par<'_> {
         }
     }
 }
+
+/// An output buffer's base pointer, shared by the tasks of one loop. Each task derives a
+/// pointer to its own region from it; the callers make the regions disjoint and nobody reads
+/// the output while the loop runs.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(pub(crate) *mut f32);
+// SAFETY: tasks only write disjoint regions derived from the pointer (see the type's docs).
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+impl SharedMut {
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}

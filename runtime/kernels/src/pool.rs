@@ -1,6 +1,6 @@
 //! Pooling over the blocked layout.
 
-use crate::par::Par;
+use crate::par::{Par, SharedMut};
 use crate::tensor::{BlockedTensor, CB};
 use crate::KernelError;
 
@@ -56,19 +56,6 @@ pub(crate) fn maxpool_on(
     };
     par.for_each(planes, plane);
     Ok(())
-}
-
-/// The output's base pointer, shared by tasks that write disjoint planes.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: each task derives a slice of its own plane from it; no two planes overlap.
-unsafe impl Send for SharedMut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedMut {}
-impl SharedMut {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Global average pooling to an `[n][c]` row-major vector (unpadded channels).

@@ -164,13 +164,18 @@ impl FastBackend {
         Self::on(self.net.clone(), self.full_macs, self.shape, self.pool.clone(), true)
     }
 
-    /// Where the kernels run for a batch of `n`; takes the fields it needs (not `&self`) so
-    /// that the arena stays free to borrow mutably.
-    fn par<'a>(team: &'a Option<Arc<Team>>, pool: &'a rayon::ThreadPool, serial: bool, macs: u64) -> Par<'a> {
+    /// The team, when a batch of `n` runs on it: whole batches of up to `TEAM_MACS`.
+    fn team_for(&self, n: usize) -> Option<Arc<Team>> {
+        self.team.clone().filter(|_| !self.serial && self.full_macs.saturating_mul(n as u64) <= TEAM_MACS)
+    }
+
+    /// Where the kernels run; takes the fields it needs (not `&self`) so that the arena stays
+    /// free to borrow mutably.
+    fn par<'a>(team: Option<&'a Team>, pool: &'a rayon::ThreadPool, serial: bool) -> Par<'a> {
         match team {
-            _ if serial => Par::Serial,
-            Some(team) if macs <= TEAM_MACS => Par::Team(team),
-            _ => Par::Rayon(pool),
+            Some(team) => Par::Team(team),
+            None if serial => Par::Serial,
+            None => Par::Rayon(pool),
         }
     }
 
@@ -186,14 +191,15 @@ impl Backend for FastBackend {
         let [c, h, w] = self.shape;
         let mut x = self.buffer();
         x.load_nchw(input, n, c, h, w)?;
-        let par = Self::par(&self.team, &self.pool, self.serial, self.full_macs.saturating_mul(n as u64));
+        let team = self.team_for(n);
+        let par = Self::par(team.as_deref(), &self.pool, self.serial);
         self.net.stem.forward_par_inplace(&mut x, &mut self.arena, par)?;
         Ok(x)
     }
 
     fn block(&mut self, i: usize, mut x: BlockedTensor) -> Result<BlockedTensor, EngineError> {
-        let macs = self.full_macs.saturating_mul(x.n() as u64);
-        let par = Self::par(&self.team, &self.pool, self.serial, macs);
+        let team = self.team_for(x.n());
+        let par = Self::par(team.as_deref(), &self.pool, self.serial);
         self.net.blocks[i].forward_par_inplace(&mut x, &mut self.arena, par)?;
         Ok(x)
     }
@@ -243,13 +249,11 @@ impl Backend for FastBackend {
         if let Some(parts) = self.shard(n, f) {
             return parts;
         }
-        match self.team.clone() {
+        match self.team_for(n) {
             // The helpers stay awake from the first layer to the last head of the pass (and
             // only when the team runs it: spinning beside rayon's workers would slow them).
-            Some(team) if !self.serial && self.full_macs.saturating_mul(n as u64) <= TEAM_MACS => {
-                team.session(|| vec![f(self, 0..n)])
-            }
-            _ => vec![f(self, 0..n)],
+            Some(team) => team.session(|| vec![f(self, 0..n)]),
+            None => vec![f(self, 0..n)],
         }
     }
 }

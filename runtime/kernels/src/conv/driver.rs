@@ -2,7 +2,7 @@
 
 use super::kernel::{run_tile, TileArgs, MAX_NP};
 use super::PackedConv;
-use crate::par::Par;
+use crate::par::{Par, SharedMut};
 use crate::tensor::{BlockedTensor, CB};
 
 /// Weight bytes one task should stream per row; keeps a task's weights L2-resident.
@@ -39,19 +39,6 @@ fn band_rows(cinb: usize, s: &super::ConvSpec, iw: usize, ow: usize, ngroups: us
         band
     } else {
         0
-    }
-}
-
-/// Raw base pointer shared by tasks that write provably disjoint regions.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: tasks derive pointers to disjoint (image, output block, row) regions from it.
-unsafe impl Send for SharedMut {}
-// SAFETY: as above; no two tasks write the same element and nobody reads the output.
-unsafe impl Sync for SharedMut {}
-impl SharedMut {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -11,7 +11,7 @@
 
 use super::kernel::{run_tile, TileArgs, MAX_NP};
 use super::PackedConv;
-use crate::par::Par;
+use crate::par::{Par, SharedMut};
 use crate::tensor::{BlockedTensor, CB};
 use std::cell::RefCell;
 
@@ -26,19 +26,6 @@ const MC_MAX: usize = 384;
 thread_local! {
     /// Per-thread packed input panel.
     static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Raw output pointer shared by tasks writing disjoint (pixel range, block pair) regions.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: tasks write disjoint regions derived from it; nobody reads the output meanwhile.
-unsafe impl Send for SharedMut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedMut {}
-impl SharedMut {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Geometry shared by all tasks.
