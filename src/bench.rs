@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use dyce_runtime::calibrate::{augment, data};
 use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig};
@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Also write the results as JSON here.
     #[arg(long, env = "DYCE_JSON")]
     json: Option<PathBuf>,
+    /// Measure only these config ids (comma-separated; the full config is always measured, the
+    /// ratios are relative to it), e.g. to profile one config.
+    #[arg(long, env = "DYCE_BENCH_CONFIGS", value_delimiter = ',')]
+    configs: Vec<String>,
 }
 
 fn inputs(b: &Bundle, args: &BenchArgs, n: usize) -> Vec<f32> {
@@ -60,12 +64,26 @@ fn inputs(b: &Bundle, args: &BenchArgs, n: usize) -> Vec<f32> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let mut bundle =
         Bundle::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    if args.write && !args.configs.is_empty() {
+        bail!("--write needs every config measured together: drop --configs");
+    }
+    if let Some(id) = args.configs.iter().find(|id| bundle.configs.get(id).is_none()) {
+        bail!("no config {id:?} in {}", args.model.display());
+    }
     let n = args.batch.max(1);
     // A pool of distinct images, cycled through, so caches do not see one batch only.
     let pool_images = 8 * n;
     let x = inputs(&bundle, args, pool_images);
     let per: usize = bundle.manifest.input.shape.iter().product();
     let mut be = FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(args.threads)?)?;
+    let full_idx =
+        bundle.configs.configs.iter().rposition(|c| c.exits.is_empty()).context("no full config")?;
+    bundle.configs.configs = std::mem::take(&mut bundle.configs.configs)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, c)| args.configs.is_empty() || *i == full_idx || args.configs.contains(&c.id))
+        .map(|(_, c)| c)
+        .collect();
     let cfgs: Vec<ResolvedConfig> = bundle
         .configs
         .configs

@@ -69,3 +69,26 @@ fn bench_writes_measured_latency_ratios() {
     // The bundle still loads with the new field.
     assert!(dyce(&["inspect", "--model", model]).0);
 }
+
+#[test]
+fn bench_measures_only_the_chosen_configs_and_the_full_model() {
+    let dir = tempfile::tempdir().unwrap();
+    common::tiny_bundle(dir.path());
+    let model = dir.path().to_str().unwrap();
+    let base =
+        ["bench", "--model", model, "--batch", "2", "--seconds", "0.05", "--rounds", "1", "--data", "/x"];
+    let (ok, out, err) = dyce(&[&base[..], &["--configs", "c0"]].concat());
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(rows.contains(&"c0") && rows.contains(&"full"), "{out}");
+    assert!(!rows.contains(&"c1"), "{out}");
+    // A partial table must never overwrite configs.json; an unknown id is named.
+    for (extra, says) in
+        [(vec!["--configs", "c0", "--write"], "--write"), (vec!["--configs", "zz"], "\"zz\"")]
+    {
+        let (ok, out, err) = dyce(&[&base[..], &extra[..]].concat());
+        assert!(!ok && out.is_empty(), "{extra:?}: {out}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}

@@ -31,7 +31,7 @@ pub struct LawParams {
     pub restore_step: f64,
     /// Behaviour without signals.
     pub on_missing: MissingSignals,
-    /// A backlog should be gone within this many seconds (the tick interval).
+    /// A backlog should be gone within this many seconds (the tick interval, at least 0.5 s).
     pub drain_seconds: f64,
 }
 
@@ -47,7 +47,9 @@ impl LawParams {
             restore_after: c.restore.after.secs(),
             restore_step: c.restore.step.secs(),
             on_missing: c.on_missing_signals,
-            drain_seconds: c.interval.secs(),
+            // Not less than half a second: with short ticks, a batch's worth of queue (normal
+            // while the next batch forms) would otherwise read as a large extra demand.
+            drain_seconds: c.interval.secs().max(0.5),
         }
     }
 }

@@ -50,8 +50,9 @@ fn defaults_fill_in_and_round_trip() {
     )
     .unwrap();
     let c = &doc.spec.control;
-    assert_eq!(c.interval.to_string(), "500ms");
-    assert_eq!(c.stale_after().to_string(), "1s 500ms");
+    assert_eq!(c.interval.to_string(), "100ms");
+    assert_eq!(c.stale_after().to_string(), "1s");
+    assert_eq!(c.request_timeout().to_string(), "500ms");
     assert_eq!((c.target_utilization, c.restore.headroom), (0.8, 0.7));
     assert_eq!(doc.spec.objective.latency.quantile, 0.99);
     let again = PolicyDocument::parse(&serde_norway::to_string(&doc).unwrap()).unwrap();

@@ -171,24 +171,28 @@ impl LoadWindow {
             oldest.map_or(0.0, |t| now.duration_since(t).as_secs_f64()).max(self.resolution.as_secs_f64());
         let sum = |f: fn(&Bucket) -> u64| live.iter().map(|b| f(b)).sum::<u64>() as f64;
         let mut lat: Vec<f64> = live.iter().flat_map(|b| b.latencies.iter().copied()).collect();
-        lat.sort_by(f64::total_cmp);
-        let latency = (!lat.is_empty()).then(|| Quantiles {
-            p50: quantile(&lat, 0.50),
-            p95: quantile(&lat, 0.95),
-            p99: quantile(&lat, 0.99),
-        });
         let batches = sum(|b| b.batches);
-        LoadSnapshot {
+        let mut snap = LoadSnapshot {
             seconds,
             arrivals: sum(|b| b.arrivals) / seconds,
             shed: sum(|b| b.shed) / seconds,
             completions: sum(|b| b.completions) / seconds,
-            latency,
+            latency: None,
             mean_batch: if batches > 0.0 { sum(|b| b.batch_images) / batches } else { 0.0 },
             compute: inner.compute.clone(),
             saturated: inner.saturated.clone(),
             totals: inner.totals,
-        }
+        };
+        // Sorted after the lock is released: every answered request and every batch takes this
+        // lock, and a window at thousands of requests per second holds thousands of latencies.
+        drop(inner);
+        lat.sort_by(f64::total_cmp);
+        snap.latency = (!lat.is_empty()).then(|| Quantiles {
+            p50: quantile(&lat, 0.50),
+            p95: quantile(&lat, 0.95),
+            p99: quantile(&lat, 0.99),
+        });
+        snap
     }
 }
 
