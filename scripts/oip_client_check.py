@@ -26,6 +26,7 @@ def main() -> int:
         print("server not live/ready", file=sys.stderr)
         return 1
     meta = client.get_server_metadata()
+    index = client.get_model_repository_index()
     md = client.get_model_metadata(args.model)
     inp = md["inputs"][0]
     shape = [args.images] + [int(d) for d in inp["shape"][1:]]
@@ -42,7 +43,8 @@ def main() -> int:
             "probabilities_sum": r.as_numpy("probabilities").sum(axis=1).tolist(),
             "config_id": r.get_response()["parameters"]["config_id"],
         }
-    print(json.dumps({"server": meta["name"], "extensions": meta.get("extensions", []), **results}))
+    repository = [m["name"] for m in index if m.get("state") == "READY"]
+    print(json.dumps({"server": meta["name"], "extensions": meta.get("extensions", []), "repository": repository, **results}))
     return 0
 
 

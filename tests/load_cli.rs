@@ -212,7 +212,8 @@ fn unreachable_server_and_unknown_model_fail_in_one_line() {
     let (ok, _, err) = load(&["--url", &s.data, "--model", "nope", "--duration", "1"]);
     assert!(!ok);
     assert!(err.trim() == format!("error: the server at {} has no model \"nope\"", s.data), "{err}");
-    let (ok, _, err) = load(&["--url", &s.data, "--duration", "1"]);
-    assert!(!ok);
-    assert!(err.contains("lists no models: pass --model NAME"), "{err}");
+    // Without --model the server's only model is found in its repository index.
+    let (ok, out, err) = load(&["--url", &s.data, "--duration", "1", "--profile", "constant:20"]);
+    assert!(ok, "{err}");
+    assert_eq!(summary(&out)["model"], "tiny", "{out}");
 }

@@ -19,6 +19,8 @@ fn tritonclient_works_unchanged() {
     assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(got["extensions"].as_array().unwrap().iter().any(|e| e == "binary_tensor_data"));
+    // tritonclient's get_model_repository_index() finds the served model.
+    assert_eq!(got["repository"], serde_json::json!(["tiny"]), "{got}");
     // Both encodings give the runtime's own JSON answer for the same pixels.
     let pixels: Vec<u32> = (0..4 * 784).map(|i| (i * 31 % 256) as u32).collect();
     let req = serde_json::json!({"inputs": [{"name": "input", "shape": [4, 1, 28, 28], "datatype": "UINT8", "data": pixels}]});

@@ -27,6 +27,16 @@ fn oip_v2_metadata_and_inference() {
     assert_eq!(status, 200);
     assert_eq!(meta["inputs"][0]["shape"], json!([-1, 1, 28, 28]));
     assert_eq!(get(&format!("{}/v2/models/tiny/ready", s.data)).0, 200);
+    // The repository index names the model (a generic client's way to find it); bad bodies 400.
+    let index = format!("{}/v2/repository/index", s.data);
+    for body in [&b""[..], b"{}", br#"{"ready": true}"#] {
+        let (status, models) = post(&index, body);
+        assert_eq!(status, 200, "{models}");
+        assert_eq!(models, json!([{"name": "tiny", "version": "1", "state": "READY", "reason": ""}]));
+    }
+    let (status, err) = post(&index, br#"{"ready": "yes"}"#);
+    assert_eq!(status, 400, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("repository index"), "{err}");
 
     let (status, body) = post(&infer_url(&s), infer_body(3, 1).to_string().as_bytes());
     assert_eq!(status, 200, "{body}");

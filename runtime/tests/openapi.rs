@@ -66,6 +66,7 @@ fn documents_hold_exactly_their_ports_routes() {
         ("GET", "/v2/models/{name}"),
         ("GET", "/v2/models/{name}/ready"),
         ("POST", "/v2/models/{name}/infer"),
+        ("POST", "/v2/repository/index"),
         ("POST", "/v1/classify"),
         ("GET", "/openapi.json"),
     ]);

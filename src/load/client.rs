@@ -35,6 +35,19 @@ async fn get_json(http: &reqwest::Client, url: &str, timeout: Duration) -> Resul
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
 }
 
+/// The model names of the repository index extension (empty when the server has none).
+async fn repository_index(http: &reqwest::Client, base: &str, timeout: Duration) -> Vec<String> {
+    let url = format!("{base}/v2/repository/index");
+    let answer =
+        http.post(&url).header("content-type", "application/json").body("{}").timeout(timeout).send();
+    let Ok(resp) = answer.await else { return vec![] };
+    if !resp.status().is_success() {
+        return vec![];
+    }
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    v.as_array().into_iter().flatten().filter_map(|m| m["name"].as_str().map(str::to_string)).collect()
+}
+
 /// Checks that `base` speaks OIP v2, picks the model (`model`, else the first one the server
 /// metadata lists), checks its input is Fashion-MNIST's and waits until it is ready.
 /// Returns the infer URL and the model name.
@@ -48,11 +61,20 @@ pub async fn preflight(
     if status != 200 {
         bail!("{base}/v2 answered HTTP {status}: is this an OIP v2 server?");
     }
-    // OIP's server metadata has no model list; some servers add one, dyce's does not.
-    let listed = meta["models"].get(0).and_then(|m| m.as_str().or_else(|| m["name"].as_str()));
-    let model = match model.or(listed) {
-        Some(m) => m.to_string(),
-        None => bail!("{base}/v2 lists no models: pass --model NAME"),
+    // OIP's server metadata has no model list; some servers add one, others (dyce, Triton)
+    // answer the model repository extension's index.
+    let name = |m: &Value| m.as_str().or_else(|| m["name"].as_str()).map(str::to_string);
+    let mut listed: Vec<String> = meta["models"].as_array().into_iter().flatten().filter_map(name).collect();
+    if model.is_none() && listed.is_empty() {
+        listed = repository_index(http, base, timeout).await;
+    }
+    let model = match (model, listed.as_slice()) {
+        (Some(m), _) => m.to_string(),
+        (None, [one]) => one.clone(),
+        (None, []) => bail!("{base} lists no models (GET /v2, POST /v2/repository/index): pass --model NAME"),
+        (None, many) => {
+            bail!("{base} serves {} models: pass --model (one of {})", many.len(), many.join(", "))
+        }
     };
     let meta_url = format!("{base}/v2/models/{model}");
     let (status, m) = get_json(http, &meta_url, timeout).await?;

@@ -35,8 +35,8 @@ pub struct LoadArgs {
     /// Base URL of the server's data port (OIP v2), http only.
     #[arg(long, env = "DYCE_LOAD_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Model to call (default: the first model the server's `GET /v2` lists; dyce's lists
-    /// none, so pass it, e.g. `tiny` or the bundle's manifest name).
+    /// Model to call (default: the server's only model, as its `GET /v2` or its model
+    /// repository index, `POST /v2/repository/index`, lists it; dyce and Triton answer the index).
     #[arg(long, env = "DYCE_LOAD_MODEL")]
     model: Option<String>,
     /// Offered rate in requests/s: `constant:RATE`, `step:LOW,HIGH,AT,UNTIL`, `ramp:FROM,TO`,

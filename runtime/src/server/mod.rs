@@ -194,6 +194,7 @@ fn data_routes() -> OpenApiRouter<Arc<Runtime>> {
         .routes(routes!(oip::ready))
         .routes(routes!(oip::model_meta))
         .routes(routes!(oip::model_ready))
+        .routes(routes!(oip::repository_index))
         .routes(routes!(oip::infer))
         .routes(routes!(classify::classify))
         .routes(routes!(openapi::data_openapi))

@@ -39,8 +39,44 @@ pub async fn server_meta() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "dyce",
         version: env!("CARGO_PKG_VERSION"),
-        extensions: vec!["binary_tensor_data"],
+        extensions: vec!["binary_tensor_data", "model_repository"],
     })
+}
+
+/// `POST /v2/repository/index`: the served model, so that a client can find its name (OIP's
+/// server metadata has no model list). The index part of Triton's model repository extension;
+/// loading and unloading are not offered (a runtime serves one bundle).
+#[utoipa::path(
+    post,
+    path = "/v2/repository/index",
+    tag = "oip",
+    request_body(content = Option<RepositoryIndexRequest>, description = "Optional; `{\"ready\": true}` \
+        lists only models ready for inference.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The models.", body = Vec<RepositoryModel>),
+        (status = 400, response = BadRequest)
+    )
+)]
+pub async fn repository_index(
+    State(rt): State<Arc<Runtime>>,
+    body: Bytes,
+) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
+    let req: RepositoryIndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RepositoryIndexRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid repository index request: {e}")))?
+    };
+    let ready = rt.is_ready();
+    if req.ready && !ready {
+        return Ok(Json(vec![]));
+    }
+    Ok(Json(vec![RepositoryModel {
+        name: rt.bundle.manifest.name.clone(),
+        version: "1",
+        state: if ready { "READY" } else { "LOADING" },
+        reason: if ready { String::new() } else { "warming up".into() },
+    }]))
 }
 
 /// `GET /v2/health/live`: up as soon as the process serves HTTP.

@@ -174,8 +174,30 @@ pub struct ServerMetadata {
     pub name: &'static str,
     /// The runtime's version.
     pub version: &'static str,
-    /// `binary_tensor_data`.
+    /// `binary_tensor_data`, `model_repository` (the index only).
     pub extensions: Vec<&'static str>,
+}
+
+/// `POST /v2/repository/index` body (Triton's model repository extension); may be empty.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryIndexRequest {
+    /// Only models ready for inference.
+    #[serde(default)]
+    pub ready: bool,
+}
+
+/// One model of the repository index.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryModel {
+    /// The model's name, as infer URLs take it.
+    pub name: String,
+    /// Always `1`.
+    pub version: &'static str,
+    /// `READY`, or `LOADING` while the model warms up.
+    pub state: &'static str,
+    /// Why it is not ready (empty when ready).
+    pub reason: String,
 }
 
 /// A tensor of the model metadata.
