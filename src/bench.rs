@@ -76,14 +76,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let x = inputs(&bundle, args, pool_images);
     let per: usize = bundle.manifest.input.shape.iter().product();
     let mut be = FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(args.threads)?)?;
-    let full_idx =
-        bundle.configs.configs.iter().rposition(|c| c.exits.is_empty()).context("no full config")?;
-    bundle.configs.configs = std::mem::take(&mut bundle.configs.configs)
-        .into_iter()
-        .enumerate()
-        .filter(|(i, c)| args.configs.is_empty() || *i == full_idx || args.configs.contains(&c.id))
-        .map(|(_, c)| c)
-        .collect();
+    // The full model (no exits) always stays: the ratios are relative to it.
+    bundle
+        .configs
+        .configs
+        .retain(|c| args.configs.is_empty() || c.exits.is_empty() || args.configs.contains(&c.id));
     let cfgs: Vec<ResolvedConfig> = bundle
         .configs
         .configs

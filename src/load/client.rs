@@ -48,8 +48,8 @@ async fn repository_index(http: &reqwest::Client, base: &str, timeout: Duration)
     v.as_array().into_iter().flatten().filter_map(|m| m["name"].as_str().map(str::to_string)).collect()
 }
 
-/// Checks that `base` speaks OIP v2, picks the model (`model`, else the first one the server
-/// metadata lists), checks its input is Fashion-MNIST's and waits until it is ready.
+/// Checks that `base` speaks OIP v2, picks the model (`model`, else the server's only model from
+/// its metadata or its repository index), checks its input is Fashion-MNIST's and waits until it is ready.
 /// Returns the infer URL and the model name.
 pub async fn preflight(
     http: &reqwest::Client,

@@ -210,9 +210,7 @@ impl ResBlock {
         arena: &mut Arena,
         pool: &rayon::ThreadPool,
     ) -> Result<(), KernelError> {
-        self.forward(x, arena, pool)?;
-        std::mem::swap(x, &mut arena.out);
-        Ok(())
+        self.forward_par_inplace(x, arena, Par::Rayon(pool))
     }
 }
 
@@ -288,8 +286,6 @@ impl Stem {
         arena: &mut Arena,
         pool: &rayon::ThreadPool,
     ) -> Result<(), KernelError> {
-        self.forward(x, arena, pool)?;
-        std::mem::swap(x, &mut arena.out);
-        Ok(())
+        self.forward_par_inplace(x, arena, Par::Rayon(pool))
     }
 }
