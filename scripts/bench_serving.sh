@@ -143,10 +143,10 @@ run_load() {
 }
 
 if [[ -z ${SKIP_INPROC:-} ]]; then
-    echo "in-process: dyce bench (batch 32, $reps rounds)" >&2
+    echo "in-process: dyce bench (batch 32, 12 interleaved rounds)" >&2
     b0=$(busy)
     /usr/bin/time -f '{"user": %U, "sys": %S, "wall": %e}' -o "$out/inproc.time.json" \
-        "$bin" bench --model runtime/models/$model --rounds "$reps" --json "$out/inproc.json" >"$out/inproc.txt"
+        "$bin" bench --model runtime/models/$model --json "$out/inproc.json" >"$out/inproc.txt"
     echo "{\"busy_ticks\": [$b0, $(busy)]}" >"$out/inproc.busy.json"
 fi
 
