@@ -1,5 +1,6 @@
 //! Exit-head throughput: a `mlp3x512` head (16 → 512 → 512 → 10) at the row counts early exit
-//! produces, cycling through several heads so that their weights come from L3 as in serving.
+//! produces, cycling through `HEADS` heads (default 8, about 9 MiB: their weights come from L3;
+//! `HEADS=64`, about 70 MiB, from memory, as they mostly do in serving between blocks).
 //!
 //! Run with `cargo run -p dyce-kernels --release --example dense_bench`.
 
@@ -14,7 +15,9 @@ fn layer(seed: usize, inputs: usize, outputs: usize) -> PackedDense {
 
 fn main() {
     let heads: Vec<[PackedDense; 3]> =
-        (0..8).map(|s| [layer(s, 16, 512), layer(s + 1, 512, 512), layer(s + 2, 512, 10)]).collect();
+        (0..std::env::var("HEADS").ok().and_then(|v| v.parse().ok()).unwrap_or(8))
+            .map(|s| [layer(s, 16, 512), layer(s + 1, 512, 512), layer(s + 2, 512, 10)])
+            .collect();
     let macs_per_row = (16 * 512 + 512 * 512 + 512 * 10) as f64;
     println!("{:>5} {:>12} {:>10}", "rows", "us/call", "GFLOP/s");
     for rows in [1usize, 2, 3, 5, 6, 8, 16, 32] {
