@@ -9,6 +9,8 @@
 //! (`--include-ignored`) after `scripts/setup.sh` installed helm. A missing helm is a failure.
 
 mod checks;
+mod objects;
+mod pods;
 mod render;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
 
 use checks::*;
+use objects::*;
+use pods::*;
 use render::*;
 
 pub const RELEASE: &str = "demo";

@@ -1,0 +1,156 @@
+//! Checks of the pods, containers and RBAC rules a chart renders.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::rbac::v1::PolicyRule;
+
+use super::*;
+
+pub fn is_runtime(c: &Container) -> bool {
+    c.args.as_ref().and_then(|a| a.first()).is_some_and(|a| a == "serve")
+}
+
+pub fn is_controller(c: &Container) -> bool {
+    c.args.as_ref().and_then(|a| a.first()).is_some_and(|a| a == "control")
+}
+
+pub fn arg_after<'a>(c: &'a Container, flag: &str) -> Option<&'a str> {
+    let args = c.args.as_ref()?;
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+pub fn probe_path(p: &Option<k8s_openapi::api::core::v1::Probe>) -> Option<&str> {
+    p.as_ref()?.http_get.as_ref()?.path.as_deref()
+}
+
+pub fn check_restricted(pod: &PodSpec, what: &str) {
+    let psc = pod.security_context.as_ref().unwrap_or_else(|| panic!("{what}: no pod securityContext"));
+    assert_eq!(psc.run_as_non_root, Some(true), "{what}: pod runAsNonRoot");
+    assert_eq!(psc.run_as_user, Some(65532), "{what}: pod runAsUser");
+    assert_eq!(
+        psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+        Some("RuntimeDefault"),
+        "{what}: pod seccompProfile"
+    );
+    assert!(
+        pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none(),
+        "{what}: host namespaces"
+    );
+    let containers = pod.containers.iter().chain(pod.init_containers.iter().flatten());
+    for c in containers {
+        let what = format!("{what} container {}", c.name);
+        let sc = c.security_context.as_ref().unwrap_or_else(|| panic!("{what}: no securityContext"));
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{what}: allowPrivilegeEscalation");
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{what}: readOnlyRootFilesystem");
+        assert_eq!(sc.run_as_non_root, Some(true), "{what}: runAsNonRoot");
+        assert_eq!(sc.run_as_user, Some(65532), "{what}: runAsUser");
+        assert_ne!(sc.privileged, Some(true), "{what}: privileged");
+        let caps = sc.capabilities.as_ref().unwrap_or_else(|| panic!("{what}: no capabilities"));
+        assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]), "{what}: capabilities.drop");
+        assert!(caps.add.as_ref().is_none_or(|a| a.is_empty()), "{what}: capabilities.add");
+        assert_eq!(
+            sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault"),
+            "{what}: seccompProfile (set on the container too, so a sidecar is complete on its own)"
+        );
+        assert!(c.resources.is_some(), "{what}: no resources");
+    }
+}
+
+pub fn check_runtime_container(c: &Container, pod: &PodSpec, what: &str) {
+    let ports: BTreeMap<&str, i32> =
+        c.ports.iter().flatten().map(|p| (p.name.as_deref().unwrap_or(""), p.container_port)).collect();
+    assert_eq!(ports.get("http"), Some(&8080), "{what}: data port named http: {ports:?}");
+    assert_eq!(ports.get("admin"), Some(&9090), "{what}: admin port named admin: {ports:?}");
+    assert_eq!(arg_after(c, "--data-addr"), Some("0.0.0.0:8080"), "{what}: --data-addr");
+    assert_eq!(arg_after(c, "--admin-addr"), Some("0.0.0.0:9090"), "{what}: --admin-addr");
+    assert_eq!(arg_after(c, "--admin-token-file"), Some(TOKEN_PATH), "{what}: --admin-token-file");
+    assert_eq!(probe_path(&c.liveness_probe), Some("/v2/health/live"), "{what}: liveness probe");
+    assert_eq!(probe_path(&c.readiness_probe), Some("/v2/health/ready"), "{what}: readiness probe");
+    check_token_mount(c, pod, what);
+
+    // DYCE_THREADS follows the CPU limit, and only when there is one.
+    let cpu_limit =
+        c.resources.as_ref().and_then(|r| r.limits.as_ref()).is_some_and(|l| l.contains_key("cpu"));
+    let threads = c.env.iter().flatten().find(|e| e.name == "DYCE_THREADS");
+    match threads {
+        Some(e) => {
+            assert!(cpu_limit, "{what}: DYCE_THREADS without a CPU limit");
+            let r = e.value_from.as_ref().and_then(|v| v.resource_field_ref.as_ref());
+            let r = r.unwrap_or_else(|| panic!("{what}: DYCE_THREADS is not a resourceFieldRef"));
+            assert_eq!(r.resource, "limits.cpu", "{what}: DYCE_THREADS resource");
+            assert_eq!(r.divisor.as_ref().map(|d| d.0.as_str()), Some("1"), "{what}: DYCE_THREADS divisor");
+            assert_eq!(r.container_name.as_deref(), Some(c.name.as_str()), "{what}: DYCE_THREADS container");
+        }
+        None => assert!(!cpu_limit, "{what}: a CPU limit but no DYCE_THREADS"),
+    }
+}
+
+pub fn check_token_mount(c: &Container, pod: &PodSpec, what: &str) {
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/var/run/secrets/dyce")
+        .unwrap_or_else(|| panic!("{what}: the token is not mounted at /var/run/secrets/dyce"));
+    assert_eq!(mount.read_only, Some(true), "{what}: token mount read-only");
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == mount.name);
+    let secret = volume.and_then(|v| v.secret.as_ref());
+    let secret = secret.unwrap_or_else(|| panic!("{what}: volume {} is not a Secret", mount.name));
+    let items = secret.items.as_deref().unwrap_or_default();
+    assert!(items.iter().any(|i| i.path == "token"), "{what}: the Secret volume has no item at path token");
+}
+
+pub fn check_controller_container(c: &Container, pod: &PodSpec, namespaced: bool, what: &str) {
+    let args = c.args.as_deref().unwrap_or_default();
+    assert!(args.iter().any(|a| a == "--kubernetes"), "{what}: --kubernetes");
+    assert_eq!(arg_after(c, "--listen"), Some("0.0.0.0:9100"), "{what}: --listen");
+    assert_eq!(arg_after(c, "--admin-token-file"), Some(TOKEN_PATH), "{what}: --admin-token-file");
+    assert!(arg_after(c, "--lease-name").is_some_and(|l| !l.is_empty()), "{what}: --lease-name");
+    assert_eq!(
+        arg_after(c, "--namespace"),
+        if namespaced { Some(NAMESPACE) } else { None },
+        "{what}: --namespace exactly when RBAC is namespaced"
+    );
+    for (name, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
+        let env = c.env.iter().flatten().find(|e| e.name == name);
+        let path =
+            env.and_then(|e| e.value_from.as_ref()).and_then(|v| v.field_ref.as_ref()).map(|f| &f.field_path);
+        assert_eq!(path.map(String::as_str), Some(field), "{what}: {name} from the downward API");
+    }
+    assert_eq!(probe_path(&c.liveness_probe), Some("/healthz"), "{what}: liveness probe");
+    assert_eq!(probe_path(&c.readiness_probe), Some("/readyz"), "{what}: readiness probe");
+    let ports: Vec<i32> = c.ports.iter().flatten().map(|p| p.container_port).collect();
+    assert_eq!(ports, [9100], "{what}: ports");
+    check_token_mount(c, pod, what);
+    assert!(pod.service_account_name.as_deref().is_some_and(|s| !s.is_empty()), "{what}: serviceAccountName");
+}
+
+pub fn has_rule(rules: &[PolicyRule], group: &str, resource: &str, verbs: &[&str]) -> bool {
+    rules.iter().any(|r| {
+        r.api_groups.as_deref().unwrap_or_default().iter().any(|g| g == group)
+            && r.resources.as_deref().unwrap_or_default().iter().any(|x| x == resource)
+            && verbs.iter().all(|v| r.verbs.iter().any(|x| x == v))
+    })
+}
+
+/// The rules the controller needs on SloPolicies, pods and events, and on its Lease.
+pub fn check_controller_rules(rules: &[PolicyRule], what: &str) {
+    for (group, resource, verbs) in [
+        ("dyce.dev", "slopolicies", &["get", "list", "watch"][..]),
+        ("dyce.dev", "slopolicies/status", &["get", "patch", "update"][..]),
+        ("", "pods", &["get", "list", "watch"][..]),
+        ("events.k8s.io", "events", &["create", "patch"][..]),
+    ] {
+        assert!(has_rule(rules, group, resource, verbs), "{what}: no rule for {group}/{resource} {verbs:?}");
+    }
+    for r in rules {
+        assert!(!r.verbs.iter().any(|v| v == "*"), "{what}: wildcard verb");
+        assert!(!r.resources.iter().flatten().any(|v| v == "*"), "{what}: wildcard resource");
+        assert!(
+            !r.resources.iter().flatten().any(|v| v == "secrets"),
+            "{what}: the controller reads no Secret"
+        );
+    }
+}
