@@ -15,6 +15,8 @@ use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig}
 use dyce_runtime::model::Bundle;
 use serde_json::json;
 
+use crate::bench_profile::{profile, ProfileRun};
+
 /// Arguments of `dyce bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -48,6 +50,11 @@ pub struct BenchArgs {
     /// ratios are relative to it), e.g. to profile one config.
     #[arg(long, env = "DYCE_BENCH_CONFIGS", value_delimiter = ',')]
     configs: Vec<String>,
+    /// Instead of throughput, time every stage of each configuration on one thread at a shard's
+    /// share of --batch (batch / CPUs) and print what a MAC of each exit type costs against a
+    /// backbone MAC: the factors of `dyce calibrate --exit-cost`.
+    #[arg(long, env = "DYCE_BENCH_PROFILE")]
+    profile: bool,
 }
 
 fn inputs(b: &Bundle, args: &BenchArgs, n: usize) -> Vec<f32> {
@@ -66,6 +73,9 @@ fn inputs(b: &Bundle, args: &BenchArgs, n: usize) -> Vec<f32> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let mut bundle =
         Bundle::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    if args.write && args.profile {
+        bail!("--write records throughput, --profile does not measure it: drop one");
+    }
     if args.write && !args.configs.is_empty() {
         bail!("--write needs every config measured together: drop --configs");
     }
@@ -89,6 +99,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .iter()
         .map(|c| ResolvedConfig::resolve(&bundle, c, 0))
         .collect::<Result<_, _>>()?;
+    if args.profile {
+        let with_exits: Vec<ResolvedConfig> =
+            cfgs.iter().filter(|c| c.exits.iter().any(Option::is_some)).cloned().collect();
+        let run = ProfileRun {
+            configs: &with_exits,
+            images: &x,
+            rows: (n / be_threads(args)).max(1),
+            seconds: args.seconds,
+            rounds: args.rounds,
+        };
+        let out = profile(&bundle, &run)?;
+        if let Some(p) = &args.json {
+            std::fs::write(p, serde_json::to_string_pretty(&out)?)?;
+        }
+        return Ok(());
+    }
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); cfgs.len()];
     // MACs really spent on the measured images, as a share of the full model's: the ideal
     // speed-up on these inputs (the table's MACs ratio is the calibration set's).

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use dyce_runtime::calibrate::exit_train::ExitTrainConfig;
 use dyce_runtime::calibrate::pipeline::{calibrate, CalibrateConfig};
@@ -53,10 +53,35 @@ pub struct CalibrateArgs {
     /// Most configurations to ship.
     #[arg(long, env = "DYCE_K_MAX", default_value_t = 16)]
     k_max: usize,
+    /// Search cost per MAC of exit types relative to a backbone MAC, as TYPE=FACTOR pairs
+    /// (comma-separated; unnamed types cost 1). Measure them with `dyce bench --exit-cost`.
+    #[arg(long, env = "DYCE_EXIT_COST", value_delimiter = ',')]
+    exit_cost: Vec<String>,
+    /// Reuse the exit heads of this bundle instead of training new ones (skips exit training:
+    /// re-searching a shipped bundle takes a minute instead of half an hour).
+    #[arg(long, env = "DYCE_EXITS_FROM")]
+    exits_from: Option<PathBuf>,
     /// Only rewrite REPORT.md and the plot of the bundle at --out from its calibration.json
     /// (keeps the report's "Reproduce" line).
     #[arg(long, env = "DYCE_REPORT_ONLY")]
     report_only: bool,
+}
+
+/// `TYPE=FACTOR` pairs, each type one of `types`, each factor finite and positive.
+fn parse_costs(pairs: &[String], types: &[String]) -> Result<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for s in pairs {
+        let (t, f) = s.split_once('=').with_context(|| format!("--exit-cost: `{s}` is not TYPE=FACTOR"))?;
+        let f: f64 = f.parse().with_context(|| format!("--exit-cost: `{f}` in `{s}` is not a number"))?;
+        if !(f.is_finite() && f > 0.0) {
+            bail!("--exit-cost: the factor of `{t}` must be a finite positive number, got {f}");
+        }
+        if !types.iter().any(|x| x == t) {
+            bail!("--exit-cost names `{t}`, which is not one of --exit-types {types:?}");
+        }
+        out.insert(t.to_string(), f);
+    }
+    Ok(out)
 }
 
 fn rerender(out: &std::path::Path) -> Result<()> {
@@ -87,6 +112,7 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
         return rerender(&args.out);
     }
     let start = Instant::now();
+    let exit_cost = parse_costs(&args.exit_cost, &args.exit_types)?;
     let train_json = args.train_dir.join("train.json");
     let train: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&train_json)
@@ -113,6 +139,8 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
         max_accuracy_drop: args.max_accuracy_drop,
         k_min: args.k_min,
         k_max: args.k_max,
+        exit_cost,
+        exits_from: args.exits_from.clone(),
     };
     let command: Vec<String> = std::env::args().collect();
     let provenance = BTreeMap::from([

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_backbone;
+mod bench_profile;
 mod calibrate;
 mod control;
 mod control_kube;

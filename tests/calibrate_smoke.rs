@@ -52,4 +52,26 @@ fn reduced_train_and_calibrate_write_a_loadable_bundle() {
     assert!((2..=16).contains(&n), "{n} configs");
     assert_eq!(table["configs"][n - 1]["id"], "full");
     dyce(&["inspect", "--model", path(&b1)]);
+
+    // Re-searching with the heads of b1 instead of training them: the same table. With an
+    // exit cost, the search changes but the reported MACs stay true MACs (those of the test
+    // split, as the report records them).
+    let (b3, b4) = (dir.path().join("b3"), dir.path().join("b4"));
+    let reuse = ["calibrate", "--train-dir", path(&train), "--limit", "300", "--exit-types", "mlp1"];
+    dyce(&[&reuse[..], &["--out", path(&b3), "--exits-from", path(&b1)]].concat());
+    assert_eq!(
+        configs,
+        std::fs::read_to_string(b3.join("configs.json")).unwrap(),
+        "reused heads, same table"
+    );
+    dyce(&[&reuse[..], &["--out", path(&b4), "--exits-from", path(&b1), "--exit-cost", "mlp1=40"]].concat());
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b4.join("calibration.json")).unwrap()).unwrap();
+    assert_eq!(rep["config"]["exit_cost"]["mlp1"], 40.0);
+    let t4: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b4.join("configs.json")).unwrap()).unwrap();
+    for (c, p) in t4["configs"].as_array().unwrap().iter().zip(rep["shipped"].as_array().unwrap()) {
+        assert_eq!(c["macs_ratio"], p["test_macs_ratio"], "{c}");
+        assert!(c["macs_ratio"].as_f64().unwrap() <= 1.0 + 1e-12, "{c}");
+    }
 }

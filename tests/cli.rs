@@ -92,3 +92,39 @@ fn bench_measures_only_the_chosen_configs_and_the_full_model() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+#[test]
+fn bench_profile_times_exits_against_the_backbone() {
+    let dir = tempfile::tempdir().unwrap();
+    common::tiny_bundle(dir.path());
+    let model = dir.path().to_str().unwrap();
+    let json = dir.path().join("profile.json");
+    let base = ["bench", "--model", model, "--batch", "4", "--seconds", "0.05", "--rounds", "1"];
+    let (ok, out, err) =
+        dyce(&[&base[..], &["--data", "/x", "--profile", "--json", json.to_str().unwrap()]].concat());
+    assert!(ok, "{err}");
+    assert!(out.lines().last().unwrap().starts_with("all configs: --exit-cost "), "{out}");
+    let p: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // The full model has no exit stage and is not profiled; every other config is.
+    let ids: Vec<&str> = p["configs"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(!ids.is_empty() && !ids.contains(&"full"), "{ids:?}");
+    for c in p["configs"].as_array().unwrap() {
+        let share = c["exit_time_share"].as_f64().unwrap();
+        assert!(share > 0.0 && share < 1.0, "{c}");
+        assert!(c["backbone_ns_per_mac"].as_f64().unwrap() > 0.0, "{c}");
+    }
+    let factors = p["exit_cost"].as_object().unwrap();
+    assert!(!factors.is_empty() && factors.values().all(|f| f.as_f64().unwrap() > 0.0), "{p}");
+    // Profiling measures no throughput, so it cannot write latency ratios.
+    let (ok, out, err) = dyce(&[&base[..], &["--data", "/x", "--profile", "--write"]].concat());
+    assert!(!ok && out.is_empty() && err.trim().lines().count() == 1, "{err}");
+}
+
+#[test]
+fn calibrate_rejects_bad_exit_costs_in_one_line() {
+    for cost in ["mlp1", "mlp1=x", "mlp1=0", "mlp1=-2", "mlp1=inf", "mlp9x9=2"] {
+        let (ok, out, err) = dyce(&["calibrate", "--train-dir", "/nonexistent", "--exit-cost", cost]);
+        assert!(!ok && out.is_empty(), "{cost}: {out}");
+        assert_eq!(err.trim().lines().count(), 1, "{cost}: {err}");
+    }
+}

@@ -3,7 +3,10 @@
 mod common;
 
 use common::*;
-use dyce_runtime::engine::{default_pool, run_batch, Backend, CandleBackend, FastBackend, ResolvedConfig};
+use dyce_runtime::engine::{
+    default_pool, run_batch, run_profiled, Backend, CandleBackend, FastBackend, Profiler, ResolvedConfig,
+    Stage,
+};
 use dyce_runtime::model::Bundle;
 use proptest::prelude::*;
 
@@ -89,7 +92,47 @@ proptest! {
         check_batched_equals_single(&b, &mut candle, &cfg, &x, n)?;
         let mut fast = FastBackend::new(&b.resnet, b.manifest.input.shape, default_pool(None).unwrap()).unwrap();
         check_batched_equals_single(&b, &mut fast, &cfg, &x, n)?;
+        check_profiled(&b, &mut fast, &cfg, &x, n)?;
     }
+}
+
+/// Sums what a profiler is told.
+#[derive(Default)]
+struct Sums {
+    backbone_macs: u64,
+    exit_macs: u64,
+    exit_calls: usize,
+}
+
+impl Profiler for Sums {
+    const ON: bool = true;
+    fn stage(&mut self, stage: Stage, _rows: usize, macs: u64, _took: std::time::Duration) {
+        match stage {
+            Stage::Backbone => self.backbone_macs += macs,
+            Stage::Exit(_) => {
+                self.exit_macs += macs;
+                self.exit_calls += 1;
+            }
+        }
+    }
+}
+
+/// `run_profiled` answers as `run_batch` does, and the MACs it reports per stage add up to the
+/// MACs the answers say they took: the profile accounts for every stage exactly once.
+fn check_profiled<B: Backend>(
+    b: &Bundle,
+    be: &mut B,
+    cfg: &ResolvedConfig,
+    x: &[f32],
+    n: usize,
+) -> Result<(), TestCaseError> {
+    let want = run_batch(b, be, cfg, x, n).unwrap();
+    let mut sums = Sums::default();
+    let got = run_profiled(b, be, cfg, x, n, &mut sums).unwrap();
+    prop_assert_eq!(&got, &want);
+    prop_assert_eq!(sums.backbone_macs + sums.exit_macs, want.iter().map(|r| r.macs).sum::<u64>());
+    prop_assert!(sums.exit_calls <= cfg.exits.iter().flatten().count());
+    Ok(())
 }
 
 fn check_batched_equals_single<B: Backend>(

@@ -38,6 +38,16 @@ pub struct CalibrateConfig {
     pub k_min: usize,
     /// Most configurations to ship.
     pub k_max: usize,
+    /// What the search charges per MAC of each exit type, relative to a backbone MAC (types not
+    /// named cost 1). Exit heads are small matrix products whose weights leave the cache between
+    /// calls, so on real hardware a head MAC can cost twice a convolution MAC; charging that
+    /// lets the search prefer configurations that are cheap in time, not only in MACs. Reported
+    /// MACs ratios stay true MACs.
+    #[serde(default)]
+    pub exit_cost: BTreeMap<String, f64>,
+    /// Reuse the exit heads of this bundle (`weights.safetensors`) instead of training new ones.
+    #[serde(default)]
+    pub exits_from: Option<std::path::PathBuf>,
 }
 
 /// One configuration of a front, measured on both splits.
@@ -93,9 +103,10 @@ fn limited(set: &Images, limit: Option<usize>) -> Images {
 
 fn point(cal: &Records, test: &Records, c: &Candidate) -> FrontPoint {
     let t = evaluate(test, &c.config);
+    let o = evaluate(cal, &c.config);
     FrontPoint {
-        calibration_accuracy: c.outcome.accuracy,
-        calibration_macs_ratio: c.outcome.mean_macs / cal.full_macs(),
+        calibration_accuracy: o.accuracy,
+        calibration_macs_ratio: o.mean_macs / cal.full_macs(),
         test_accuracy: t.accuracy,
         test_macs_ratio: t.mean_macs / test.full_macs(),
         config: c.config.clone(),
@@ -115,6 +126,18 @@ fn single_exits(cal: &Records, types: usize) -> Vec<Candidate> {
         }
     }
     out
+}
+
+/// The `exits.*` tensors of a bundle's weights.
+fn pretrained_exits(dir: &Path) -> Result<HashMap<String, Tensor>, CalibrateError> {
+    let path = dir.join("weights.safetensors");
+    let all = candle_core::safetensors::load(&path, &candle_core::Device::Cpu)
+        .map_err(|e| CalibrateError::Io { path: path.clone(), reason: e.to_string() })?;
+    let exits: HashMap<String, Tensor> = all.into_iter().filter(|(k, _)| k.starts_with("exits.")).collect();
+    if exits.is_empty() {
+        return Err(CalibrateError::Io { path, reason: "holds no exit heads (exits.*)".into() });
+    }
+    Ok(exits)
 }
 
 /// Runs a calibration and writes the bundle to `out`; returns the loaded bundle and the report.
@@ -142,15 +165,26 @@ pub fn calibrate(
         ("test", limited(&splits.test, cfg.limit)),
     ];
     let mut feats: Vec<Features> = Vec::new();
-    for (name, set) in &sets {
+    for (i, (name, set)) in sets.iter().enumerate() {
+        // The training split only feeds exit training.
+        let empty;
+        let set = if i == 0 && cfg.exits_from.is_some() {
+            empty = set.take(0);
+            &empty
+        } else {
+            set
+        };
         feats.push(extract(&net, &mut be, set, 256, &mut |n| progress(&format!("features {name}"), n))?);
     }
     lap("features", &mut seconds);
     let classes = spec.num_classes;
-    let exit_tensors = train_exits(&feats[0], &sets[0].1.labels, classes, &cfg.exits, &mut |e, l| {
-        tracing::info!(epoch = e, loss = l, "exit training");
-        progress("exit epochs", 1);
-    })?;
+    let exit_tensors = match &cfg.exits_from {
+        Some(dir) => pretrained_exits(dir)?,
+        None => train_exits(&feats[0], &sets[0].1.labels, classes, &cfg.exits, &mut |e, l| {
+            tracing::info!(epoch = e, loss = l, "exit training");
+            progress("exit epochs", 1);
+        })?,
+    };
     lap("exit_training", &mut seconds);
 
     let types: Vec<ExitType> = cfg.exits.types.iter().map(|t| t.parse()).collect::<Result<_, _>>()?;
@@ -184,18 +218,25 @@ pub fn calibrate(
     let em = |p: usize, t: &ExitType| exit_macs(t, net.channels_at(p), classes);
     let cal = record(&feats[1], &sets[1].1.labels, &draft.exits, &types, &draft.macs, classes, &em)?;
     let test = record(&feats[2], &sets[2].1.labels, &draft.exits, &types, &draft.macs, classes, &em)?;
+    // The search sees costs (head MACs weighted by `exit_cost`); everything reported is
+    // re-evaluated on the true MACs below.
+    let weight = |t: &ExitType| cfg.exit_cost.get(&t.to_string()).copied().unwrap_or(1.0);
+    let ec = |p: usize, t: &ExitType| {
+        (exit_macs(t, net.channels_at(p), classes) as f64 * weight(t)).round() as u64
+    };
+    let cost = record(&feats[1], &sets[1].1.labels, &draft.exits, &types, &draft.macs, classes, &ec)?;
     lap("recording", &mut seconds);
 
     let full = Candidate::evaluate(&cal, Config::none(positions));
     let full_test = evaluate(&test, &full.config);
-    let ours = coordinate_search(&cal, &Default::default());
+    let ours = coordinate_search(&cost, &Default::default());
     lap("search_ours", &mut seconds);
-    let one = onepass(&cal, &Default::default());
+    let one = onepass(&cost, &Default::default());
     lap("search_onepass", &mut seconds);
-    let uni = uniform_threshold(&cal, 256);
-    let single = dyce_search::pareto_front(single_exits(&cal, types.len()));
+    let uni = uniform_threshold(&cost, 256);
+    let single = dyce_search::pareto_front(single_exits(&cost, types.len()));
     let floor = full.outcome.accuracy - cfg.max_accuracy_drop;
-    let shipped = select_table(&cal, &ours, floor, cfg.k_min, cfg.k_max);
+    let shipped = select_table(&cost, &ours, floor, cfg.k_min, cfg.k_max);
     lap("search_rest", &mut seconds);
 
     let table = ConfigTable {

@@ -1,6 +1,8 @@
 //! Runs a batch stage by stage, answers samples at the first exit that is confident enough,
 //! and compacts the batch so that later blocks only see the samples still running.
 
+use std::time::{Duration, Instant};
+
 use super::active::ResolvedConfig;
 use super::backend::Backend;
 use super::EngineError;
@@ -22,6 +24,49 @@ pub struct SampleResult {
     pub macs: u64,
 }
 
+/// A stage of a batch, as a [`Profiler`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Backbone work: the stem with block 0, a residual block, or the final pool and `fc`.
+    Backbone,
+    /// An enabled exit: pooling, the head (index into `Bundle::exits`), the confidence test and
+    /// the compaction of the batch. All of it is what enabling the exit costs.
+    Exit(usize),
+}
+
+/// Receives the wall time, rows and MACs of every stage of a batch (`dyce bench --profile`).
+pub trait Profiler {
+    /// `false` compiles the clock reads out of the serving path.
+    const ON: bool;
+    /// One stage ran on `rows` images, took `took` and did `macs` multiply-accumulates.
+    fn stage(&mut self, stage: Stage, rows: usize, macs: u64, took: Duration);
+}
+
+/// The profiler of the serving path: no clock reads.
+struct Off;
+
+impl Profiler for Off {
+    const ON: bool = false;
+    fn stage(&mut self, _: Stage, _: usize, _: u64, _: Duration) {}
+}
+
+/// Runs `n` images whole (never sharded) on the calling thread's backend and reports every
+/// stage's time to `prof`. Answers are those of [`run_batch`].
+pub fn run_profiled<B: Backend, P: Profiler>(
+    bundle: &Bundle,
+    backend: &mut B,
+    cfg: &ResolvedConfig,
+    input: &[f32],
+    n: usize,
+    prof: &mut P,
+) -> Result<Vec<SampleResult>, EngineError> {
+    let per: usize = bundle.manifest.input.shape.iter().product();
+    if input.len() != n * per {
+        return Err(EngineError::InputSize { got: input.len(), expected: n * per, n, per });
+    }
+    run_whole(bundle, backend, cfg, input, n, prof)
+}
+
 /// Runs `n` normalised NCHW images under `cfg`; results are in input order.
 ///
 /// Small batches may run as shards on the backend's threads (each shard through the whole
@@ -39,7 +84,7 @@ pub fn run_batch<B: Backend>(
         return Err(EngineError::InputSize { got: input.len(), expected: n * per, n, per });
     }
     let run = |b: &mut B, r: std::ops::Range<usize>| {
-        run_whole(bundle, b, cfg, &input[r.start * per..r.end * per], r.len())
+        run_whole(bundle, b, cfg, &input[r.start * per..r.end * per], r.len(), &mut Off)
     };
     let mut out = Vec::with_capacity(n);
     for part in backend.sharded_or_whole(n, &run) {
@@ -48,13 +93,22 @@ pub fn run_batch<B: Backend>(
     Ok(out)
 }
 
-fn run_whole<B: Backend>(
+fn run_whole<B: Backend, P: Profiler>(
     bundle: &Bundle,
     backend: &mut B,
     cfg: &ResolvedConfig,
     input: &[f32],
     n: usize,
+    prof: &mut P,
 ) -> Result<Vec<SampleResult>, EngineError> {
+    let mut clock = P::ON.then(Instant::now);
+    let mut lap = |prof: &mut P, stage: Stage, rows: usize, macs: u64| {
+        if let Some(c) = clock.as_mut() {
+            let now = Instant::now();
+            prof.stage(stage, rows, macs, now - *c);
+            *c = now;
+        }
+    };
     let classes = bundle.resnet.spec.num_classes;
     let mut results: Vec<Option<SampleResult>> = vec![None; n];
     if n == 0 {
@@ -66,6 +120,9 @@ fn run_whole<B: Backend>(
     let mut x = backend.stem(input, n)?;
     for p in 0..bundle.resnet.blocks.len() {
         x = backend.block(p, x)?;
+        let block_macs =
+            bundle.macs.cumulative[p] - p.checked_sub(1).map_or(0, |q| bundle.macs.cumulative[q]);
+        lap(prof, Stage::Backbone, alive.len(), block_macs * alive.len() as u64);
         let Some(slot) = cfg.exits.get(p).copied().flatten() else { continue };
         let head = &bundle.exits[slot.head];
         exit_macs += bundle.manifest.exits[slot.head].macs;
@@ -87,12 +144,14 @@ fn run_whole<B: Backend>(
         }
         if keep.is_empty() {
             alive.clear();
+            lap(prof, Stage::Exit(slot.head), rows, bundle.manifest.exits[slot.head].macs * rows as u64);
             break;
         }
         if keep.len() < rows {
             x = backend.select(x, &keep)?;
             alive = keep.iter().map(|&j| alive[j]).collect();
         }
+        lap(prof, Stage::Exit(slot.head), rows, bundle.manifest.exits[slot.head].macs * rows as u64);
     }
     if alive.is_empty() {
         backend.recycle(x);
@@ -107,6 +166,13 @@ fn run_whole<B: Backend>(
             results[alive[j]] =
                 Some(SampleResult { probs: row.to_vec(), label, confidence, exit: None, macs });
         }
+        let rows = alive.len() as u64;
+        lap(
+            prof,
+            Stage::Backbone,
+            alive.len(),
+            (bundle.macs.total - bundle.macs.cumulative.last().copied().unwrap_or(0)) * rows,
+        );
     }
     Ok(results.into_iter().map(|r| r.expect("every sample is answered exactly once")).collect())
 }

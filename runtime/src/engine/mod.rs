@@ -11,7 +11,7 @@ pub mod queue;
 pub use active::{ActiveConfig, ConfigSwitch, ExitSlot, ResolvedConfig};
 pub use backend::Backend;
 pub use candle_backend::CandleBackend;
-pub use executor::{run_batch, SampleResult};
+pub use executor::{run_batch, run_profiled, Profiler, SampleResult, Stage};
 pub use fast_backend::{default_pool, FastBackend};
 
 /// Errors of the engine layer.
