@@ -61,8 +61,21 @@ pub struct FrontPoint {
     pub test_accuracy: f64,
     /// MACs relative to the full model on the test split.
     pub test_macs_ratio: f64,
+    /// What the search charged (exit MACs times `exit_cost`), relative to the full model, on
+    /// each split; absent when every exit cost 1 (then it equals the MACs ratio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_ratios: Option<CostRatios>,
     /// The configuration (per position: type index and threshold).
     pub config: Config,
+}
+
+/// Charged cost relative to the full model's, per split.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct CostRatios {
+    /// On the calibration split (what the search minimised).
+    pub calibration: f64,
+    /// On the test split.
+    pub test: f64,
 }
 
 /// Everything the report shows.
@@ -101,14 +114,23 @@ fn limited(set: &Images, limit: Option<usize>) -> Images {
     limit.map_or_else(|| set.clone(), |n| set.take(n))
 }
 
-fn point(cal: &Records, test: &Records, c: &Candidate) -> FrontPoint {
-    let t = evaluate(test, &c.config);
-    let o = evaluate(cal, &c.config);
+/// Records of both splits, in true MACs and, when exits are charged more, in charged cost.
+struct Split<'a> {
+    cal: &'a Records,
+    test: &'a Records,
+    cost: Option<(&'a Records, &'a Records)>,
+}
+
+fn point(r: &Split, c: &Candidate) -> FrontPoint {
+    let t = evaluate(r.test, &c.config);
+    let o = evaluate(r.cal, &c.config);
+    let ratio = |rec: &Records| evaluate(rec, &c.config).mean_macs / rec.full_macs();
     FrontPoint {
         calibration_accuracy: o.accuracy,
-        calibration_macs_ratio: o.mean_macs / cal.full_macs(),
+        calibration_macs_ratio: o.mean_macs / r.cal.full_macs(),
         test_accuracy: t.accuracy,
-        test_macs_ratio: t.mean_macs / test.full_macs(),
+        test_macs_ratio: t.mean_macs / r.test.full_macs(),
+        cost_ratios: r.cost.map(|(cc, ct)| CostRatios { calibration: ratio(cc), test: ratio(ct) }),
         config: c.config.clone(),
     }
 }
@@ -225,6 +247,7 @@ pub fn calibrate(
         (exit_macs(t, net.channels_at(p), classes) as f64 * weight(t)).round() as u64
     };
     let cost = record(&feats[1], &sets[1].1.labels, &draft.exits, &types, &draft.macs, classes, &ec)?;
+    let cost_test = record(&feats[2], &sets[2].1.labels, &draft.exits, &types, &draft.macs, classes, &ec)?;
     lap("recording", &mut seconds);
 
     let full = Candidate::evaluate(&cal, Config::none(positions));
@@ -272,7 +295,9 @@ pub fn calibrate(
     };
     let bundle = Bundle::write(out, manifest, &tensors, &table)?;
     lap("write", &mut seconds);
-    let pts = |v: &[Candidate]| v.iter().map(|c| point(&cal, &test, c)).collect::<Vec<_>>();
+    let charged = cfg.exit_cost.values().any(|&f| f != 1.0);
+    let split = Split { cal: &cal, test: &test, cost: charged.then_some((&cost, &cost_test)) };
+    let pts = |v: &[Candidate]| v.iter().map(|c| point(&split, c)).collect::<Vec<_>>();
     let report = CalibrationReport {
         config: cfg.clone(),
         types: cfg.exits.types.clone(),
