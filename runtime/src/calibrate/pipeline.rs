@@ -246,20 +246,29 @@ pub fn calibrate(
     let ec = |p: usize, t: &ExitType| {
         (exit_macs(t, net.channels_at(p), classes) as f64 * weight(t)).round() as u64
     };
-    let cost = record(&feats[1], &sets[1].1.labels, &draft.exits, &types, &draft.macs, classes, &ec)?;
-    let cost_test = record(&feats[2], &sets[2].1.labels, &draft.exits, &types, &draft.macs, classes, &ec)?;
+    // Without a factor other than 1 the charged cost is the MACs: no second recording.
+    let charged = cfg.exit_cost.values().any(|&f| f != 1.0);
+    let costed = if charged {
+        Some((
+            record(&feats[1], &sets[1].1.labels, &draft.exits, &types, &draft.macs, classes, &ec)?,
+            record(&feats[2], &sets[2].1.labels, &draft.exits, &types, &draft.macs, classes, &ec)?,
+        ))
+    } else {
+        None
+    };
+    let cost = costed.as_ref().map_or(&cal, |(c, _)| c);
     lap("recording", &mut seconds);
 
     let full = Candidate::evaluate(&cal, Config::none(positions));
     let full_test = evaluate(&test, &full.config);
-    let ours = coordinate_search(&cost, &Default::default());
+    let ours = coordinate_search(cost, &Default::default());
     lap("search_ours", &mut seconds);
-    let one = onepass(&cost, &Default::default());
+    let one = onepass(cost, &Default::default());
     lap("search_onepass", &mut seconds);
-    let uni = uniform_threshold(&cost, 256);
-    let single = dyce_search::pareto_front(single_exits(&cost, types.len()));
+    let uni = uniform_threshold(cost, 256);
+    let single = dyce_search::pareto_front(single_exits(cost, types.len()));
     let floor = full.outcome.accuracy - cfg.max_accuracy_drop;
-    let shipped = select_table(&cost, &ours, floor, cfg.k_min, cfg.k_max);
+    let shipped = select_table(cost, &ours, floor, cfg.k_min, cfg.k_max);
     lap("search_rest", &mut seconds);
 
     let table = ConfigTable {
@@ -295,8 +304,7 @@ pub fn calibrate(
     };
     let bundle = Bundle::write(out, manifest, &tensors, &table)?;
     lap("write", &mut seconds);
-    let charged = cfg.exit_cost.values().any(|&f| f != 1.0);
-    let split = Split { cal: &cal, test: &test, cost: charged.then_some((&cost, &cost_test)) };
+    let split = Split { cal: &cal, test: &test, cost: costed.as_ref().map(|(c, t)| (c, t)) };
     let pts = |v: &[Candidate]| v.iter().map(|c| point(&split, c)).collect::<Vec<_>>();
     let report = CalibrationReport {
         config: cfg.clone(),

@@ -60,10 +60,7 @@ pub fn run_profiled<B: Backend, P: Profiler>(
     n: usize,
     prof: &mut P,
 ) -> Result<Vec<SampleResult>, EngineError> {
-    let per: usize = bundle.manifest.input.shape.iter().product();
-    if input.len() != n * per {
-        return Err(EngineError::InputSize { got: input.len(), expected: n * per, n, per });
-    }
+    check_input(bundle, input, n)?;
     run_whole(bundle, backend, cfg, input, n, prof)
 }
 
@@ -79,10 +76,7 @@ pub fn run_batch<B: Backend>(
     input: &[f32],
     n: usize,
 ) -> Result<Vec<SampleResult>, EngineError> {
-    let per: usize = bundle.manifest.input.shape.iter().product();
-    if input.len() != n * per {
-        return Err(EngineError::InputSize { got: input.len(), expected: n * per, n, per });
-    }
+    let per = check_input(bundle, input, n)?;
     let run = |b: &mut B, r: std::ops::Range<usize>| {
         run_whole(bundle, b, cfg, &input[r.start * per..r.end * per], r.len(), &mut Off)
     };
@@ -91,6 +85,15 @@ pub fn run_batch<B: Backend>(
         out.extend(part?);
     }
     Ok(out)
+}
+
+/// Values per image, once `input` is checked to hold exactly `n` images.
+fn check_input(bundle: &Bundle, input: &[f32], n: usize) -> Result<usize, EngineError> {
+    let per: usize = bundle.manifest.input.shape.iter().product();
+    if input.len() != n * per {
+        return Err(EngineError::InputSize { got: input.len(), expected: n * per, n, per });
+    }
+    Ok(per)
 }
 
 fn run_whole<B: Backend, P: Profiler>(
@@ -142,16 +145,17 @@ fn run_whole<B: Backend, P: Profiler>(
                 keep.push(j);
             }
         }
-        if keep.is_empty() {
+        let done = keep.is_empty();
+        if done {
             alive.clear();
-            lap(prof, Stage::Exit(slot.head), rows, bundle.manifest.exits[slot.head].macs * rows as u64);
-            break;
-        }
-        if keep.len() < rows {
+        } else if keep.len() < rows {
             x = backend.select(x, &keep)?;
             alive = keep.iter().map(|&j| alive[j]).collect();
         }
         lap(prof, Stage::Exit(slot.head), rows, bundle.manifest.exits[slot.head].macs * rows as u64);
+        if done {
+            break;
+        }
     }
     if alive.is_empty() {
         backend.recycle(x);
@@ -166,13 +170,7 @@ fn run_whole<B: Backend, P: Profiler>(
             results[alive[j]] =
                 Some(SampleResult { probs: row.to_vec(), label, confidence, exit: None, macs });
         }
-        let rows = alive.len() as u64;
-        lap(
-            prof,
-            Stage::Backbone,
-            alive.len(),
-            (bundle.macs.total - bundle.macs.cumulative.last().copied().unwrap_or(0)) * rows,
-        );
+        lap(prof, Stage::Backbone, alive.len(), bundle.macs.head * alive.len() as u64);
     }
     Ok(results.into_iter().map(|r| r.expect("every sample is answered exactly once")).collect())
 }
