@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::stack::ConfigSample;
 use crate::load::record::{Outcome, Record};
-use crate::load::stats::quantile;
+use dyce_api::stats::quantile;
 
 /// A controller decision that changed the config, on the run's time axis.
 #[derive(Debug, Clone, PartialEq)]

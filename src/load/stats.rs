@@ -2,21 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use dyce_api::stats::quantile;
 use serde_json::{json, Value};
 
 use super::record::{Outcome, Record};
 
 /// Send lag above which the generator, not the server, may have shaped the run.
 pub const LAG_WARN_S: f64 = 0.010;
-
-/// The `q` quantile of sorted values, nearest rank (a real observation, never interpolated).
-pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(f64::total_cmp);

@@ -1,8 +1,9 @@
-//! One simulated runtime: admission, a FIFO queue, a batching model thread, a load window.
+//! One simulated runtime: admission, a FIFO queue, a batching model thread, and the runtime's
+//! own load window (`dyce-api`'s) on simulated time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
-use dyce_api::{ActiveConfig, LoadReport, Quantiles};
+use dyce_api::{ActiveConfig, LoadReport, LoadWindow, QueueState};
 
 use super::{SimConfig, SimWindow};
 use crate::ladder::Ladder;
@@ -16,15 +17,7 @@ pub(super) struct SimRuntime {
     rank: usize,
     max_batch: usize,
     generation: u64,
-    // Window records: (time, value).
-    arrivals: VecDeque<f64>,
-    shed: VecDeque<f64>,
-    completions: VecDeque<(f64, f64)>,
-    batches: VecDeque<(f64, usize)>,
-    totals: (u64, u64, u64),
-    compute: BTreeMap<String, f64>,
-    saturated: BTreeMap<String, f64>,
-    window: f64,
+    load: LoadWindow,
     /// Seconds of compute the batches started so far need at full-batch efficiency: offered
     /// work, what an autoscaler's utilisation reads. (Busy time would not do: with a fixed cost
     /// per batch, a lightly loaded batching runtime is busy most of the time with tiny batches.)
@@ -47,20 +40,12 @@ impl SimRuntime {
             rank,
             max_batch: sim.max_batch,
             generation: 1,
-            arrivals: VecDeque::new(),
-            shed: VecDeque::new(),
-            completions: VecDeque::new(),
-            batches: VecDeque::new(),
-            totals: (0, 0, 0),
-            compute: BTreeMap::new(),
-            saturated: BTreeMap::new(),
-            window: sim.window,
+            load: LoadWindow::new(sim.window, sim.max_batch, 0.0),
             work_total: 0.0,
         };
         // The real runtime's warm-up measures full batches of its starting config.
         let per = batch_seconds(sim, ladder, rank, sim.max_batch) / sim.max_batch as f64;
-        r.saturated.insert(ladder.rung(rank).id.clone(), per);
-        r.compute.insert(ladder.rung(rank).id.clone(), per);
+        r.load.seed_cost(&ladder.rung(rank).id, per);
         r
     }
 
@@ -90,15 +75,13 @@ impl SimRuntime {
             windows[k].offered += 1;
         }
         if self.queue.len() + self.batch.len() >= sim.max_queued {
-            self.shed.push_back(t);
-            self.totals.1 += 1;
+            self.load.shed(t, 1);
             if let Some(k) = w {
                 windows[k].shed += 1;
             }
             return;
         }
-        self.arrivals.push_back(t);
-        self.totals.0 += 1;
+        self.load.arrived(t, 1);
         self.queue.push_back(t);
     }
 
@@ -125,22 +108,14 @@ impl SimRuntime {
         self.busy_until = t + seconds;
         self.work_total +=
             n as f64 * batch_seconds(sim, ladder, self.rank, sim.max_batch) / sim.max_batch as f64;
-        let id = ladder.rung(self.rank).id.clone();
-        let per = seconds / n as f64;
-        let e = self.compute.entry(id.clone()).or_insert(per);
-        *e = 0.8 * *e + 0.2 * per;
-        if n == sim.max_batch {
-            let e = self.saturated.entry(id).or_insert(per);
-            *e = 0.8 * *e + 0.2 * per;
-        }
-        self.batches.push_back((t, n));
+        // Recorded when the batch starts: its compute time is known then.
+        self.load.batch(t, &ladder.rung(self.rank).id, n, seconds);
     }
 
     pub fn finish_batch(&mut self, t: f64, threshold: f64, timeout: f64, windows: &mut [SimWindow]) {
         for a in self.batch.drain(..) {
             let latency = t - a;
-            self.completions.push_back((t, latency));
-            self.totals.2 += 1;
+            self.load.completed(t, 1, latency);
             if let Some(k) = window_index(a, windows) {
                 let w = &mut windows[k];
                 w.served += 1;
@@ -156,53 +131,15 @@ impl SimRuntime {
         self.busy_until = f64::INFINITY;
     }
 
-    fn trim(&mut self, now: f64) {
-        let w = self.window;
-        while self.arrivals.front().is_some_and(|&x| now - x > w) {
-            self.arrivals.pop_front();
-        }
-        while self.shed.front().is_some_and(|&x| now - x > w) {
-            self.shed.pop_front();
-        }
-        while self.completions.front().is_some_and(|x| now - x.0 > w) {
-            self.completions.pop_front();
-        }
-        while self.batches.front().is_some_and(|x| now - x.0 > w) {
-            self.batches.pop_front();
-        }
-    }
-
     /// What `GET /v1/load` would answer at `now`.
-    pub fn report(&mut self, now: f64, ladder: &Ladder) -> LoadReport {
-        self.trim(now);
-        let secs = self.window.min(now).max(0.1);
-        let mut lat: Vec<f64> = self.completions.iter().map(|x| x.1).collect();
-        lat.sort_by(f64::total_cmp);
-        let q = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
-        let latency_seconds =
-            (!lat.is_empty()).then(|| Quantiles { p50: q(0.5), p95: q(0.95), p99: q(0.99) });
-        let nb = self.batches.len();
-        LoadReport {
-            window_seconds: secs,
-            arrivals_per_second: self.arrivals.len() as f64 / secs,
-            completions_per_second: self.completions.len() as f64 / secs,
-            shed_per_second: self.shed.len() as f64 / secs,
-            queue_depth: self.queue.len() + self.batch.len(),
+    pub fn report(&self, now: f64, ladder: &Ladder) -> LoadReport {
+        let queue = QueueState {
+            depth: self.queue.len() + self.batch.len(),
             in_flight: self.batch.len(),
-            latency_seconds,
-            mean_batch_size: if nb > 0 {
-                self.batches.iter().map(|b| b.1).sum::<usize>() as f64 / nb as f64
-            } else {
-                0.0
-            },
+            max_batch: self.max_batch,
             active: ActiveConfig { id: ladder.rung(self.rank).id.clone(), generation: self.generation },
-            compute_seconds_per_request: self.compute.clone(),
-            saturated_seconds_per_request: self.saturated.clone(),
-            arrivals_total: self.totals.0,
-            shed_total: self.totals.1,
-            completions_total: self.totals.2,
-            max_batch_size: self.max_batch,
-        }
+        };
+        self.load.snapshot(now).report(queue)
     }
 }
 

@@ -5,12 +5,19 @@
 //! over HTTP), so the controller never needs to link the tensor stack. Every type derives
 //! `utoipa::ToSchema` (a macro crate, no web framework): the runtime's OpenAPI documents take
 //! their schemas from these very definitions.
+//!
+//! Also here, because both sides compute with them: the load window behind `GET /v1/load`
+//! ([`window`], pure: the runtime feeds it its clock, the controller's simulator simulated
+//! time) and the workspace's one quantile function ([`stats`]).
 
 mod admin;
 mod config;
 mod data;
 pub mod exposition;
+pub mod stats;
+pub mod window;
 
 pub use admin::{ActiveConfig, ConfigsView, ErrorBody, LoadReport, Quantiles, SwitchRequest};
 pub use config::{ConfigEntry, ConfigError, ConfigTable, ExitChoice, FULL_CONFIG_ID};
 pub use data::ClassifyResponse;
+pub use window::{LoadSnapshot, LoadWindow, QueueState, Totals, WindowSample};

@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dyce_api::{exposition, ActiveConfig, ConfigsView, LoadReport, SwitchRequest};
+use dyce_api::{exposition, ActiveConfig, ConfigsView, LoadReport, QueueState, SwitchRequest};
 
 use super::error::ApiError;
 use super::metrics::ConfigLabel;
@@ -117,24 +117,13 @@ pub async fn put_config(
     )
 )]
 pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
-    let s = rt.load.snapshot();
-    Json(LoadReport {
-        window_seconds: s.seconds,
-        arrivals_per_second: s.arrivals,
-        completions_per_second: s.completions,
-        shed_per_second: s.shed,
-        queue_depth: rt.queue.depth(),
+    let queue = QueueState {
+        depth: rt.queue.depth(),
         in_flight: rt.queue.in_flight(),
-        latency_seconds: s.latency,
-        mean_batch_size: s.mean_batch,
+        max_batch: rt.queue.max_batch(),
         active: active(&rt),
-        compute_seconds_per_request: s.compute,
-        saturated_seconds_per_request: s.saturated,
-        arrivals_total: s.totals.arrivals,
-        shed_total: s.totals.shed,
-        completions_total: s.totals.completions,
-        max_batch_size: rt.queue.max_batch(),
-    })
+    };
+    Json(rt.load.snapshot().report(queue))
 }
 
 /// `GET /metrics`: Prometheus metrics.

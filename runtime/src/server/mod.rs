@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 use crate::engine::queue::{self, BatchObserver, ModelQueue, QueueConfig};
 use crate::engine::{default_pool, ConfigSwitch, EngineError, FastBackend, SampleResult};
 use crate::model::Bundle;
-use load::LoadWindow;
+use load::SharedWindow;
 use metrics::{ConfigLabel, Metrics};
 
 /// Settings of a runtime (everything `dyce serve` takes besides addresses and the model).
@@ -82,7 +82,7 @@ pub struct Runtime {
     /// The model thread's queue.
     pub queue: ModelQueue,
     /// Window statistics.
-    pub load: Arc<LoadWindow>,
+    pub load: Arc<SharedWindow>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Bearer token of the admin port.
@@ -117,7 +117,7 @@ impl Runtime {
 }
 
 struct Observer {
-    load: Arc<LoadWindow>,
+    load: Arc<SharedWindow>,
     metrics: Arc<Metrics>,
 }
 
@@ -146,7 +146,7 @@ pub fn start(
     let initial = cfg.initial_config.clone().unwrap_or_else(|| dyce_api::FULL_CONFIG_ID.to_string());
     let switch = Arc::new(ConfigSwitch::new(bundle.clone(), &initial)?);
     let backend = FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(cfg.threads)?)?;
-    let load = Arc::new(LoadWindow::new(cfg.load_window, cfg.max_batch));
+    let load = Arc::new(SharedWindow::new(cfg.load_window, cfg.max_batch));
     let metrics = Arc::new(Metrics::new());
     let observer = Arc::new(Observer { load: load.clone(), metrics: metrics.clone() });
     let qcfg =
