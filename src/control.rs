@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use dyce_controller::ladder::Ladder;
-use dyce_controller::law::{Law, LawParams};
+use dyce_control_core::ladder::Ladder;
+use dyce_control_core::law::{Law, LawParams};
+use dyce_control_core::policy::PolicyDocument;
+use dyce_control_core::sim::{simulate, SimConfig, Trace};
 use dyce_controller::local::{run_local, LocalConfig};
-use dyce_controller::policy::PolicyDocument;
 use dyce_controller::prom::PromConfig;
-use dyce_controller::sim::{simulate, SimConfig, Trace};
 
 use crate::serve::{read_token, shutdown_signal};
 

@@ -69,7 +69,7 @@ fn main() {
         Command::Control(args) => control::run(&args),
         Command::Policy(args) => control::policy(&args),
         Command::Crd => {
-            print!("{}", dyce_controller::policy::crd_yaml());
+            print!("{}", dyce_controller::kube::resource::crd_yaml());
             Ok(())
         }
         Command::Up(args) => up::run(&args),

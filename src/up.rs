@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use dyce_control_core::policy::PolicyDocument;
 use dyce_controller::local::{run_local, LocalConfig};
-use dyce_controller::policy::PolicyDocument;
 
 use crate::serve::{bind, load_bundle, serve_on, shutdown_signal};
 

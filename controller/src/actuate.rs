@@ -3,19 +3,10 @@
 use std::time::Duration;
 
 use dyce_api::{ActiveConfig, SwitchRequest};
+pub use dyce_control_core::step::PushTarget;
 use tokio::task::JoinSet;
 
 use crate::client::{AdminClient, CallError};
-
-/// A runtime that should switch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushTarget {
-    /// Admin URL.
-    pub url: String,
-    /// The generation it reported; the push writes the next one, so a write based on an old
-    /// view (another controller, a restart in between) is refused with 409 instead of applied.
-    pub generation: u64,
-}
 
 /// The result of pushing to one runtime.
 #[derive(Debug, Clone, PartialEq)]

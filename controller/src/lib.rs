@@ -1,19 +1,20 @@
-//! dyce controller: SLO policies, signal collection, the pure control law, actuation, a
-//! simulator of batching runtimes, and the local control loop.
+//! dyce controller: the drivers of the controller core's control step. Local mode (one policy,
+//! runtimes by URL) and Kubernetes mode (SloPolicy resources, runtime pods, a Lease) run the same
+//! `PolicyLoop`: poll the runtimes over HTTP (or read Prometheus), step, push configs; plus the
+//! controller's metrics and its HTTP endpoints.
 //!
-//! The controller sees runtimes only through `dyce-api` types over HTTP; it never links candle.
+//! The policy, the law and the step live in `dyce-control-core`, which has no I/O; this crate
+//! brings reqwest, axum, tokio and kube. It sees runtimes only through `dyce-api` types over
+//! HTTP; it never links candle.
 
 pub mod actuate;
 pub mod client;
 pub mod kube;
-pub mod ladder;
-pub mod law;
 pub mod local;
 pub mod metrics;
-pub mod policy;
 pub mod policy_loop;
+pub mod poll;
 pub mod prom;
-pub mod signals;
-pub mod sim;
 
 pub use dyce_api as api;
+pub use dyce_control_core as core;

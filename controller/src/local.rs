@@ -17,9 +17,9 @@ use tokio::time::MissedTickBehavior;
 use tracing::Instrument;
 
 use crate::metrics::ControllerMetrics;
-use crate::policy::PolicyDocument;
 use crate::policy_loop::{PolicyLoop, PolicyStatus};
 use crate::prom::{PromConfig, PromSource};
+use dyce_control_core::policy::PolicyDocument;
 
 /// Settings of a local controller.
 #[derive(Debug, Clone)]

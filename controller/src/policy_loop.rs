@@ -1,46 +1,24 @@
-//! One policy's control loop: poll, aggregate, decide, push. Transport-agnostic about where the
-//! runtime URLs come from (a policy file, the command line, or Kubernetes pods).
+//! One policy's live loop, a driver of the core's control step: poll the runtimes (or
+//! Prometheus) through a signal source, step, push the decided config over HTTP, and keep the
+//! status and metrics. Transport-agnostic about where the runtime URLs come from (a policy file,
+//! the command line, or Kubernetes pods).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use dyce_api::ConfigTable;
+use dyce_control_core::law::{Decision, Direction, Observation};
+use dyce_control_core::policy::SloPolicySpec;
+use dyce_control_core::signals::{RuntimeCounts, RuntimeTrack};
+use dyce_control_core::source::SignalSource;
+use dyce_control_core::step::{ControlStep, DecisionRecord, PushTarget, Steering};
 use serde::Serialize;
-use tokio::task::JoinSet;
 
-use crate::actuate::{push_all, PushTarget, Retry};
+use crate::actuate::{push_all, Retry};
 use crate::client::AdminClient;
-use crate::ladder::{Ladder, LadderError};
-use crate::law::{Decision, Direction, Law, LawParams, LawState, Observation};
 use crate::metrics::{ControllerMetrics, DecisionLabel, PolicyLabel, RuntimeStateLabel};
-use crate::policy::SloPolicySpec;
-use crate::prom::PromSource;
-use crate::signals::{aggregate, RuntimeCounts, RuntimeTrack};
-
-/// One decision as the status and logs show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DecisionRecord {
-    /// Seconds since the controller started.
-    pub at: f64,
-    /// Decided config id.
-    pub config: String,
-    /// Its rank (0 = cheapest allowed).
-    pub rank: usize,
-    /// degrade, restore or hold.
-    pub direction: &'static str,
-    /// Why, in words.
-    pub reason: String,
-    /// Saturated.
-    pub saturated: bool,
-    /// Replicas needed.
-    pub desired_replicas: Option<usize>,
-    /// Predicted utilisation of the decided config.
-    pub utilization: Option<f64>,
-    /// Observed latency quantile, seconds.
-    pub observed_latency: Option<f64>,
-    /// Offered images per second over the fresh runtimes.
-    pub offered_per_second: Option<f64>,
-}
+use crate::poll::HttpRuntimes;
+use crate::prom::{PromSource, Prometheus};
 
 /// What `/v1/status` shows for a policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
@@ -69,28 +47,22 @@ pub struct PolicyStatus {
 
 const KEPT_CHANGES: usize = 200;
 
-struct Steering {
-    law: Law,
-    ratios: BTreeMap<String, f64>,
-    full_id: String,
-}
-
 /// The loop of one policy.
 pub struct PolicyLoop {
     name: String,
     spec: SloPolicySpec,
     client: AdminClient,
     tracks: Vec<RuntimeTrack>,
-    steering: Option<Steering>,
-    state: Option<LawState>,
+    source: Box<dyn SignalSource>,
+    step: Option<ControlStep>,
     dry_run: bool,
     metrics: Arc<ControllerMetrics>,
     status: PolicyStatus,
-    prom: Option<PromSource>,
 }
 
 impl PolicyLoop {
-    /// A loop for policy `name`; `dry_run` decides and logs without pushing.
+    /// A loop for policy `name` reading the runtimes' `/v1/load`; `dry_run` decides and logs
+    /// without pushing.
     pub fn new(
         name: &str,
         spec: SloPolicySpec,
@@ -103,14 +75,13 @@ impl PolicyLoop {
         let mut l = Self {
             name: name.to_string(),
             spec,
+            source: Box::new(HttpRuntimes::new(client.clone(), name)),
             client,
             tracks: Vec::new(),
-            steering: None,
-            state: None,
+            step: None,
             dry_run,
             metrics,
             status: PolicyStatus { policy: name.to_string(), ..Default::default() },
-            prom: None,
         };
         l.set_runtimes(runtimes);
         // Series at 0 from the start, so rate() and increase() see the first event.
@@ -123,8 +94,9 @@ impl PolicyLoop {
 
     /// Reads the law's signals from Prometheus instead of the runtimes' `/v1/load` (the runtimes
     /// are still polled for their active config, which actuation needs).
-    pub fn with_prometheus(mut self, src: PromSource) -> Self {
-        self.prom = Some(src);
+    pub fn with_prometheus(mut self, prom: PromSource) -> Self {
+        let runtimes = HttpRuntimes::new(self.client.clone(), &self.name);
+        self.source = Box::new(Prometheus { runtimes, prom });
         self
     }
 
@@ -150,28 +122,9 @@ impl PolicyLoop {
         PolicyLabel { policy: self.name.clone() }
     }
 
-    async fn poll(&mut self, now: f64) {
-        let mut set = JoinSet::new();
-        for (i, t) in self.tracks.iter().enumerate() {
-            let client = self.client.clone();
-            let url = t.url.clone();
-            set.spawn(async move { (i, client.load(&url).await) });
-        }
-        while let Some(Ok((i, r))) = set.join_next().await {
-            match r {
-                Ok(report) => self.tracks[i].observe(now, report),
-                Err(e) => {
-                    if self.tracks[i].failures == 0 {
-                        tracing::warn!(policy = %self.name, error = %e, "runtime did not answer");
-                    }
-                    self.tracks[i].fail(e.to_string());
-                }
-            }
-        }
-    }
-
-    async fn ensure_table(&mut self, now: f64) -> Result<(), String> {
-        if self.steering.is_some() {
+    /// Builds the step once a runtime has answered: its config table gives the ladder.
+    async fn ensure_step(&mut self, now: f64) -> Result<(), String> {
+        if self.step.is_some() {
             return Ok(());
         }
         let stale = self.spec.control.stale_after().secs();
@@ -180,21 +133,18 @@ impl PolicyLoop {
         };
         let view = self.client.configs(&t.url).await.map_err(|e| e.to_string())?;
         let table = ConfigTable { model: view.model.clone(), configs: view.configs };
-        let ladder = Ladder::new(&table, self.spec.accuracy_floor).map_err(|e: LadderError| e.to_string())?;
-        let ratios = ladder_ratios(&table);
-        let full_id = table.full().map(|c| c.id.clone()).unwrap_or_default();
+        let steering = Steering::new(&self.spec, &table).map_err(|e| e.to_string())?;
         self.status.model = Some(view.model);
-        self.status.ladder = ladder.rungs().iter().map(|r| r.id.clone()).collect();
+        self.status.ladder = steering.law.ladder.rungs().iter().map(|r| r.id.clone()).collect();
         tracing::info!(policy = %self.name, model = %table.model, ladder = ?self.status.ladder, "config table loaded");
-        let law = Law::new(LawParams::from_spec(&self.spec), ladder);
-        self.steering = Some(Steering { law, ratios, full_id });
+        self.step = Some(ControlStep::new(steering));
         Ok(())
     }
 
-    /// One tick at `now` (seconds on the controller's monotonic clock).
+    /// One tick at `now` (seconds on the controller's monotonic clock): observe, step, push.
     pub async fn tick(&mut self, now: f64) -> Option<Decision> {
-        self.poll(now).await;
-        if let Err(e) = self.ensure_table(now).await {
+        self.source.poll(&mut self.tracks, now).await;
+        if let Err(e) = self.ensure_step(now).await {
             self.status.last_error = Some(e);
             self.publish_counts(RuntimeCounts {
                 unknown: self.tracks.iter().filter(|t| t.last.is_none()).count(),
@@ -203,48 +153,21 @@ impl PolicyLoop {
             });
             return None;
         }
-        let st = self.steering.as_ref().expect("ensured");
-        let stale = self.spec.control.stale_after().secs();
-        let quantile = self.spec.objective.latency.quantile;
-        let (mut obs, counts) = aggregate(&self.tracks, &st.ratios, &st.full_id, quantile, stale, now);
-        if let Some(prom) = &self.prom {
-            obs = match prom.observe(quantile, &st.ratios, &st.full_id).await {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(policy = %self.name, error = %e, "prometheus did not answer");
-                    Observation::Missing
-                }
-            };
-        }
-        let state = self.state.get_or_insert_with(|| {
-            // Start from what the runtimes run, so a restarted controller does not jump.
-            let active = self.tracks.iter().find_map(|t| t.last.as_ref().map(|(_, r)| r.active.id.clone()));
-            let rank = active.and_then(|id| st.law.ladder.rank_of(&id)).unwrap_or(st.law.ladder.top());
-            LawState::new(rank, now)
-        });
-        let d = st.law.decide(state, &obs, now);
-        let id = st.law.ladder.rung(d.rank).id.clone();
-        let signals = match &obs {
-            Observation::Fresh(s) => Some(s.clone()),
-            Observation::Missing => None,
+        let step = self.step.as_mut().expect("ensured");
+        let obs = match self.source.observe(&self.tracks, step.steering(), now).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(policy = %self.name, error = %e, "signal source did not answer");
+                Observation::Missing
+            }
         };
-        let record = DecisionRecord {
-            at: now,
-            config: id.clone(),
-            rank: d.rank,
-            direction: d.direction.as_str(),
-            reason: d.reason.to_string(),
-            saturated: d.saturated,
-            desired_replicas: d.desired_replicas,
-            utilization: d.utilization,
-            observed_latency: signals.as_ref().and_then(|s| s.latency),
-            offered_per_second: signals.as_ref().map(|s| s.offered_per_second),
-        };
+        let out = step.step(&self.tracks, &obs, now);
+        let (d, record) = (&out.decision, &out.record);
         if d.direction == Direction::Hold {
-            tracing::debug!(policy = %self.name, config = %id, reason = %d.reason, "hold");
+            tracing::debug!(policy = %self.name, config = %record.config, reason = %d.reason, "hold");
         } else {
             tracing::info!(
-                policy = %self.name, direction = d.direction.as_str(), config = %id, rank = d.rank,
+                policy = %self.name, direction = d.direction.as_str(), config = %record.config, rank = d.rank,
                 reason = %d.reason, saturated = d.saturated, offered = ?record.offered_per_second,
                 latency = ?record.observed_latency, "decision"
             );
@@ -253,26 +176,15 @@ impl PolicyLoop {
                 self.status.changes.pop_front();
             }
         }
-        self.record_metrics(&d, &record, counts);
-        self.status.last = Some(record);
+        self.record_metrics(d, record, out.counts);
+        self.status.last = Some(out.record.clone());
         if !self.dry_run {
-            self.push(&id, now).await;
+            self.push(&out.record.config, out.pushes).await;
         }
-        Some(d)
+        Some(out.decision)
     }
 
-    async fn push(&mut self, id: &str, now: f64) {
-        let stale = self.spec.control.stale_after().secs();
-        // Every fresh runtime not on the target: the decided change, and drift (a runtime that
-        // restarted on its default config) alike.
-        let targets: Vec<PushTarget> = self
-            .tracks
-            .iter()
-            .filter(|t| t.is_fresh(now, stale))
-            .filter_map(|t| t.last.as_ref().map(|(_, r)| (t, r)))
-            .filter(|(_, r)| r.active.id != id)
-            .map(|(t, r)| PushTarget { url: t.url.clone(), generation: r.active.generation })
-            .collect();
+    async fn push(&mut self, id: &str, targets: Vec<PushTarget>) {
         if targets.is_empty() {
             return;
         }
@@ -321,16 +233,4 @@ impl PolicyLoop {
         }
         self.publish_counts(counts);
     }
-}
-
-/// Cost ratio of every config in a table (measured latency ratio, else MACs ratio).
-pub fn ladder_ratios(table: &ConfigTable) -> BTreeMap<String, f64> {
-    table
-        .configs
-        .iter()
-        .filter_map(|c| {
-            let r = c.latency_ratio.or(c.macs_ratio).or(c.exits.is_empty().then_some(1.0))?;
-            Some((c.id.clone(), r))
-        })
-        .collect()
 }

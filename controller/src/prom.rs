@@ -8,10 +8,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use dyce_control_core::law::{Observation, Signals};
+use dyce_control_core::signals::{scale_to_full, RuntimeTrack};
+use dyce_control_core::source::{BoxFuture, SignalError, SignalSource};
+use dyce_control_core::step::Steering;
 use serde::Deserialize;
 
-use crate::law::{Observation, Signals};
-use crate::signals::scale_to_full;
+use crate::poll::HttpRuntimes;
 
 /// Where and how to query.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +136,35 @@ impl PromSource {
             queue,
             full_seconds_per_image: full,
         }))
+    }
+}
+
+/// Prometheus as the law's signal source; the runtimes are still polled over HTTP for the
+/// configs they run, which actuation needs.
+pub struct Prometheus {
+    /// Polls the runtimes.
+    pub runtimes: HttpRuntimes,
+    /// Reads the signals.
+    pub prom: PromSource,
+}
+
+impl SignalSource for Prometheus {
+    fn poll<'a>(&'a mut self, tracks: &'a mut [RuntimeTrack], now: f64) -> BoxFuture<'a, ()> {
+        Box::pin(self.runtimes.poll_all(tracks, now))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        _tracks: &'a [RuntimeTrack],
+        steering: &'a Steering,
+        _now: f64,
+    ) -> BoxFuture<'a, Result<Observation, SignalError>> {
+        Box::pin(async move {
+            self.prom
+                .observe(steering.quantile, &steering.ratios, &steering.full_id)
+                .await
+                .map_err(|e| SignalError(e.to_string()))
+        })
     }
 }
 

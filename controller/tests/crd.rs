@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use dyce_controller::policy::crd_yaml;
+use dyce_controller::kube::resource::crd_yaml;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use dyce_control_core::law::{Decision, Direction, Reason};
 use dyce_controller::kube::lease::{Elector, LeaseConfig};
+use dyce_controller::kube::resource::{SloPolicy, SloPolicyResourceSpec as SloPolicySpec, SloPolicyStatus};
 use dyce_controller::kube::status::{apply_status, events_for, publish};
-use dyce_controller::law::{Decision, Direction, Reason};
-use dyce_controller::policy::{SloPolicy, SloPolicySpec, SloPolicyStatus};
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::client::Body;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use dyce_controller::policy::PolicyDocument;
+use dyce_control_core::policy::PolicyDocument;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Context, Result};
 use clap::Args;
-use dyce_controller::ladder::Ladder;
+use dyce_control_core::ladder::Ladder;
 use dyce_runtime::calibrate::data;
 
 use crate::load::client::Encoding;

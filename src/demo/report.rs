@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use dyce_controller::policy::PolicyDocument;
+use dyce_control_core::policy::PolicyDocument;
 use dyce_runtime::model::Bundle;
 use dyce_runtime::server::ServeConfig;
 use serde_json::json;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use dyce_controller::policy::PolicyDocument;
+use dyce_control_core::policy::PolicyDocument;
 use dyce_runtime::calibrate::data::Images;
 use dyce_runtime::model::Bundle;
 use dyce_runtime::server::ServeConfig;

@@ -2,12 +2,12 @@
 //! longer bursty trace (the controller crate's `sim::autoscale`), one simulated replica being
 //! the runtime measured here.
 
-use dyce_controller::ladder::Ladder;
-use dyce_controller::law::{Law, LawParams};
-use dyce_controller::policy::PolicyDocument;
-use dyce_controller::sim::autoscale::{bursty_trace, compare, default_scenarios, ScenarioResult};
-use dyce_controller::sim::replicas::ControlLoop;
-use dyce_controller::sim::{SimConfig, Trace};
+use dyce_control_core::ladder::Ladder;
+use dyce_control_core::law::{Law, LawParams};
+use dyce_control_core::policy::PolicyDocument;
+use dyce_control_core::sim::autoscale::{bursty_trace, compare, default_scenarios, ScenarioResult};
+use dyce_control_core::sim::replicas::ControlLoop;
+use dyce_control_core::sim::{SimConfig, Trace};
 
 use super::Scenario;
 

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use dyce_control_core::policy::PolicyDocument;
 use dyce_controller::local::{run_local, LocalConfig};
-use dyce_controller::policy::PolicyDocument;
 use dyce_runtime::model::Bundle;
 use dyce_runtime::server::ServeConfig;
 use serde_json::Value;

@@ -46,7 +46,8 @@ pub fn check_slo_policy(obj: &Value, what: &str) {
     );
     // The controller's own parser: unknown fields, ranges and durations as `dyce policy check`.
     let text = serde_json::to_string(obj).unwrap();
-    let doc = dyce_controller::policy::PolicyDocument::parse(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let doc =
+        dyce_control_core::policy::PolicyDocument::parse(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
     assert_eq!(doc.metadata.namespace.as_deref(), Some(NAMESPACE), "{what}: namespace");
 }
 

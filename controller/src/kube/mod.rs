@@ -6,6 +6,7 @@
 
 pub mod discovery;
 pub mod lease;
+pub mod resource;
 mod server;
 pub mod status;
 mod task;
@@ -29,9 +30,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::metrics::ControllerMetrics;
-use crate::policy::{SloPolicy, SloPolicySpec};
 use crate::policy_loop::PolicyStatus;
+use dyce_control_core::policy::SloPolicySpec;
 use lease::{Elector, LeaseConfig};
+use resource::SloPolicy;
 
 /// Settings of the Kubernetes-mode controller.
 #[derive(Debug, Clone)]
@@ -285,13 +287,13 @@ fn supervise(
     });
     for (key, policy) in current {
         if let Some((spec, handle)) = tasks.get(&key) {
-            if *spec == policy.spec && !handle.is_finished() {
+            if *spec == policy.spec.0 && !handle.is_finished() {
                 continue;
             }
             handle.abort();
             tracing::info!(policy = %key, "policy changed; its loop restarts");
         }
         let handle = tokio::spawn(task::run_policy(ctx.clone(), policy.clone()));
-        tasks.insert(key, (policy.spec.clone(), handle));
+        tasks.insert(key, (policy.spec.0.clone(), handle));
     }
 }

@@ -7,9 +7,10 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource};
 use serde_json::json;
 
-use crate::law::{Decision, Direction};
-use crate::policy::{SloPolicy, SloPolicyStatus, StatusCondition, API_VERSION, KIND};
+use super::resource::{SloPolicy, SloPolicyStatus, StatusCondition};
 use crate::policy_loop::PolicyStatus;
+use dyce_control_core::law::{Decision, Direction};
+use dyce_control_core::policy::{API_VERSION, KIND};
 
 /// Field manager of every write the controller makes (server-side apply).
 pub const FIELD_MANAGER: &str = "dyce-controller";

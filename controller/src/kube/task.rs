@@ -14,13 +14,14 @@ use tokio::time::MissedTickBehavior;
 use tracing::Instrument;
 
 use super::discovery::runtime_endpoints;
+use super::resource::{SloPolicy, SloPolicyStatus};
 use super::status::{
     apply_status, changed_materially, events_for, invalid_status, publish, running_status, StatusInput,
 };
 use super::KubeConfig;
 use crate::metrics::ControllerMetrics;
-use crate::policy::{Metadata, PolicyDocument, SloPolicy, SloPolicyStatus, API_VERSION, KIND};
 use crate::policy_loop::{PolicyLoop, PolicyStatus};
+use dyce_control_core::policy::{Metadata, PolicyDocument, API_VERSION, KIND};
 
 /// What every policy loop shares.
 #[derive(Clone)]
@@ -50,7 +51,7 @@ fn as_document(p: &SloPolicy) -> PolicyDocument {
             labels: Default::default(),
             annotations: Default::default(),
         },
-        spec: p.spec.clone(),
+        spec: p.spec.0.clone(),
     }
 }
 
@@ -92,7 +93,7 @@ async fn invalid(ctx: &TaskCtx, api: &Api<SloPolicy>, policy: &SloPolicy, why: &
 }
 
 async fn steer(ctx: TaskCtx, api: Api<SloPolicy>, policy: Arc<SloPolicy>, ns: String, key: String) {
-    let spec = policy.spec.clone();
+    let spec = policy.spec.0.clone();
     let name = policy.name_any();
     let cfg = &ctx.cfg;
     let mut lp =

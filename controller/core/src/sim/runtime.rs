@@ -58,10 +58,6 @@ impl SimRuntime {
         self.work_total
     }
 
-    pub fn target_rank(&self) -> usize {
-        self.rank
-    }
-
     pub fn set_rank(&mut self, rank: usize, _ladder: &Ladder) {
         if rank != self.rank {
             self.rank = rank;

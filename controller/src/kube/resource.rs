@@ -1,11 +1,64 @@
-//! The status a controller writes on an `SloPolicy` resource, and the CRD text.
+//! The Kubernetes resource `SloPolicy` (`dyce.dev/v1alpha1`): its spec is the controller core's
+//! `SloPolicySpec`, its status what this controller writes; and the CRD text.
 
+use dyce_control_core::policy::SloPolicySpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResourceExt;
+use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::SloPolicy;
+/// What to keep and what may be spent.
+// The resource's spec is the policy file's spec, `SloPolicySpec` itself (transparent for serde
+// and for the schema), so a policy file and a custom resource cannot drift apart.
+// (clippy reads the repeated `type_ = "string"` of the printer columns as duplicated attributes.)
+#[allow(clippy::duplicated_attributes)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, CustomResource)]
+#[kube(
+    group = "dyce.dev",
+    version = "v1alpha1",
+    kind = "SloPolicy",
+    namespaced,
+    status = "SloPolicyStatus",
+    derive = "PartialEq",
+    shortname = "slo",
+    category = "dyce",
+    doc = "An SLO policy: the latency objective dyce keeps and the accuracy it may spend to keep it.",
+    printcolumn(
+        name = "Config",
+        type_ = "string",
+        json_path = ".status.config",
+        description = "Config the runtimes run"
+    ),
+    printcolumn(
+        name = "Latency",
+        type_ = "string",
+        json_path = ".status.observedLatency",
+        description = "Observed latency quantile"
+    ),
+    printcolumn(
+        name = "Runtimes",
+        type_ = "integer",
+        json_path = ".status.runtimes",
+        description = "Ready runtime pods seen"
+    ),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "Steady, Degraded, Saturated or Waiting"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(transparent)]
+pub struct SloPolicyResourceSpec(pub SloPolicySpec);
+
+impl std::ops::Deref for SloPolicyResourceSpec {
+    type Target = SloPolicySpec;
+
+    fn deref(&self) -> &SloPolicySpec {
+        &self.0
+    }
+}
 
 /// What `kubectl get slopolicies` and `kubectl describe` show about a policy.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]

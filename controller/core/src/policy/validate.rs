@@ -1,36 +1,10 @@
 //! Checks a parsed policy beyond what its types enforce; every error names its field.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::time::Duration;
 
-use super::{PolicyDocument, API_VERSION, KIND};
-
-/// A policy that cannot be used, with the path of the offending field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct PolicyError {
-    /// Dotted path, e.g. `spec.control.interval` (empty for the whole file).
-    pub field: String,
-    /// What is wrong, for a person.
-    pub message: String,
-}
-
-impl PolicyError {
-    /// An error at `field`.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
-
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
-    }
-}
+use super::document::{PolicyDocument, API_VERSION, KIND};
+use super::error::PolicyError;
 
 fn check(ok: bool, field: &str, message: impl FnOnce() -> String) -> Result<(), PolicyError> {
     if ok {
@@ -51,8 +25,8 @@ fn is_dns_label(s: &str) -> bool {
 
 fn check_url(i: usize, raw: &str) -> Result<(), PolicyError> {
     let field = format!("spec.runtimes[{i}]");
-    let url = reqwest::Url::parse(raw)
-        .map_err(|e| PolicyError::new(&field, format!("{raw:?} is not a URL ({e})")))?;
+    let url =
+        url::Url::parse(raw).map_err(|e| PolicyError::new(&field, format!("{raw:?} is not a URL ({e})")))?;
     check(matches!(url.scheme(), "http" | "https") && url.host().is_some(), &field, || {
         format!("{raw:?} must be an http(s) URL of a runtime's admin port, like http://127.0.0.1:9090")
     })

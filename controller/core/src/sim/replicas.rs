@@ -15,15 +15,17 @@
 //! created, on the full model; the controller pushes it to the current config on its next tick,
 //! as it repairs drift on real runtimes. A removed replica gets no more traffic and drains.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::fleet::{tick, Fleet};
 use super::runtime::SimRuntime;
 use super::{draw_arrival, SimChange, SimConfig, SimReport, SimWindow, Trace};
-use crate::law::{Law, LawState};
-use crate::signals::{aggregate, RuntimeTrack};
+use crate::law::{Direction, Law};
+use crate::signals::RuntimeTrack;
+use crate::step::{ControlStep, Steering};
 
 /// The autoscaler's settings; the defaults are HPA's (target aside, which has none).
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +90,6 @@ pub struct ReplicaReport {
 
 struct Replica {
     rt: SimRuntime,
-    track: RuntimeTrack,
     created: f64,
     ready_at: f64,
     removed_at: Option<f64>,
@@ -146,25 +147,26 @@ pub fn simulate_replicas(
     trace: &Trace,
 ) -> ReplicaReport {
     let ladder = &law.ladder;
-    let ratios: BTreeMap<String, f64> = ladder.rungs().iter().map(|r| (r.id.clone(), r.cost_ratio)).collect();
-    let full_id = ladder.rung(ladder.top()).id.clone();
+    let mut step =
+        control.map(|c| ControlStep::new(Steering::for_law(law.clone(), c.quantile, c.stale_after)));
     let mut rng = StdRng::seed_from_u64(sim.seed);
-    let new_replica = |i: usize, created: f64, ready_at: f64| Replica {
+    let new_replica = |created: f64, ready_at: f64| Replica {
         rt: SimRuntime::new(sim, ladder, ladder.top()),
-        track: RuntimeTrack::new(format!("sim-{i}")),
         created,
         ready_at,
         removed_at: None,
         mark: (0.0, ready_at),
     };
-    let mut pods: Vec<Replica> = (0..hpa.initial_replicas.max(1)).map(|i| new_replica(i, 0.0, 0.0)).collect();
+    let mut pods: Vec<Replica> = (0..hpa.initial_replicas.max(1)).map(|_| new_replica(0.0, 0.0)).collect();
+    // What the controller knows of each replica, in pod order.
+    let mut tracks: Vec<RuntimeTrack> =
+        (0..pods.len()).map(|i| RuntimeTrack::new(format!("sim-{i}"))).collect();
     let mut windows: Vec<SimWindow> = (0..trace.duration.ceil() as usize)
         .map(|k| SimWindow { start: k as f64, ..Default::default() })
         .collect();
     let mut run = SimReport { windows: vec![], changes: vec![], ranks: vec![], saturated_ticks: 0 };
     let mut points = Vec::new();
     let mut recommendations: VecDeque<(f64, usize)> = VecDeque::from([(0.0, pods.len())]);
-    let mut state = LawState::new(ladder.top(), 0.0);
     let threshold = law.params.threshold;
     let mut next_arrival = draw_arrival(trace, 0.0, &mut rng);
     let mut next_tick = control.map_or(f64::INFINITY, |c| c.interval);
@@ -209,8 +211,8 @@ pub fn simulate_replicas(
             let current = pods.iter().filter(|p| p.removed_at.is_none()).count();
             if target > current {
                 for _ in current..target {
-                    let i = pods.len();
-                    pods.push(new_replica(i, t, t + hpa.pod_start));
+                    tracks.push(RuntimeTrack::new(format!("sim-{}", pods.len())));
+                    pods.push(new_replica(t, t + hpa.pod_start));
                 }
             } else {
                 // Starting replicas go first, then the newest serving ones (as a ReplicaSet
@@ -220,27 +222,27 @@ pub fn simulate_replicas(
                 order.sort_by(|&a, &b| pods[a].serving(t).cmp(&pods[b].serving(t)).then(b.cmp(&a)));
                 for &i in order.iter().take(current - target) {
                     pods[i].removed_at = Some(t);
+                    // It gets no more traffic and the controller no longer sees it.
+                    tracks[i] = RuntimeTrack::new(format!("sim-{i}"));
                 }
             }
             next_sync += hpa.sync_period;
-        } else if let Some(c) = control {
-            let mut tracks = Vec::new();
-            for p in pods.iter_mut().filter(|p| p.serving(t)) {
-                let report = p.rt.report(t, ladder);
-                p.track.observe(t, report);
-                tracks.push(p.track.clone());
-            }
-            let (obs, _) = aggregate(&tracks, &ratios, &full_id, c.quantile, c.stale_after, t);
-            let before = state.rank;
-            let d = law.decide(&mut state, &obs, t);
-            if d.rank != before {
+        } else if let (Some(c), Some(step)) = (control, step.as_mut()) {
+            let fleet = Fleet {
+                runtimes: pods.iter().map(|p| &p.rt).collect(),
+                serving: pods.iter().map(|p| p.serving(t)).collect(),
+                ladder,
+            };
+            let out = tick(step, fleet, &mut tracks, t);
+            let d = &out.decision;
+            if d.direction != Direction::Hold {
                 run.changes.push(SimChange { at: t, rank: d.rank, direction: d.direction });
             }
             run.saturated_ticks += usize::from(d.saturated);
             run.ranks.push((t, d.rank));
-            for (i, p) in pods.iter().enumerate().filter(|(_, p)| p.serving(t)) {
-                if p.rt.target_rank() != d.rank && !switches.iter().any(|s| s.1 == i && s.2 == d.rank) {
-                    switches.push((t + sim.push_delay, i, d.rank));
+            for p in &out.pushes {
+                if !switches.iter().any(|s| s.1 == p.index && s.2 == d.rank) {
+                    switches.push((t + sim.push_delay, p.index, d.rank));
                 }
             }
             next_tick += c.interval;

@@ -1,7 +1,7 @@
 //! Signals: per-runtime tracking of `/v1/load` answers and their aggregation per policy.
 //!
-//! Pure: the poller (see `client`) feeds answers and failures in with the time they happened;
-//! `aggregate` turns the fresh ones into the law's `Observation`.
+//! Pure: a signal source (`crate::source`) feeds answers and failures in with the time they
+//! happened; `aggregate` turns the fresh ones into the law's `Observation`.
 
 use std::collections::BTreeMap;
 
@@ -111,6 +111,23 @@ pub struct RuntimeCounts {
     pub unknown: usize,
 }
 
+impl RuntimeCounts {
+    /// The runtimes of `tracks` by state at `now`.
+    pub fn of(tracks: &[RuntimeTrack], stale_after: f64, now: f64) -> Self {
+        let mut counts = Self::default();
+        for t in tracks {
+            if t.is_fresh(now, stale_after) {
+                counts.fresh += 1;
+            } else if t.last.is_some() {
+                counts.stale += 1;
+            } else {
+                counts.unknown += 1;
+            }
+        }
+        counts
+    }
+}
+
 /// Aggregates the fresh runtimes' signals; without any fresh runtime the observation is
 /// `Missing`. Stale runtimes are left out entirely: their absence never reads as load.
 pub fn aggregate(
@@ -121,7 +138,7 @@ pub fn aggregate(
     stale_after: f64,
     now: f64,
 ) -> (Observation, RuntimeCounts) {
-    let mut counts = RuntimeCounts::default();
+    let counts = RuntimeCounts::of(tracks, stale_after, now);
     let mut offered = 0.0;
     let mut latency: Option<f64> = None;
     let mut window: f64 = 0.0;
@@ -129,14 +146,8 @@ pub fn aggregate(
     let mut costs = Vec::new();
     for t in tracks {
         let Some((_, r)) = t.last.as_ref().filter(|_| t.is_fresh(now, stale_after)) else {
-            if t.last.is_some() {
-                counts.stale += 1;
-            } else {
-                counts.unknown += 1;
-            }
             continue;
         };
-        counts.fresh += 1;
         offered += t.offered.unwrap_or(r.arrivals_per_second + r.shed_per_second);
         if let Some(q) = &r.latency_seconds {
             let l = pick_quantile(q, quantile);

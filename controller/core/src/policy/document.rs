@@ -1,24 +1,15 @@
-//! SloPolicy: what a controller keeps (a latency objective) and what it may spend (accuracy).
-//!
-//! The same types are the policy file (`dyce control --policy`), its JSON schema and, later, the
-//! Kubernetes resource's spec. Parsing reports the path of a bad field (`spec.control.interval`);
-//! validation checks what types cannot (ranges, exclusive fields) and names the field too.
-
-mod duration;
-mod status;
-mod validate;
+//! The policy types: the file (`PolicyDocument`) and the spec it carries (`SloPolicySpec`, also
+//! the Kubernetes resource's spec), with their defaults and parsing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use duration::HumanDuration;
-pub use status::{crd_yaml, SloPolicyStatus, StatusCondition};
-pub use validate::PolicyError;
+use super::duration::HumanDuration;
+use super::error::PolicyError;
 
 /// `apiVersion` of every dyce resource.
 pub const API_VERSION: &str = "dyce.dev/v1alpha1";
@@ -57,47 +48,9 @@ pub struct Metadata {
 }
 
 /// What to keep and what may be spent.
-// The derive also makes the Kubernetes resource `SloPolicy` (`dyce.dev/v1alpha1`) whose spec is
-// this very type, so a policy file and a custom resource cannot drift apart.
-// (clippy reads the repeated `type_ = "string"` of the printer columns as duplicated attributes.)
-#[allow(clippy::duplicated_attributes)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, CustomResource)]
-#[kube(
-    group = "dyce.dev",
-    version = "v1alpha1",
-    kind = "SloPolicy",
-    namespaced,
-    status = "SloPolicyStatus",
-    derive = "PartialEq",
-    shortname = "slo",
-    category = "dyce",
-    doc = "An SLO policy: the latency objective dyce keeps and the accuracy it may spend to keep it.",
-    printcolumn(
-        name = "Config",
-        type_ = "string",
-        json_path = ".status.config",
-        description = "Config the runtimes run"
-    ),
-    printcolumn(
-        name = "Latency",
-        type_ = "string",
-        json_path = ".status.observedLatency",
-        description = "Observed latency quantile"
-    ),
-    printcolumn(
-        name = "Runtimes",
-        type_ = "integer",
-        json_path = ".status.runtimes",
-        description = "Ready runtime pods seen"
-    ),
-    printcolumn(
-        name = "State",
-        type_ = "string",
-        json_path = ".status.state",
-        description = "Steady, Degraded, Saturated or Waiting"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
+// The same type is the spec of the Kubernetes resource `SloPolicy` (`dyce-controller`'s
+// `kube::resource` wraps it), so a policy file and a custom resource cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SloPolicySpec {
     /// Kubernetes mode: the runtime pods this policy steers.

@@ -1,6 +1,7 @@
 //! A discrete-event simulation of N batching runtimes under a load trace, steered by the real
-//! control law through the real signal aggregation, in simulated time. Fast and deterministic
-//! (seeded), so the law can be tested exhaustively: a minute of load runs in milliseconds.
+//! control step (`crate::step`: state seeding, the law, drift re-pushes) through the real signal
+//! aggregation, in simulated time. Fast and deterministic (seeded), so the law can be tested
+//! exhaustively: a minute of load runs in milliseconds.
 //!
 //! Each runtime is one model thread that takes up to `max_batch` queued images as soon as it is
 //! free; a batch on config `r` takes `overhead + n × cost(r)` seconds. Admission refuses images
@@ -8,18 +9,19 @@
 //! went away). Switches apply `push_delay` after the decision, at the next batch.
 
 pub mod autoscale;
+mod fleet;
 pub mod replicas;
 mod runtime;
 mod trace;
-
-use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::ladder::Ladder;
-use crate::law::{Direction, Law, LawState};
-use crate::signals::{aggregate, RuntimeTrack};
+use crate::law::{Direction, Law};
+use crate::signals::RuntimeTrack;
+use crate::step::{ControlStep, Steering};
+use fleet::{tick, Fleet};
 use runtime::SimRuntime;
 pub use trace::{Noise, Trace};
 
@@ -154,14 +156,12 @@ pub fn simulate(
     stale_after: f64,
 ) -> SimReport {
     let ladder: &Ladder = &law.ladder;
-    let ratios: BTreeMap<String, f64> = ladder.rungs().iter().map(|r| (r.id.clone(), r.cost_ratio)).collect();
-    let full_id = ladder.rung(ladder.top()).id.clone();
+    let mut step = ControlStep::new(Steering::for_law(law.clone(), quantile, stale_after));
     let mut rng = StdRng::seed_from_u64(sim.seed);
     let mut rts: Vec<SimRuntime> =
         (0..sim.runtimes).map(|_| SimRuntime::new(sim, ladder, ladder.top())).collect();
     let mut tracks: Vec<RuntimeTrack> =
         (0..sim.runtimes).map(|i| RuntimeTrack::new(format!("sim-{i}"))).collect();
-    let mut state = LawState::new(ladder.top(), 0.0);
     let nwin = trace.duration.ceil() as usize;
     let mut windows: Vec<SimWindow> =
         (0..nwin).map(|k| SimWindow { start: k as f64, ..Default::default() }).collect();
@@ -198,22 +198,19 @@ pub fn simulate(
             rts[i].start_batch(t, sim, ladder, &mut windows);
             next_arrival = draw_arrival(trace, t, &mut rng);
         } else {
-            for (r, track) in rts.iter_mut().zip(tracks.iter_mut()) {
-                track.observe(t, r.report(t, ladder));
-            }
-            let (obs, _) = aggregate(&tracks, &ratios, &full_id, quantile, stale_after, t);
-            let before = state.rank;
-            let d = law.decide(&mut state, &obs, t);
-            if d.rank != before {
+            let fleet = Fleet { runtimes: rts.iter().collect(), serving: vec![true; rts.len()], ladder };
+            let out = tick(&mut step, fleet, &mut tracks, t);
+            let d = &out.decision;
+            if d.direction != Direction::Hold {
                 report.changes.push(SimChange { at: t, rank: d.rank, direction: d.direction });
             }
             if d.saturated {
                 report.saturated_ticks += 1;
             }
             report.ranks.push((t, d.rank));
-            for (i, r) in rts.iter().enumerate() {
-                if r.target_rank() != d.rank && !switches.iter().any(|s| s.1 == i && s.2 == d.rank) {
-                    switches.push((t + sim.push_delay, i, d.rank));
+            for p in &out.pushes {
+                if !switches.iter().any(|s| s.1 == p.index && s.2 == d.rank) {
+                    switches.push((t + sim.push_delay, p.index, d.rank));
                 }
             }
             next_tick += interval;

@@ -1,0 +1,17 @@
+//! SloPolicy: what a controller keeps (a latency objective) and what it may spend (accuracy).
+//!
+//! The same types are the policy file (`dyce control --policy`), its JSON schema and the
+//! Kubernetes resource's spec. Parsing reports the path of a bad field (`spec.control.interval`);
+//! validation checks what types cannot (ranges, exclusive fields) and names the field too.
+
+mod document;
+mod duration;
+mod error;
+mod validate;
+
+pub use document::{
+    Control, LabelSelector, LatencyObjective, Metadata, MissingSignals, Objective, PolicyDocument, Restore,
+    SloPolicySpec, API_VERSION, KIND,
+};
+pub use duration::HumanDuration;
+pub use error::PolicyError;
