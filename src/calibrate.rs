@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dyce_runtime::calibrate::exit_train::ExitTrainConfig;
-use dyce_runtime::calibrate::pipeline::{calibrate, CalibrateConfig};
-use dyce_runtime::calibrate::{data, report};
+use dyce_calibrate::exit_train::ExitTrainConfig;
+use dyce_calibrate::pipeline::{calibrate, CalibrateConfig};
+use dyce_calibrate::report;
+use dyce_datasets as data;
 use dyce_runtime::model::BackboneSpec;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -86,7 +87,7 @@ fn parse_costs(pairs: &[String], types: &[String]) -> Result<BTreeMap<String, f6
 
 fn rerender(out: &std::path::Path) -> Result<()> {
     let json = out.join("calibration.json");
-    let rep: dyce_runtime::calibrate::pipeline::CalibrationReport = serde_json::from_str(
+    let rep: dyce_calibrate::pipeline::CalibrationReport = serde_json::from_str(
         &std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?,
     )
     .with_context(|| format!("parsing {}", json.display()))?;

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dyce_runtime::calibrate::train::{evaluate, train, RunFiles, TrainConfig};
-use dyce_runtime::calibrate::{data, train::TrainState};
+use dyce_calibrate::train::{evaluate, train, RunFiles, TrainConfig, TrainState};
+use dyce_datasets as data;
 use dyce_runtime::model::BackboneSpec;
 use indicatif::{ProgressBar, ProgressStyle};
 

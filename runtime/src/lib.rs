@@ -1,6 +1,5 @@
 //! dyce runtime: early-exit engine, model bundles and serving.
 
-pub mod calibrate;
 pub mod engine;
 pub mod model;
 pub mod server;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use dyce_runtime::calibrate::data::Images;
+use dyce_datasets::Images;
 
 use crate::load::client;
 use crate::load::record::{Outcome, Record};

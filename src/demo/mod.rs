@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::{ensure, Context, Result};
 use clap::Args;
 use dyce_control_core::ladder::Ladder;
-use dyce_runtime::calibrate::data;
+use dyce_datasets as data;
 
 use crate::load::client::Encoding;
 use crate::serve::load_bundle;

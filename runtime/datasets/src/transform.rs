@@ -1,8 +1,10 @@
-//! Training-time augmentation and the input normalisation shared with serving.
+//! The input transform: normalisation with the data set's mean and std, and the training-time
+//! augmentation (random shift and flip). Without augmentation it is what evaluation and serving
+//! feed the model.
 
 use rand::Rng;
 
-use super::data::{Images, PIXELS};
+use crate::fashion_mnist::{Images, PIXELS};
 
 /// Fashion-MNIST per-channel mean of pixels scaled to [0, 1] (training split).
 pub const FMNIST_MEAN: f32 = 0.2860;

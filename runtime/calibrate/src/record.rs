@@ -3,9 +3,9 @@
 use dyce_search::{ExitRecords, Records, RecordsError};
 
 use super::features::Features;
-use crate::model::linear::{argmax, softmax_rows};
-use crate::model::macs::BackboneMacs;
-use crate::model::{ExitHead, ExitType};
+use dyce_runtime::model::linear::{argmax, softmax_rows};
+use dyce_runtime::model::macs::BackboneMacs;
+use dyce_runtime::model::{ExitHead, ExitType};
 
 /// Builds the search records: `heads` must hold every type of `types` at every position.
 pub fn record(

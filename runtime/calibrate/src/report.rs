@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::pipeline::{CalibrationReport, FrontPoint};
-use super::CalibrateError;
+use crate::error::CalibrateError;
 
 fn io(path: &Path, e: impl ToString) -> CalibrateError {
     CalibrateError::Io { path: path.into(), reason: e.to_string() }

@@ -1,16 +1,4 @@
-//! Calibration: data sets, training of backbones and exits, recording, search and reports.
-
-pub mod augment;
-pub mod data;
-pub mod exit_train;
-pub mod fastops;
-pub mod features;
-pub mod pipeline;
-pub mod record;
-pub mod report;
-pub mod sgd;
-pub mod train;
-pub mod trainnet;
+//! The one error of a calibration run.
 
 /// Errors of a calibration run.
 #[derive(Debug, thiserror::Error)]
@@ -20,10 +8,10 @@ pub enum CalibrateError {
     Tensor(#[from] candle_core::Error),
     /// The model or bundle is invalid.
     #[error("model")]
-    Model(#[from] crate::model::ModelError),
+    Model(#[from] dyce_runtime::model::ModelError),
     /// Running the backbone failed.
     #[error("engine")]
-    Engine(#[from] crate::engine::EngineError),
+    Engine(#[from] dyce_runtime::engine::EngineError),
     /// The records are inconsistent (a bug upstream).
     #[error("records")]
     Records(#[from] dyce_search::RecordsError),

@@ -1,10 +1,10 @@
 //! Pooled features of a frozen backbone at every exit position, computed once per split so
 //! that every exit head can be trained and recorded without running the backbone again.
 
-use super::augment;
-use super::data::Images;
-use crate::engine::{Backend, EngineError, FastBackend};
-use crate::model::ResNet;
+use dyce_datasets::transform as augment;
+use dyce_datasets::Images;
+use dyce_runtime::engine::{Backend, EngineError, FastBackend};
+use dyce_runtime::model::ResNet;
 
 /// Features of one split.
 #[derive(Debug, Clone, PartialEq)]

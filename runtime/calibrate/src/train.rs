@@ -10,14 +10,14 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::augment;
-use super::data::{Images, Splits};
 use super::sgd::Sgd;
 use super::trainnet::TrainResNet;
-use crate::engine::{default_pool, run_batch, FastBackend, ResolvedConfig};
-use crate::model::spec::BackboneSpec;
-use crate::model::store::TensorStore;
-use crate::model::ResNet;
+use dyce_datasets::transform as augment;
+use dyce_datasets::{Images, Splits};
+use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig};
+use dyce_runtime::model::spec::BackboneSpec;
+use dyce_runtime::model::store::TensorStore;
+use dyce_runtime::model::ResNet;
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]
@@ -35,10 +35,10 @@ pub enum TrainError {
     },
     /// The trained weights do not load as a backbone (a naming bug).
     #[error("loading the trained weights")]
-    Model(#[from] crate::model::ModelError),
+    Model(#[from] dyce_runtime::model::ModelError),
     /// Evaluation failed.
     #[error("evaluating")]
-    Engine(#[from] crate::engine::EngineError),
+    Engine(#[from] dyce_runtime::engine::EngineError),
 }
 
 /// Hyper-parameters and paths of a training run.
@@ -158,7 +158,7 @@ pub fn evaluate(
     set: &Images,
 ) -> Result<f64, TrainError> {
     let net = ResNet::load(spec, &TensorStore::new(tensors))?;
-    let bundle = crate::model::Bundle::from_backbone(net, "eval", [1, 28, 28])?;
+    let bundle = dyce_runtime::model::Bundle::from_backbone(net, "eval", [1, 28, 28])?;
     let mut be = FastBackend::new(&bundle.resnet, [1, 28, 28], default_pool(None)?)?;
     let cfg = ResolvedConfig::from_slots("full", vec![None; bundle.resnet.blocks.len()]);
     let mut correct = 0usize;

@@ -9,7 +9,7 @@ use candle_core::{Module, Result, Tensor, Var};
 use candle_nn::{linear, Init, Linear, VarBuilder};
 
 use super::fastops::{add_relu, conv2d_nhwc, conv_bn_train, BnStats, BN_EPS};
-use crate::model::spec::{BackboneSpec, ConvGeom, StemKind};
+use dyce_runtime::model::spec::{BackboneSpec, ConvGeom, StemKind};
 
 /// Running-statistics momentum, as torchvision.
 const BN_MOMENTUM: f64 = 0.1;

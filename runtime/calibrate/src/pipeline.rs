@@ -12,16 +12,17 @@ use dyce_search::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::data::{Images, Splits, LABELS};
 use super::exit_train::{train_exits, ExitTrainConfig};
 use super::features::{extract, Features};
 use super::record::record;
-use super::{augment, CalibrateError};
-use crate::engine::{default_pool, FastBackend};
-use crate::model::bundle::{ExitInfo, FORMAT};
-use crate::model::macs::exit_macs;
-use crate::model::store::TensorStore;
-use crate::model::{BackboneSpec, Bundle, ExitType, InputSpec, Manifest, ResNet};
+use crate::error::CalibrateError;
+use dyce_datasets::transform as augment;
+use dyce_datasets::{Images, Splits, LABELS};
+use dyce_runtime::engine::{default_pool, FastBackend};
+use dyce_runtime::model::bundle::{ExitInfo, FORMAT};
+use dyce_runtime::model::macs::exit_macs;
+use dyce_runtime::model::store::TensorStore;
+use dyce_runtime::model::{BackboneSpec, Bundle, ExitType, InputSpec, Manifest, ResNet};
 
 /// Settings of a calibration run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::features::Features;
-use crate::model::{ExitHead, ExitType};
+use dyce_runtime::model::{ExitHead, ExitType};
 
 /// Hyper-parameters of exit training.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]

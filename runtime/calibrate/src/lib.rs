@@ -1,0 +1,18 @@
+//! dyce calibration, apart from serving: training of small-input ResNet backbones (`dyce
+//! train`), exit training on the frozen backbone's pooled features, the records the search reads,
+//! the configuration searches (`dyce-search`), and the bundle, report and plot (`dyce
+//! calibrate`). Images come from `dyce-datasets`; the backbone runs on `dyce-runtime`'s serving
+//! path (folded BN, fast kernels), so calibration measures what is served.
+
+mod error;
+pub mod exit_train;
+pub mod fastops;
+pub mod features;
+pub mod pipeline;
+pub mod record;
+pub mod report;
+pub mod sgd;
+pub mod train;
+pub mod trainnet;
+
+pub use error::CalibrateError;
