@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dyce_runtime::model::Bundle;
-use dyce_runtime::server::{self, ServeConfig};
+use dyce_runtime::server;
+use dyce_runtime::service::ServeConfig;
 
 /// Arguments of `dyce serve`.
 #[derive(Args, Debug, Clone)]
@@ -36,6 +37,10 @@ pub struct ServeArgs {
     /// Configuration to start on (default: the full model).
     #[arg(long, env = "DYCE_INITIAL_CONFIG")]
     pub initial_config: Option<String>,
+    /// Longest an inference request may take, body and queue included, in seconds; beyond it
+    /// the answer is 503 (default: no limit).
+    #[arg(long, env = "DYCE_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<f64>,
 }
 
 /// Batching, admission and threads: the runtime flags `serve`, `up` and `demo` share.
@@ -113,11 +118,15 @@ impl ServeArgs {
         if !(self.load_window > 0.0 && self.load_window.is_finite()) {
             bail!("--load-window must be a positive number of seconds");
         }
+        if self.request_timeout.is_some_and(|t| !(t > 0.0 && t.is_finite())) {
+            bail!("--request-timeout must be a positive number of seconds");
+        }
         Ok(ServeConfig {
             admin_token: token,
             load_window: Duration::from_secs_f64(self.load_window),
             max_body_bytes: self.max_body_bytes,
             initial_config: self.initial_config.clone(),
+            request_timeout: self.request_timeout.map(Duration::from_secs_f64),
             ..self.engine.serve_config()
         })
     }
@@ -132,20 +141,16 @@ pub async fn serve_on(
     admin: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let (rt, model_thread) = server::start(bundle, &cfg)?;
-    let (d, a) = (data.local_addr()?, admin.local_addr()?);
-    tracing::info!(data = %d, admin = %a, model = %rt.bundle.manifest.name, "listening");
+    let server = server::Server::new(bundle, &cfg, data, admin)?;
+    let (d, a) = server.local_addrs()?;
     println!("{}", serde_json::json!({"data": d.to_string(), "admin": a.to_string()}));
-    let warm = rt.clone();
-    let max_batch = cfg.max_batch;
+    let token = tokio_util::sync::CancellationToken::new();
+    let stop = token.clone();
     tokio::spawn(async move {
-        match server::warm_up(&warm, max_batch).await {
-            Ok(()) => tracing::info!("ready"),
-            Err(e) => tracing::error!(error = %e, "warm-up failed"),
-        }
+        shutdown.await;
+        stop.cancel();
     });
-    server::serve(rt, data, admin, shutdown).await?;
-    let _ = tokio::task::spawn_blocking(move || model_thread.join()).await;
+    server.run(token).await?;
     Ok(())
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::{post, Server};
 use dyce_datasets::{self as data, transform as augment};
 use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig};
+use dyce_runtime::input;
 use dyce_runtime::model::Bundle;
-use dyce_runtime::server::oip;
 
 /// Test images correct under the full model in `runtime/models/fmnist-resnet20/REPORT.md`
 /// (93.39% of 10,000).
@@ -66,7 +66,7 @@ fn served_full_model_matches_offline_accuracy_on_the_whole_test_split() {
     // The server normalises UINT8 pixels from the manifest's mean/std (oip::normalise, shared
     // by every route); it must feed the model bit-for-bit the same numbers.
     let raw: Vec<f64> = test.pixels.iter().map(|&p| f64::from(p)).collect();
-    let served_x = oip::normalise(&bundle.manifest.input, "UINT8", &raw).unwrap();
+    let served_x = input::normalise(&bundle.manifest.input, "UINT8", &raw).unwrap();
     assert!(x == served_x, "offline and served normalisation differ");
 
     let full = bundle.configs.configs.iter().find(|c| c.id == "full").expect("a full config");

@@ -14,7 +14,8 @@ use dyce_api::{ClassifyResponse, ConfigTable};
 use dyce_runtime::model::random::random_checkpoint;
 use dyce_runtime::model::store::TensorStore;
 use dyce_runtime::model::{BackboneSpec, Bundle};
-use dyce_runtime::server::{self, Runtime, ServeConfig};
+use dyce_runtime::server;
+use dyce_runtime::service::{self, Runtime, ServeConfig};
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 use rand::{Rng, SeedableRng};
@@ -23,7 +24,7 @@ use tower::ServiceExt;
 
 fn app(bundle: Bundle, cfg: ServeConfig) -> (Arc<Runtime>, Router) {
     let cfg = ServeConfig { threads: Some(1), ..cfg };
-    let rt = server::start(bundle, &cfg).unwrap().0;
+    let rt = service::start(bundle, &cfg).unwrap().0;
     (rt.clone(), server::data_router(rt))
 }
 

@@ -13,7 +13,8 @@ use axum::response::IntoResponse;
 use axum::Router;
 use common::*;
 use dyce_runtime::server::error::ApiError;
-use dyce_runtime::server::{self, openapi, ServeConfig};
+use dyce_runtime::server::{self, routes as openapi};
+use dyce_runtime::service::{self, ServeConfig};
 use serde_json::Value;
 use tower::ServiceExt;
 use utoipa::openapi::OpenApi;
@@ -178,7 +179,7 @@ fn error_responses_agree_with_the_error_table() {
     }
 }
 
-fn runtime(token: Option<&str>) -> Arc<server::Runtime> {
+fn runtime(token: Option<&str>) -> Arc<service::Runtime> {
     let (b, _) = tiny_bundle(1, vec![]);
     let cfg = ServeConfig {
         max_batch: 2,
@@ -186,7 +187,7 @@ fn runtime(token: Option<&str>) -> Arc<server::Runtime> {
         admin_token: token.map(String::from),
         ..Default::default()
     };
-    server::start(b, &cfg).unwrap().0
+    service::start(b, &cfg).unwrap().0
 }
 
 async fn send(router: &Router, method: &str, uri: &str, token: Option<&str>) -> (StatusCode, Vec<u8>) {

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use dyce_control_core::policy::PolicyDocument;
 use dyce_runtime::model::Bundle;
-use dyce_runtime::server::ServeConfig;
+use dyce_runtime::service::ServeConfig;
 use serde_json::json;
 
 use super::analysis::{self, Costs, Row, RunData, Window};

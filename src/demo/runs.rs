@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use dyce_control_core::policy::PolicyDocument;
 use dyce_datasets::Images;
 use dyce_runtime::model::Bundle;
-use dyce_runtime::server::ServeConfig;
+use dyce_runtime::service::ServeConfig;
 use tokio::runtime::Runtime;
 
 use super::analysis::{Change, RunData};

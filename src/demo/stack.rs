@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use dyce_control_core::policy::PolicyDocument;
 use dyce_controller::local::{run_local, LocalConfig};
 use dyce_runtime::model::Bundle;
-use dyce_runtime::server::ServeConfig;
+use dyce_runtime::service::ServeConfig;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

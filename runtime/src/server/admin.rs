@@ -12,9 +12,9 @@ use axum::Json;
 use dyce_api::{exposition, ActiveConfig, ConfigsView, LoadReport, QueueState, SwitchRequest};
 
 use super::error::ApiError;
-use super::metrics::ConfigLabel;
 use super::openapi::{BadRequest, Conflict, NotFound, Unauthorized};
-use super::Runtime;
+use crate::service::metrics::ConfigLabel;
+use crate::service::Runtime;
 
 /// Requires `Authorization: Bearer <token>` when a token is configured.
 pub async fn auth(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Result<Response, ApiError> {

@@ -5,9 +5,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dyce_api::ErrorBody;
 
-use super::classify::ImageInputError;
 use crate::engine::queue::SubmitError;
 use crate::engine::EngineError;
+use crate::input::{ImageInputError, InputError};
 
 /// Errors of the HTTP layer.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,12 @@ impl From<SubmitError> for ApiError {
             SubmitError::Engine(EngineError::InputSize { .. }) => ApiError::BadRequest(e.to_string()),
             SubmitError::Engine(inner) => ApiError::Internal(inner.to_string()),
         }
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        ApiError::BadRequest(e.to_string())
     }
 }
 

@@ -1,9 +1,8 @@
 //! KServe Open Inference Protocol v2 (REST) on the data port.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -11,11 +10,11 @@ use axum::Json;
 
 use super::binary;
 use super::error::ApiError;
+use super::layers::Answered;
 use super::oip_types::*;
 use super::openapi::{BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable};
-use super::submit;
-use super::Runtime;
-use crate::model::InputSpec;
+use crate::input::normalise;
+use crate::service::Runtime;
 
 /// Output names, in the order they are returned.
 pub const OUTPUTS: [&str; 4] = ["probabilities", "label", "confidence", "exit_position"];
@@ -209,37 +208,6 @@ fn decode(rt: &Runtime, input: &InferInput, binary: Option<&[u8]>) -> Result<(Ve
     Ok((normalise(&m.input, &input.datatype, raw)?, n))
 }
 
-/// Checks raw pixels of an accepted datatype (`UINT8`: integers 0–255; `FP32`: scaled to
-/// [0, 1]) and normalises them with the manifest's per-channel mean and std; `raw` is NCHW.
-/// Every route's pixels go through here, so all routes feed the model the same numbers.
-pub fn normalise(spec: &InputSpec, datatype: &str, raw: &[f64]) -> Result<Vec<f32>, ApiError> {
-    let [c, h, w] = spec.shape;
-    let bad = |s: String| Err(ApiError::BadRequest(s));
-    let scale = match datatype {
-        "UINT8" => {
-            if let Some(v) = raw.iter().find(|v| !(0.0..=255.0).contains(*v) || v.fract() != 0.0) {
-                return bad(format!("UINT8 data must be integers 0-255, found {v}"));
-            }
-            1.0 / 255.0
-        }
-        "FP32" => {
-            if let Some(v) = raw.iter().find(|v| !(v.is_finite() && (0.0..=1.0).contains(*v))) {
-                return bad(format!("FP32 data must be pixels scaled to [0, 1], found {v}"));
-            }
-            1.0
-        }
-        other => {
-            return bad(format!("datatype {other:?} is not accepted; send UINT8 (0-255) or FP32 ([0, 1])"))
-        }
-    };
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, v) in raw.iter().enumerate() {
-        let ch = (i / (h * w)) % c;
-        out.push(((*v * scale) as f32 - spec.mean[ch]) / spec.std[ch]);
-    }
-    Ok(out)
-}
-
 /// `POST /v2/models/{name}/infer`: classifies a batch of images on the active configuration.
 #[utoipa::path(
     post,
@@ -276,27 +244,13 @@ pub async fn infer(
     State(rt): State<Arc<Runtime>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let start = Instant::now();
-    let body = submit::read_body(body, rt.max_body_bytes).await;
-    let result = infer_inner(&rt, &name, &headers, body).await;
-    submit::count(&rt, start, result)
-}
-
-async fn infer_inner(
-    rt: &Runtime,
-    name: &str,
-    headers: &HeaderMap,
-    body: Result<Bytes, ApiError>,
-) -> Result<(Response, usize), ApiError> {
-    check_model(rt, name)?;
-    let body = body?;
+    check_model(&rt, &name)?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("empty body; send an OIP v2 infer request (JSON)".into()));
     }
-    submit::refuse_if_full(rt)?;
-    let (header, mut tail) = binary::split(headers, &body)?;
+    let (header, mut tail) = binary::split(&headers, &body)?;
     let req: InferRequest = serde_json::from_slice(header)
         .map_err(|e| ApiError::BadRequest(format!("invalid infer request: {e}")))?;
     if req.inputs.len() != 1 {
@@ -328,8 +282,8 @@ async fn infer_inner(
             tail.len()
         )));
     }
-    let (x, n) = decode(rt, input, bin)?;
-    let out = submit::run(rt, x, n).await?;
+    let (x, n) = decode(&rt, input, bin)?;
+    let out = rt.infer(x, n).await?;
     let classes = rt.bundle.manifest.backbone.num_classes;
     let mut outputs = Vec::new();
     let mut blob = Vec::new();
@@ -353,5 +307,5 @@ async fn infer_inner(
         outputs,
         parameters: InferParams { config_id: out.config_id, config_generation: out.generation },
     };
-    Ok((binary::response(&resp, blob), n))
+    Ok(Answered::mark(n, binary::response(&resp, blob)))
 }

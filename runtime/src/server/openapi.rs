@@ -1,14 +1,11 @@
 //! The OpenAPI 3.1 documents of both ports, served at `GET /openapi.json` on each.
 //!
 //! Each port's router is built with `utoipa_axum` from handlers annotated with
-//! `#[utoipa::path]`, so a route cannot be served without being documented; this module holds
-//! what the handlers share: document info, reusable error responses (all with the `ErrorBody`
-//! schema, the one body every `ApiError` answers with) and the document handlers.
+//! `#[utoipa::path]`, so a route cannot be served without being documented (`routes.rs` builds
+//! both and serves the documents); this module holds what the handlers share: document info and
+//! reusable error responses (all with the `ErrorBody` schema, the one body every `ApiError`
+//! answers with).
 
-use std::sync::LazyLock;
-
-use axum::http::header;
-use axum::response::IntoResponse;
 use dyce_api::ErrorBody;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::OpenApi as Document;
@@ -121,52 +118,4 @@ impl Modify for BearerAuth {
             SecurityRequirement::default(),
         ]);
     }
-}
-
-/// The data port's document.
-pub fn data_document() -> Document {
-    super::data_routes().into_openapi()
-}
-
-/// The admin port's document.
-pub fn admin_document() -> Document {
-    super::admin_routes().into_openapi()
-}
-
-/// The document as committed in docs/: pretty-printed with a trailing newline.
-pub fn to_text(doc: &Document) -> String {
-    let mut text = doc.to_pretty_json().expect("an OpenAPI document serialises");
-    text.push('\n');
-    text
-}
-
-// Built once: the documents depend on the code only, not on the model or the settings.
-static DATA_TEXT: LazyLock<String> = LazyLock::new(|| to_text(&data_document()));
-static ADMIN_TEXT: LazyLock<String> = LazyLock::new(|| to_text(&admin_document()));
-
-/// `GET /openapi.json` on the data port: this port's OpenAPI document.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "meta",
-    responses((status = 200, description = "This document (OpenAPI 3.1).", body = Object))
-)]
-pub async fn data_openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], DATA_TEXT.as_str())
-}
-
-/// `GET /openapi.json` on the admin port: this port's OpenAPI document.
-///
-/// Behind the bearer check like every admin route.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "meta",
-    responses(
-        (status = 200, description = "This document (OpenAPI 3.1).", body = Object),
-        (status = 401, response = Unauthorized)
-    )
-)]
-pub async fn admin_openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], ADMIN_TEXT.as_str())
 }

@@ -1,0 +1,150 @@
+//! What every request of a port goes through, as tower layers, outermost first.
+//!
+//! Whole port ([`traced`]):
+//! 1. `SetRequestId`: every request has an `x-request-id` (the client's, else a fresh UUID)
+//!    before anything logs, so all that follows can name it.
+//! 2. `Trace`: one span per request, carrying the id; on the outside, so the layers below and
+//!    their refusals are inside it.
+//! 3. `PropagateRequestId`: the id goes back in the response whoever answered (a handler, a
+//!    layer's refusal, the router's 404), so a client can quote it.
+//!
+//! Inference routes ([`inference`]), inside those:
+//! 4. request metrics: outcome and latency of every inference request; outside the three below,
+//!    so their refusals (timeout, 413, 429) are counted too;
+//! 5. timeout (`--request-timeout`, off by default): outside the body limit, so a slow body
+//!    counts against it, and outside admission, so a request waiting in the queue does too;
+//! 6. body limit: the body is read whole under `--max-body-bytes` (JSON 413 beyond it) before
+//!    admission, so the refused client still sending reads its answer, not a reset connection;
+//! 7. admission: 429 at once when the queue is full, before the body is parsed: under overload
+//!    the CPU goes to the model, not to parsing requests that will be refused anyway.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::Response;
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
+
+use super::error::ApiError;
+use crate::service::Runtime;
+
+/// Header carrying a request's id, in both directions.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Bodies up to this size are read to the end even when over the limit, so that the client,
+/// still sending, gets the 413 instead of a reset connection; larger ones are cut off.
+const DRAIN_LIMIT: usize = 128 << 20;
+
+/// Marks an inference answer with the images it carried, for the request metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered(pub usize);
+
+impl Answered {
+    /// `response`, marked as the answer for `images` images.
+    pub fn mark(images: usize, mut response: Response) -> Response {
+        response.extensions_mut().insert(Answered(images));
+        response
+    }
+}
+
+/// Request ids, tracing and the id in the response: layers 1–3 above, on a whole port.
+pub fn traced<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    let span = |req: &Request| {
+        let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), id)
+    };
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(span)
+                    // A 5xx is already an answer with a reason (shutting down, a failed batch):
+                    // not worth an error line per request.
+                    .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+    )
+}
+
+/// Layers 4–7 above, on the inference routes of `router`.
+pub fn inference(router: OpenApiRouter<Arc<Runtime>>, rt: &Arc<Runtime>) -> OpenApiRouter<Arc<Runtime>> {
+    router.route_layer(
+        ServiceBuilder::new()
+            .layer(from_fn_with_state(rt.clone(), request_metrics))
+            .layer(from_fn_with_state(rt.clone(), timeout))
+            .layer(from_fn_with_state(rt.clone(), body_limit))
+            .layer(from_fn_with_state(rt.clone(), admission)),
+    )
+}
+
+/// Counts a finished request by outcome and, when answered, its latency over its images.
+async fn request_metrics(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let mut resp = next.run(req).await;
+    let status = resp.status();
+    let outcome = if status.is_success() {
+        "ok"
+    } else if status == StatusCode::TOO_MANY_REQUESTS {
+        "shed"
+    } else if status.is_client_error() {
+        "bad_request"
+    } else {
+        "error"
+    };
+    let answered = resp.extensions_mut().remove::<Answered>().filter(|_| status.is_success());
+    rt.record_request(outcome, answered.map(|a| a.0), start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Fails with 503 when the request takes longer than `--request-timeout` (dropping it drops its
+/// queued job, which the model thread then skips).
+async fn timeout(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(limit) = rt.request_timeout else { return Ok(next.run(req).await) };
+    tokio::time::timeout(limit, next.run(req))
+        .await
+        .map_err(|_| ApiError::Unavailable(format!("no answer within the request timeout of {limit:?}")))
+}
+
+/// Reads the whole body under the limit before anything else looks at it.
+async fn body_limit(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, rt.max_body_bytes).await?;
+    Ok(next.run(Request::from_parts(parts, Body::from(bytes))).await)
+}
+
+/// Refuses at once (429) when the queue has no room for even one image.
+async fn admission(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Result<Response, ApiError> {
+    rt.admit()?;
+    Ok(next.run(req).await)
+}
+
+/// Reads at most `limit` bytes; over that, discards the rest (up to `DRAIN_LIMIT`) and fails.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let (mut buf, mut seen) = (Vec::new(), 0usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        seen += chunk.len();
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::TooLarge(format!(
+            "request body of {seen}+ bytes is over the limit of {limit} bytes"
+        )));
+    }
+    Ok(Bytes::from(buf))
+}

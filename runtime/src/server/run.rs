@@ -1,0 +1,95 @@
+//! Start-up and shutdown of a runtime's two ports: what `dyce serve`, `dyce up` and `dyce demo`
+//! run. One cancellation token stops everything.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::routes::{admin_router, data_router};
+use crate::model::Bundle;
+use crate::service::{start, warm_up, Runtime, ServeConfig, ServeError};
+
+/// A started runtime (model thread running) bound to its two ports, not serving yet.
+pub struct Server {
+    rt: Arc<Runtime>,
+    model_thread: JoinHandle<()>,
+    data: TcpListener,
+    admin: TcpListener,
+    max_batch: usize,
+}
+
+impl Server {
+    /// Loads the engine for `bundle` and starts the model thread.
+    pub fn new(
+        bundle: Bundle,
+        cfg: &ServeConfig,
+        data: TcpListener,
+        admin: TcpListener,
+    ) -> Result<Self, ServeError> {
+        let (rt, model_thread) = start(bundle, cfg)?;
+        Ok(Self { rt, model_thread, data, admin, max_batch: cfg.max_batch })
+    }
+
+    /// The bound addresses: data port, admin port (tests and scripts bind port 0).
+    pub fn local_addrs(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
+        Ok((self.data.local_addr()?, self.admin.local_addr()?))
+    }
+
+    /// The runtime the ports serve.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.rt
+    }
+
+    /// Warms up in the background (ready when done) and serves both ports until `shutdown` is
+    /// cancelled; then finishes in-flight requests, drains the queue and joins the model thread.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
+        let (d, a) = self.local_addrs()?;
+        tracing::info!(data = %d, admin = %a, model = %self.rt.bundle.manifest.name, "listening");
+        let warm = self.rt.clone();
+        let max_batch = self.max_batch;
+        tokio::spawn(async move {
+            match warm_up(&warm, max_batch).await {
+                Ok(()) => tracing::info!("ready"),
+                Err(e) => tracing::error!(error = %e, "warm-up failed"),
+            }
+        });
+        serve(self.rt, self.data, self.admin, shutdown).await?;
+        let thread = self.model_thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        Ok(())
+    }
+}
+
+/// Starts a runtime on `bundle` and serves it until `shutdown` is cancelled.
+pub async fn run(
+    bundle: Bundle,
+    cfg: &ServeConfig,
+    data: TcpListener,
+    admin: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    Server::new(bundle, cfg, data, admin)?.run(shutdown).await
+}
+
+/// Serves both ports of `rt` until `shutdown` is cancelled, then finishes in-flight requests
+/// and closes the queue (the model thread drains it and exits).
+pub async fn serve(
+    rt: Arc<Runtime>,
+    data: TcpListener,
+    admin: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let data_srv =
+        axum::serve(data, data_router(rt.clone())).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let admin_srv =
+        axum::serve(admin, admin_router(rt.clone())).with_graceful_shutdown(shutdown.cancelled_owned());
+    let (a, b) = tokio::join!(data_srv.into_future(), admin_srv.into_future());
+    a?;
+    b?;
+    rt.queue.close();
+    Ok(())
+}

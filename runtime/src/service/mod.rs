@@ -1,0 +1,10 @@
+//! The runtime service, whatever the protocol: [`Runtime`] holds the model queue, the active
+//! configuration, the load window and the metrics, and [`Runtime::infer`] is the one entry point
+//! every inference route calls (admission, load accounting, the wait for the batch). The HTTP
+//! layer (`crate::server`) only translates.
+
+pub mod load;
+pub mod metrics;
+mod runtime;
+
+pub use runtime::{start, warm_up, Runtime, ServeConfig, ServeError};

@@ -1,0 +1,206 @@
+//! The runtime: engine, model thread, load window and metrics, and the entry point every
+//! protocol calls.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::load::SharedWindow;
+use super::metrics::{ConfigLabel, Metrics, OutcomeLabel};
+use crate::engine::queue::{self, BatchObserver, JobOutput, ModelQueue, QueueConfig, SubmitError};
+use crate::engine::{default_pool, ConfigSwitch, EngineError, FastBackend, SampleResult};
+use crate::model::Bundle;
+
+/// Settings of a runtime (everything `dyce serve` takes besides addresses and the model).
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Most images per batch.
+    pub max_batch: usize,
+    /// Most images admitted at once; beyond that requests get 429.
+    pub max_queued: usize,
+    /// Kernel threads (default: the CPUs available to the process).
+    pub threads: Option<usize>,
+    /// Bearer token required on the admin port.
+    pub admin_token: Option<String>,
+    /// Window of `/v1/load` statistics.
+    pub load_window: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Longest an inference request may take, body and queue included (none by default).
+    pub request_timeout: Option<Duration>,
+    /// Config to start on (default: the full model).
+    pub initial_config: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 32,
+            max_queued: 256,
+            threads: None,
+            admin_token: None,
+            load_window: Duration::from_secs(2),
+            max_body_bytes: 8 << 20,
+            request_timeout: None,
+            initial_config: None,
+        }
+    }
+}
+
+/// Errors starting a runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The engine could not be built.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A listener failed.
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// State shared by every handler.
+pub struct Runtime {
+    /// The served bundle.
+    pub bundle: Arc<Bundle>,
+    /// The active configuration.
+    pub switch: Arc<ConfigSwitch>,
+    /// The model thread's queue.
+    pub queue: ModelQueue,
+    /// Window statistics.
+    pub load: Arc<SharedWindow>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Bearer token of the admin port.
+    pub admin_token: Option<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Longest an inference request may take.
+    pub request_timeout: Option<Duration>,
+    ready: AtomicBool,
+}
+
+impl Runtime {
+    /// Whether the model is loaded and warmed up.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Refuses at once when the queue has no room for even one image: lets a server refuse a
+    /// request before the work of parsing it. The load window counts such a refusal as one shed
+    /// image (the count is not known unparsed).
+    pub fn admit(&self) -> Result<(), SubmitError> {
+        self.queue.check_room().inspect_err(|_| self.load.shed(1))
+    }
+
+    /// The one entry point of inference: admits `n` normalised images (refused at once when the
+    /// queue is full) and waits for the batch they ran in; counts arrivals and refusals in the
+    /// load window and the time queued in the metrics.
+    pub async fn infer(&self, x: Vec<f32>, n: usize) -> Result<JobOutput, SubmitError> {
+        let admitted = self.queue.submit(x, n);
+        match &admitted {
+            Ok(_) => self.load.arrived(n),
+            Err(SubmitError::Overloaded { .. }) => self.load.shed(n),
+            Err(_) => {}
+        }
+        let out = admitted?.await.map_err(|_| SubmitError::Stopped)??;
+        self.metrics.queue_duration.observe(out.queue_seconds);
+        Ok(out)
+    }
+
+    /// A finished inference request: counted by outcome (ok, shed, bad_request, error) and, when
+    /// it answered `images`, its latency.
+    pub fn record_request(&self, outcome: &'static str, images: Option<usize>, seconds: f64) {
+        self.metrics.requests.get_or_create(&OutcomeLabel { outcome }).inc();
+        if let Some(n) = images {
+            self.metrics.request_duration.observe(seconds);
+            self.load.completed(n, seconds);
+        }
+    }
+
+    /// Updates the config metrics after a switch away from `previous`.
+    pub fn note_switch(&self, previous: &str) {
+        self.metrics.switches.inc();
+        self.metrics.active_config.get_or_create(&ConfigLabel { config: previous.to_string() }).set(0);
+        self.publish_active();
+    }
+
+    fn publish_active(&self) {
+        let c = self.switch.current();
+        self.metrics.active_config.get_or_create(&ConfigLabel { config: c.id.clone() }).set(1);
+        self.metrics.generation.set(c.generation as i64);
+        if let Some(e) = self.bundle.configs.get(&c.id) {
+            self.metrics.expected_accuracy.set(e.expected_accuracy.unwrap_or(f64::NAN));
+            self.metrics.macs_ratio.set(e.macs_ratio.unwrap_or(f64::NAN));
+        }
+    }
+}
+
+struct Observer {
+    load: Arc<SharedWindow>,
+    metrics: Arc<Metrics>,
+}
+
+impl BatchObserver for Observer {
+    fn batch(&self, config_id: &str, images: usize, seconds: f64, results: &[SampleResult], dropped: usize) {
+        if dropped > 0 {
+            self.metrics
+                .requests
+                .get_or_create(&OutcomeLabel { outcome: "cancelled" })
+                .inc_by(dropped as u64);
+        }
+        if images > 0 {
+            self.load.batch(config_id, images, seconds);
+            self.metrics.batch(images, seconds, results);
+        }
+    }
+}
+
+/// Loads the engine and starts the model thread; the runtime is live at once and becomes ready
+/// after `warm_up`.
+pub fn start(
+    bundle: Bundle,
+    cfg: &ServeConfig,
+) -> Result<(Arc<Runtime>, std::thread::JoinHandle<()>), ServeError> {
+    let bundle = Arc::new(bundle);
+    let initial = cfg.initial_config.clone().unwrap_or_else(|| dyce_api::FULL_CONFIG_ID.to_string());
+    let switch = Arc::new(ConfigSwitch::new(bundle.clone(), &initial)?);
+    let backend = FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(cfg.threads)?)?;
+    let load = Arc::new(SharedWindow::new(cfg.load_window, cfg.max_batch));
+    let metrics = Arc::new(Metrics::new());
+    let observer = Arc::new(Observer { load: load.clone(), metrics: metrics.clone() });
+    let qcfg =
+        QueueConfig { max_batch: cfg.max_batch.max(1), max_queued: cfg.max_queued.max(cfg.max_batch).max(1) };
+    let (queue, handle) = queue::spawn(bundle.clone(), switch.clone(), backend, qcfg, observer);
+    let rt = Arc::new(Runtime {
+        bundle,
+        switch,
+        queue,
+        load,
+        metrics,
+        admin_token: cfg.admin_token.clone(),
+        max_body_bytes: cfg.max_body_bytes,
+        request_timeout: cfg.request_timeout,
+        ready: AtomicBool::new(false),
+    });
+    rt.publish_active();
+    Ok((rt, handle))
+}
+
+/// Runs one batch of every size up to `max_batch` (powers of two and the maximum), so the
+/// arena has grown and the first real requests see steady-state latency; then marks ready.
+pub async fn warm_up(rt: &Runtime, max_batch: usize) -> Result<(), ServeError> {
+    let per = rt.queue.per_image();
+    let mut sizes: Vec<usize> =
+        std::iter::successors(Some(1usize), |b| Some(b * 2)).take_while(|&b| b < max_batch).collect();
+    // Three full batches seed the cost-at-capacity estimate of /v1/load, so a controller has a
+    // measured capacity before the first burst.
+    sizes.extend([max_batch.max(1); 3]);
+    for b in sizes {
+        rt.queue
+            .infer(vec![0.0; b * per], b)
+            .await
+            .map_err(|e| EngineError::Tensor(format!("warm-up: {e}")))?;
+    }
+    rt.ready.store(true, Ordering::Release);
+    Ok(())
+}
