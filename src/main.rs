@@ -1,19 +1,12 @@
-//! The `dyce` command line.
+//! The `dyce` command line: the product's commands (`cmd/`) and the developer tools (`tools/`).
 
-mod bench;
-mod bench_backbone;
-mod bench_profile;
-mod calibrate;
-mod control;
-mod control_kube;
-mod demo;
-mod inspect;
-mod load;
-mod serve;
-mod train;
-mod up;
+mod cmd;
+mod tools;
 
 use clap::{Parser, Subcommand};
+
+use cmd::{calibrate, control, inspect, serve, train, up};
+use tools::{bench, bench_backbone, demo, load};
 
 /// dyce: early-exit CNN serving that trades a little accuracy for latency under load.
 #[derive(Parser, Debug)]

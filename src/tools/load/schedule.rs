@@ -97,7 +97,7 @@ impl Iterator for Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::profile::Profile;
+    use crate::tools::load::profile::Profile;
 
     fn times(profile: &str, duration: f64, arrivals: Arrivals, seed: u64) -> Vec<f64> {
         Schedule::new(&Profile::parse(profile).unwrap().curve(duration), arrivals, seed).collect()

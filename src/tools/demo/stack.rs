@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::serve::{bind, serve_on};
+use crate::cmd::serve::{bind, serve_on};
 
 /// How long a fresh runtime may take to load and warm up.
 const READY_WAIT: Duration = Duration::from_secs(60);

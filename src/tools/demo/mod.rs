@@ -22,8 +22,8 @@ use clap::Args;
 use dyce_control_core::ladder::Ladder;
 use dyce_datasets as data;
 
-use crate::load::client::Encoding;
-use crate::serve::load_bundle;
+use crate::cmd::serve::load_bundle;
+use crate::tools::load::client::Encoding;
 use runs::Variant;
 
 /// Arguments of `dyce demo`.
@@ -80,7 +80,7 @@ pub struct DemoArgs {
     #[arg(long, env = "DYCE_DATA", default_value = data::DEFAULT_DIR)]
     data: PathBuf,
     #[command(flatten)]
-    engine: crate::serve::EngineFlags,
+    engine: crate::cmd::serve::EngineFlags,
 }
 
 /// The checked scenario: every duration already scaled.
@@ -152,7 +152,7 @@ impl DemoArgs {
 /// Runs `dyce demo`.
 pub fn run(args: &DemoArgs) -> Result<()> {
     let sc = args.scenario()?;
-    let policy = crate::up::policy_or_default(args.policy.as_deref())?;
+    let policy = crate::cmd::up::policy_or_default(args.policy.as_deref())?;
     // Local inputs first: a missing data set fails before anything starts.
     let images = Arc::new(data::load(&args.data)?.test);
     ensure!(!images.is_empty(), "{}: the test split is empty", args.data.display());

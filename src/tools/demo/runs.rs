@@ -20,9 +20,9 @@ use super::analysis::{Change, RunData};
 use super::capacity::{probe, Probe};
 use super::stack::{poll_config, Stack};
 use super::Scenario;
-use crate::load::profile::Profile;
-use crate::load::schedule::Arrivals;
-use crate::load::{run_load, LoadConfig};
+use crate::tools::load::profile::Profile;
+use crate::tools::load::schedule::Arrivals;
+use crate::tools::load::{run_load, LoadConfig};
 
 /// How often the runtime's active config is polled: the resolution of the applied reaction time.
 const POLL_EVERY: Duration = Duration::from_millis(20);

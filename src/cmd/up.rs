@@ -10,10 +10,10 @@ use clap::Args;
 use dyce_control_core::policy::PolicyDocument;
 use dyce_controller::local::{run_local, LocalConfig};
 
-use crate::serve::{bind, load_bundle, serve_on, shutdown_signal};
+use crate::cmd::serve::{bind, load_bundle, serve_on, shutdown_signal};
 
 /// The policy `dyce up` uses unless given another.
-pub const DEFAULT_POLICY: &str = include_str!("../policies/default.yaml");
+pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.yaml");
 
 /// Arguments of `dyce up`.
 #[derive(Args, Debug)]
@@ -34,7 +34,7 @@ pub struct UpArgs {
     #[arg(long, env = "DYCE_CONTROLLER_ADDR", default_value = "127.0.0.1:9100")]
     controller_addr: SocketAddr,
     #[command(flatten)]
-    engine: crate::serve::EngineFlags,
+    engine: crate::cmd::serve::EngineFlags,
 }
 
 /// The policy file at `path`, or the built-in default policy.

@@ -8,7 +8,7 @@ use clap::Args;
 use dyce_controller::kube::lease::LeaseConfig;
 use dyce_controller::kube::{connect, run_kubernetes, KubeConfig};
 
-use crate::serve::shutdown_signal;
+use crate::cmd::serve::shutdown_signal;
 
 /// Flags of Kubernetes mode (ignored without `--kubernetes`).
 #[derive(Args, Debug)]

@@ -15,7 +15,7 @@ use super::plot::{self, RunSeries};
 use super::runs::Capacity;
 use super::simulation::SimOutcome;
 use super::Scenario;
-use crate::load::record::{LogFormat, LogWriter};
+use crate::tools::load::record::{LogFormat, LogWriter};
 
 /// Everything the report is made of.
 pub struct Input<'a> {

@@ -8,7 +8,7 @@ use dyce_runtime::model::Manifest;
 use serde_json::{json, Value};
 
 use super::stack::ConfigSample;
-use crate::load::record::{Outcome, Record};
+use crate::tools::load::record::{Outcome, Record};
 use dyce_api::stats::quantile;
 
 /// A controller decision that changed the config, on the run's time axis.

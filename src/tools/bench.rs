@@ -15,7 +15,7 @@ use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig}
 use dyce_runtime::model::Bundle;
 use serde_json::json;
 
-use crate::bench_profile::{profile, ProfileRun};
+use crate::tools::bench_profile::{profile, ProfileRun};
 
 /// Arguments of `dyce bench`.
 #[derive(Args, Debug)]

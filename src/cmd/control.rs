@@ -13,7 +13,7 @@ use dyce_control_core::sim::{simulate, SimConfig, Trace};
 use dyce_controller::local::{run_local, LocalConfig};
 use dyce_controller::prom::PromConfig;
 
-use crate::serve::{read_token, shutdown_signal};
+use crate::cmd::serve::{read_token, shutdown_signal};
 
 /// Arguments of `dyce control`.
 #[derive(Args, Debug)]
@@ -60,7 +60,7 @@ pub struct RunArgs {
     #[arg(long, env = "DYCE_PROMETHEUS_WINDOW", default_value_t = 10)]
     prometheus_window: u64,
     #[command(flatten)]
-    kube: crate::control_kube::KubeArgs,
+    kube: crate::cmd::control_kube::KubeArgs,
 }
 
 /// Arguments of `dyce control simulate`.
@@ -132,7 +132,7 @@ pub fn run(args: &ControlArgs) -> Result<()> {
     }
     let a = &args.run;
     if a.kube.kubernetes {
-        return crate::control_kube::run(
+        return crate::cmd::control_kube::run(
             &a.kube,
             a.listen,
             read_token(a.admin_token_file.as_deref())?,
@@ -180,7 +180,7 @@ fn parse_trace(spec: &str, capacity: f64) -> Result<Trace> {
 
 fn simulate_cmd(a: &SimulateArgs) -> Result<()> {
     let doc = load_policy(&a.policy)?;
-    let bundle = crate::serve::load_bundle(a.model.as_deref())?;
+    let bundle = crate::cmd::serve::load_bundle(a.model.as_deref())?;
     let ladder = Ladder::new(&bundle.configs, doc.spec.accuracy_floor)?;
     if !(a.capacity.is_finite() && a.capacity > 0.0) || a.runtimes == 0 {
         bail!("--capacity and --runtimes must be positive");

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use dyce_datasets::Images;
 
-use crate::load::client;
-use crate::load::record::{Outcome, Record};
+use crate::tools::load::client;
+use crate::tools::load::record::{Outcome, Record};
 
 /// Requests outstanding during the probe: two full batches, so the model thread never waits for
 /// work and batches are full, without filling the admission queue.
