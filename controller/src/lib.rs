@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod policy_loop;
 pub mod poll;
 pub mod prom;
+pub mod server;
 
 pub use dyce_api as api;
 pub use dyce_control_core as core;

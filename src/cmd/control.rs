@@ -13,7 +13,7 @@ use dyce_control_core::sim::{simulate, SimConfig, Trace};
 use dyce_controller::local::{run_local, LocalConfig};
 use dyce_controller::prom::PromConfig;
 
-use crate::cmd::serve::{read_token, shutdown_signal};
+use crate::cmd::serve::{cancel_on_signal, read_token};
 
 /// Arguments of `dyce control`.
 #[derive(Args, Debug)]
@@ -156,7 +156,7 @@ pub fn run(args: &ControlArgs) -> Result<()> {
         let listener =
             tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
         println!("{}", serde_json::json!({"controller": listener.local_addr()?.to_string()}));
-        run_local(cfg, listener, shutdown_signal()).await?;
+        run_local(cfg, listener, cancel_on_signal()).await?;
         anyhow::Ok(())
     })
 }

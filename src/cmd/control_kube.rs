@@ -8,7 +8,7 @@ use clap::Args;
 use dyce_controller::kube::lease::LeaseConfig;
 use dyce_controller::kube::{connect, run_kubernetes, KubeConfig};
 
-use crate::cmd::serve::shutdown_signal;
+use crate::cmd::serve::cancel_on_signal;
 
 /// Flags of Kubernetes mode (ignored without `--kubernetes`).
 #[derive(Args, Debug)]
@@ -91,7 +91,7 @@ pub fn run(a: &KubeArgs, listen: SocketAddr, admin_token: Option<String>, dry_ru
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         println!("{}", serde_json::json!({"controller": listener.local_addr()?.to_string()}));
-        run_kubernetes(cfg, client, listener, shutdown_signal()).await?;
+        run_kubernetes(cfg, client, listener, cancel_on_signal()).await?;
         anyhow::Ok(())
     })
 }

@@ -5,5 +5,6 @@ pub mod control;
 pub mod control_kube;
 pub mod inspect;
 pub mod serve;
+pub mod stack;
 pub mod train;
 pub mod up;

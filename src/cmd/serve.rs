@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dyce_runtime::model::Bundle;
-use dyce_runtime::server;
+use dyce_runtime::server::Server;
 use dyce_runtime::service::ServeConfig;
+use tokio_util::sync::CancellationToken;
 
 /// Arguments of `dyce serve`.
 #[derive(Args, Debug, Clone)]
@@ -69,8 +70,20 @@ impl EngineFlags {
     }
 }
 
+/// A token cancelled on SIGTERM or Ctrl-C: what stops every server and loop of the process.
+/// Call it inside a tokio runtime.
+pub fn cancel_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        cancel.cancel();
+    });
+    token
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
+async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -132,28 +145,6 @@ impl ServeArgs {
     }
 }
 
-/// Serves `bundle` on the two listeners until `shutdown`, then drains and stops the model
-/// thread. Prints one JSON line with the bound addresses (tests and scripts bind port 0).
-pub async fn serve_on(
-    bundle: Bundle,
-    cfg: ServeConfig,
-    data: tokio::net::TcpListener,
-    admin: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let server = server::Server::new(bundle, &cfg, data, admin)?;
-    let (d, a) = server.local_addrs()?;
-    println!("{}", serde_json::json!({"data": d.to_string(), "admin": a.to_string()}));
-    let token = tokio_util::sync::CancellationToken::new();
-    let stop = token.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stop.cancel();
-    });
-    server.run(token).await?;
-    Ok(())
-}
-
 /// Binds an address, naming it on failure.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))
@@ -167,6 +158,11 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     tokio.block_on(async move {
         let data = bind(args.data_addr).await?;
         let admin = bind(args.admin_addr).await?;
-        serve_on(bundle, cfg, data, admin, shutdown_signal()).await
+        let server = Server::new(bundle, &cfg, data, admin)?;
+        // One JSON line with the bound addresses: tests and scripts bind port 0.
+        let (d, a) = server.local_addrs()?;
+        println!("{}", serde_json::json!({"data": d.to_string(), "admin": a.to_string()}));
+        server.run(cancel_on_signal()).await?;
+        Ok(())
     })
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use dyce_control_core::policy::PolicyDocument;
-use dyce_controller::local::{run_local, LocalConfig};
 
-use crate::cmd::serve::{bind, load_bundle, serve_on, shutdown_signal};
+use crate::cmd::serve::{bind, cancel_on_signal, load_bundle};
+use crate::cmd::stack::{Listeners, Stack};
 
 /// The policy `dyce up` uses unless given another.
 pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.yaml");
@@ -53,31 +53,18 @@ pub fn run(args: &UpArgs) -> Result<()> {
     let cfg = args.engine.serve_config();
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     tokio.block_on(async move {
+        let stop = cancel_on_signal();
         let data = bind(args.data_addr).await?;
         let admin = bind(args.admin_addr).await?;
         let ctl = bind(args.controller_addr).await?;
-        let admin_url = format!("http://{}", admin.local_addr()?);
         println!("{}", serde_json::json!({"controller": ctl.local_addr()?.to_string()}));
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let runtime = tokio::spawn(serve_on(bundle, cfg, data, admin, stopped()));
-        let local =
-            LocalConfig { policy, runtimes: vec![admin_url], admin_token: None, dry_run: false, prometheus: None };
-        let controller = tokio::spawn(run_local(local, ctl, stopped()));
+        let listeners = Listeners { data, admin, controller: Some(ctl) };
+        let stack = Stack::start(bundle, &cfg, Some(policy), listeners, stop)?;
         tokio::time::sleep(Duration::from_millis(50)).await;
         eprintln!(
             "dyce up: inference on http://{}/v2/models/{{model}}/infer; controller status on http://{}/v1/status; Ctrl-C stops",
             args.data_addr, args.controller_addr
         );
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-        runtime.await.context("runtime task")??;
-        controller.await.context("controller task")??;
-        anyhow::Ok(())
+        stack.join().await
     })
 }

@@ -7,14 +7,13 @@
 pub mod discovery;
 pub mod lease;
 pub mod resource;
-mod server;
 pub mod status;
 mod task;
+mod view;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -28,12 +27,14 @@ use kube::{Api, Client, ResourceExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ControllerMetrics;
-use crate::policy_loop::PolicyStatus;
+use crate::server;
 use dyce_control_core::policy::SloPolicySpec;
 use lease::{Elector, LeaseConfig};
 use resource::SloPolicy;
+use view::Cluster;
 
 /// Settings of the Kubernetes-mode controller.
 #[derive(Debug, Clone)]
@@ -77,16 +78,6 @@ pub enum KubeError {
     /// The HTTP endpoint failed.
     #[error("controller HTTP endpoint: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// What the HTTP endpoints read.
-#[derive(Clone)]
-struct Shared {
-    metrics: Arc<ControllerMetrics>,
-    statuses: Arc<Mutex<BTreeMap<String, PolicyStatus>>>,
-    synced: Arc<AtomicBool>,
-    leader: watch::Receiver<bool>,
-    identity: String,
 }
 
 /// Builds a client from `KUBECONFIG`, `~/.kube/config` or the in-cluster service account.
@@ -143,7 +134,7 @@ async fn lead(
     elector: Elector,
     tx: watch::Sender<bool>,
     metrics: Arc<ControllerMetrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let duration = elector.config().duration;
     let retry = (duration / 3).max(Duration::from_millis(200));
@@ -169,7 +160,7 @@ async fn lead(
         metrics.leader.set(i64::from(*tx.borrow()));
         tokio::select! {
             _ = tokio::time::sleep(retry) => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         }
     }
     if *tx.borrow() {
@@ -180,12 +171,12 @@ async fn lead(
     }
 }
 
-/// Runs until `shutdown` resolves.
+/// Runs until `shutdown` is cancelled.
 pub async fn run_kubernetes(
     cfg: KubeConfig,
     client: Client,
     listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: CancellationToken,
 ) -> Result<(), KubeError> {
     let ns = cfg.namespace.as_deref();
     let policies_api: Api<SloPolicy> = scoped(&client, ns);
@@ -200,13 +191,12 @@ pub async fn run_kubernetes(
 
     let metrics = Arc::new(ControllerMetrics::new());
     metrics.leader.set(0);
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (leader_tx, leader_rx) = watch::channel(false);
     let elector =
         Elector::new(Api::<Lease>::namespaced(client.clone(), &cfg.lease_namespace), cfg.lease.clone());
-    let leading = tokio::spawn(lead(elector, leader_tx, metrics.clone(), stop_rx.clone()));
+    let leading = tokio::spawn(lead(elector, leader_tx, metrics.clone(), shutdown.clone()));
 
-    let shared = Shared {
+    let shared = Cluster {
         metrics: metrics.clone(),
         statuses: Arc::default(),
         synced: Arc::default(),
@@ -214,21 +204,16 @@ pub async fn run_kubernetes(
         identity: cfg.lease.identity.clone(),
     };
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(server::serve(listener, shared.clone(), stop_rx.clone()));
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    let server = tokio::spawn(server::serve(listener, Arc::new(shared.clone()), shutdown.clone()));
     tracing::info!(%addr, namespace = ns.unwrap_or("(all)"), identity = %cfg.lease.identity, "controller started (kubernetes)");
 
-    let mut stop = stop_rx.clone();
     tokio::select! {
         r = async { tokio::try_join!(policies.wait_until_ready(), pods.wait_until_ready()) } => {
             if r.is_err() {
                 tracing::warn!("watch ended before it was ready");
             }
         }
-        _ = stop.wait_for(|s| *s) => {}
+        _ = shutdown.cancelled() => {}
     }
     shared.synced.store(true, Ordering::Relaxed);
 
@@ -249,7 +234,7 @@ pub async fn run_kubernetes(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = shutdown.cancelled() => break,
         }
         supervise(&ctx, &policies, &mut tasks);
     }

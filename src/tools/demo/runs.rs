@@ -18,8 +18,9 @@ use tokio::runtime::Runtime;
 
 use super::analysis::{Change, RunData};
 use super::capacity::{probe, Probe};
-use super::stack::{poll_config, Stack};
+use super::stack::{poll_config, put_config, status};
 use super::Scenario;
+use crate::cmd::stack::Stack;
 use crate::tools::load::profile::Profile;
 use crate::tools::load::schedule::Arrivals;
 use crate::tools::load::{run_load, LoadConfig};
@@ -98,7 +99,7 @@ impl Env {
     fn start(&self, initial: &str, controller: bool) -> Result<Stack> {
         let serve = ServeConfig { initial_config: Some(initial.to_string()), ..self.serve.clone() };
         let policy = controller.then(|| self.policy.clone());
-        self.stack_rt.block_on(Stack::start(self.bundle.clone(), serve, policy))
+        self.stack_rt.block_on(super::stack::start(self.bundle.clone(), serve, policy))
     }
 
     /// The capacity: given, or probed on the full model and then on the cheapest config.
@@ -115,7 +116,7 @@ impl Env {
         let probes = self.load_rt.block_on(async {
             let a =
                 probe(&stack.data_url, &model, self.images.clone(), sc.probe_seconds, sc.encoding).await?;
-            stack.put_config(cheapest).await?;
+            put_config(&stack, cheapest).await?;
             let b =
                 probe(&stack.data_url, &model, self.images.clone(), sc.probe_seconds, sc.encoding).await?;
             anyhow::Ok((a, b))
@@ -163,15 +164,15 @@ impl Env {
         };
         let stack = self.start(&v.initial, v.controller)?;
         let load = LoadConfig { url: stack.data_url.clone(), ..load };
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop = tokio_util::sync::CancellationToken::new();
         let origin = Instant::now();
         let (run, samples) = self.load_rt.block_on(async {
-            let poller = tokio::spawn(poll_config(stack.admin_url.clone(), origin, POLL_EVERY, stop_rx));
+            let poller = tokio::spawn(poll_config(stack.admin_url.clone(), origin, POLL_EVERY, stop.clone()));
             let run = run_load(&load, self.images.clone(), None).await;
-            let _ = stop_tx.send(true);
+            stop.cancel();
             (run, poller.await.unwrap_or_default())
         });
-        let status = self.load_rt.block_on(stack.status());
+        let status = self.load_rt.block_on(status(&stack));
         let controller_started = stack.controller.as_ref().map(|c| c.1);
         self.load_rt.block_on(stack.stop())?;
         let run = run.with_context(|| format!("run {}", v.name))?;

@@ -1,34 +1,21 @@
-//! One runtime and, optionally, a controller steering it, in this process on loopback ports
-//! (as `dyce up` runs them), plus the poller that watches the runtime's active config.
+//! The demo's view of a stack (`crate::cmd::stack`, what `dyce up` runs) on loopback ports:
+//! started and waited for, its controller's status read, its config switched by hand, and the
+//! poller that watches the runtime's active config.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dyce_control_core::policy::PolicyDocument;
-use dyce_controller::local::{run_local, LocalConfig};
 use dyce_runtime::model::Bundle;
 use dyce_runtime::service::ServeConfig;
 use serde_json::Value;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::cmd::serve::{bind, serve_on};
+use crate::cmd::serve::bind;
+use crate::cmd::stack::{Listeners, Stack};
 
 /// How long a fresh runtime may take to load and warm up.
 const READY_WAIT: Duration = Duration::from_secs(60);
-
-/// A running stack; [`Stack::stop`] shuts it down and waits for it.
-pub struct Stack {
-    /// Data port base URL.
-    pub data_url: String,
-    /// Admin port base URL.
-    pub admin_url: String,
-    /// The controller's base URL and the instant its clock (decision `at`) counts from.
-    pub controller: Option<(String, Instant)>,
-    stop: watch::Sender<bool>,
-    runtime: JoinHandle<Result<()>>,
-    controller_task: Option<JoinHandle<Result<(), dyce_controller::local::LocalError>>>,
-}
 
 /// A short-timeout HTTP client without proxies (a proxy would be measured as the server).
 pub fn http() -> Result<reqwest::Client> {
@@ -57,83 +44,48 @@ async fn wait_ok(http: &reqwest::Client, url: &str) -> Result<()> {
     Ok(())
 }
 
-impl Stack {
-    /// Starts a runtime on `bundle` and, with a policy, a controller steering it; returns once
-    /// the runtime is warm and the controller has made its first decision.
-    pub async fn start(bundle: Bundle, serve: ServeConfig, policy: Option<PolicyDocument>) -> Result<Stack> {
-        let data = bind("127.0.0.1:0".parse()?).await?;
-        let admin = bind("127.0.0.1:0".parse()?).await?;
-        let data_url = format!("http://{}", data.local_addr()?);
-        let admin_url = format!("http://{}", admin.local_addr()?);
-        let (stop, stop_rx) = watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let runtime = tokio::spawn(serve_on(bundle, serve, data, admin, stopped()));
-        let (controller, controller_task) = match policy {
-            Some(policy) => {
-                let listener = bind("127.0.0.1:0".parse()?).await?;
-                let url = format!("http://{}", listener.local_addr()?);
-                let cfg = LocalConfig {
-                    policy,
-                    runtimes: vec![admin_url.clone()],
-                    admin_token: None,
-                    dry_run: false,
-                    prometheus: None,
-                };
-                // The controller's clock starts when its task first runs, microseconds after
-                // this: decisions are placed on the load's time axis from here.
-                let started = Instant::now();
-                (Some((url, started)), Some(tokio::spawn(run_local(cfg, listener, stopped()))))
-            }
-            None => (None, None),
-        };
-        let stack = Stack { data_url, admin_url, controller, stop, runtime, controller_task };
-        let ready = async {
-            let http = http()?;
-            wait_ok(&http, &format!("{}/v2/health/ready", stack.data_url)).await?;
-            if let Some((url, _)) = &stack.controller {
-                wait_ok(&http, &format!("{url}/readyz")).await?;
-            }
-            anyhow::Ok(())
-        };
-        match ready.await {
-            Ok(()) => Ok(stack),
-            Err(e) => {
-                // Never leave a half-started stack serving behind an error.
-                let _ = stack.stop().await;
-                Err(e)
-            }
+/// Starts a runtime on `bundle` and, with a policy, a controller steering it, on loopback
+/// ports; returns once the runtime is warm and the controller has made its first decision.
+pub async fn start(bundle: Bundle, serve: ServeConfig, policy: Option<PolicyDocument>) -> Result<Stack> {
+    let loopback = || bind("127.0.0.1:0".parse().expect("an address"));
+    let controller = match &policy {
+        Some(_) => Some(loopback().await?),
+        None => None,
+    };
+    let listeners = Listeners { data: loopback().await?, admin: loopback().await?, controller };
+    let stack = Stack::start(bundle, &serve, policy, listeners, CancellationToken::new())?;
+    let ready = async {
+        let http = http()?;
+        wait_ok(&http, &format!("{}/v2/health/ready", stack.data_url)).await?;
+        if let Some((url, _)) = &stack.controller {
+            wait_ok(&http, &format!("{url}/readyz")).await?;
+        }
+        anyhow::Ok(())
+    };
+    match ready.await {
+        Ok(()) => Ok(stack),
+        Err(e) => {
+            // Never leave a half-started stack serving behind an error.
+            let _ = stack.stop().await;
+            Err(e)
         }
     }
+}
 
-    /// The controller's `/v1/status` (`None` without a controller).
-    pub async fn status(&self) -> Result<Option<Value>> {
-        let Some((url, _)) = &self.controller else { return Ok(None) };
-        let (code, v) = get_json(&http()?, &format!("{url}/v1/status")).await?;
-        anyhow::ensure!(code == 200, "{url}/v1/status answered HTTP {code}");
-        Ok(Some(v))
-    }
+/// The controller's `/v1/status` (`None` without a controller).
+pub async fn status(stack: &Stack) -> Result<Option<Value>> {
+    let Some((url, _)) = &stack.controller else { return Ok(None) };
+    let (code, v) = get_json(&http()?, &format!("{url}/v1/status")).await?;
+    anyhow::ensure!(code == 200, "{url}/v1/status answered HTTP {code}");
+    Ok(Some(v))
+}
 
-    /// Switches the runtime to config `id` (PUT /v1/config).
-    pub async fn put_config(&self, id: &str) -> Result<()> {
-        let url = format!("{}/v1/config", self.admin_url);
-        let resp = http()?.put(&url).json(&serde_json::json!({ "id": id })).send().await?;
-        anyhow::ensure!(resp.status().is_success(), "PUT {url} {id}: HTTP {}", resp.status());
-        Ok(())
-    }
-
-    /// Stops the controller and the runtime (which finishes in-flight requests) and waits.
-    pub async fn stop(self) -> Result<()> {
-        let _ = self.stop.send(true);
-        if let Some(c) = self.controller_task {
-            c.await.context("controller task")??;
-        }
-        self.runtime.await.context("runtime task")?
-    }
+/// Switches the runtime to config `id` (PUT /v1/config).
+pub async fn put_config(stack: &Stack, id: &str) -> Result<()> {
+    let url = format!("{}/v1/config", stack.admin_url);
+    let resp = http()?.put(&url).json(&serde_json::json!({ "id": id })).send().await?;
+    anyhow::ensure!(resp.status().is_success(), "PUT {url} {id}: HTTP {}", resp.status());
+    Ok(())
 }
 
 /// One observation of the runtime's active config.
@@ -154,14 +106,14 @@ impl ConfigSample {
     }
 }
 
-/// Polls `GET {admin}/v1/config` every `every` until `stop` turns true; keeps the first sample
-/// and every change, timed in seconds from `origin`. This is the ground truth of when a switch
-/// was applied, independent of what the controller says it decided.
+/// Polls `GET {admin}/v1/config` every `every` until `stop` is cancelled; keeps the first
+/// sample and every change, timed in seconds from `origin`. This is the ground truth of when a
+/// switch was applied, independent of what the controller says it decided.
 pub async fn poll_config(
     admin: String,
     origin: Instant,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Vec<ConfigSample> {
     let Ok(http) = http() else { return vec![] };
     let mut samples: Vec<ConfigSample> = Vec::new();
@@ -169,7 +121,7 @@ pub async fn poll_config(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         }
         let Ok((200, v)) = get_json(&http, &format!("{admin}/v1/config")).await else { continue };
         let (Some(id), Some(generation)) = (v["id"].as_str(), v["generation"].as_u64()) else { continue };
