@@ -8,7 +8,6 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
-use super::checks::Rendered;
 use super::render::*;
 use super::*;
 

@@ -192,3 +192,29 @@ pub fn typed<T: DeserializeOwned + Serialize>(obj: &Value) -> T {
     }
     value
 }
+
+/// One value set's rendered objects.
+pub struct Rendered {
+    pub name: String,
+    pub values: Value,
+    pub objects: Vec<Value>,
+}
+
+impl Rendered {
+    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.objects.iter().filter(|o| kind_of(o).1 == kind).collect()
+    }
+
+    pub fn count(&self, kind: &str) -> usize {
+        self.of_kind(kind).len()
+    }
+
+    /// A value of the set as given (not merged with the defaults).
+    pub fn value(&self, path: &str) -> Option<&Value> {
+        path.split('.').try_fold(&self.values, |v, k| v.get(k))
+    }
+
+    pub fn flag(&self, path: &str) -> Option<bool> {
+        self.value(path).and_then(Value::as_bool)
+    }
+}

@@ -20,6 +20,7 @@ mod onepass;
 mod ours;
 mod pareto;
 mod records;
+mod route;
 mod select;
 pub mod synthetic;
 mod uniform;

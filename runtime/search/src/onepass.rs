@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::brent::brent_minimize;
 use crate::eval::{Candidate, Config};
 use crate::objective::{LambdaGrid, Normalization};
-use crate::ours::{route, routed_objective, Workspace};
 use crate::pareto::pareto_front;
 use crate::records::Records;
+use crate::route::{route, routed_objective, Workspace};
 
 /// Parameters of [`onepass`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ mod analysis;
 mod capacity;
 mod plot;
 mod report;
+mod report_input;
 mod report_md;
 mod runs;
 mod simulation;
@@ -191,7 +192,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     }
     eprintln!("== simulation: HPA-like replica autoscaling with and without dyce ==");
     let sim = simulation::run(&policy, &ladder, capacity.full, &sc);
-    let input = report::Input {
+    let input = report_input::Input {
         scenario: &sc,
         policy: &policy,
         bundle: &bundle,

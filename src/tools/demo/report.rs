@@ -5,35 +5,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use dyce_control_core::policy::PolicyDocument;
-use dyce_runtime::model::Bundle;
-use dyce_runtime::service::ServeConfig;
 use serde_json::json;
 
-use super::analysis::{self, Costs, Row, RunData, Window};
+use super::analysis::{self, Costs, Row, Window};
 use super::plot::{self, RunSeries};
-use super::runs::Capacity;
-use super::simulation::SimOutcome;
-use super::Scenario;
+use super::report_input::Input;
 use crate::tools::load::record::{LogFormat, LogWriter};
-
-/// Everything the report is made of.
-pub struct Input<'a> {
-    /// The scenario.
-    pub scenario: &'a Scenario,
-    /// The policy of the controlled run (and the target of all three).
-    pub policy: &'a PolicyDocument,
-    /// The served bundle.
-    pub bundle: &'a Bundle,
-    /// The runtimes' settings.
-    pub serve: &'a ServeConfig,
-    /// The capacity the trace was scaled by.
-    pub capacity: Capacity,
-    /// The runs, in order: static full, static cheapest, dyce.
-    pub runs: &'a [RunData],
-    /// The simulated autoscaling.
-    pub sim: &'a SimOutcome,
-}
 
 /// An acceptance target and how the run fared against it.
 #[derive(Debug, Clone)]

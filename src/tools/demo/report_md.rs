@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::analysis::Row;
 
-use super::report::Input;
+use super::report_input::Input;
 
 fn pct(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
