@@ -5,9 +5,9 @@
 # against a real Prometheus (rules, dashboards, live metrics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/ci/setup.sh
 cargo test --workspace --no-fail-fast -- --include-ignored
 # The kernel crate tests every ISA explicitly; this also covers the process-wide override.
 DYCE_KERNELS=portable cargo test -p dyce-runtime --test fast_backend
 python3 -m pytest -q -p no:cacheprovider scripts/
-scripts/observability_test.sh
+scripts/checks/observability_test.sh

@@ -18,7 +18,7 @@ fn path(p: &Path) -> &str {
 }
 
 #[test]
-#[ignore = "needs Debian's dataset-fashion-mnist (scripts/setup.sh); run by scripts/test.sh"]
+#[ignore = "needs Debian's dataset-fashion-mnist (scripts/ci/setup.sh); run by scripts/test.sh"]
 fn reduced_train_and_calibrate_write_a_loadable_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let (train, b1, b2) = (dir.path().join("train"), dir.path().join("b1"), dir.path().join("b2"));

@@ -5,7 +5,7 @@ use std::process::Command;
 use serde_json::Value;
 
 #[test]
-#[ignore = "needs the dataset-fashion-mnist package (scripts/setup.sh)"]
+#[ignore = "needs the dataset-fashion-mnist package (scripts/ci/setup.sh)"]
 fn a_short_demo_writes_a_complete_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");

@@ -33,7 +33,7 @@ fn log_lines(path: &Path) -> Vec<Value> {
 }
 
 #[test]
-#[ignore = "needs the dataset-fashion-mnist package (scripts/setup.sh)"]
+#[ignore = "needs the dataset-fashion-mnist package (scripts/ci/setup.sh)"]
 fn poisson_load_measures_latency_and_accuracy_and_logs_every_request() {
     let dir = tempfile::tempdir().unwrap();
     tiny_bundle(dir.path());
@@ -95,7 +95,7 @@ fn poisson_load_measures_latency_and_accuracy_and_logs_every_request() {
 }
 
 #[test]
-#[ignore = "needs the dataset-fashion-mnist package (scripts/setup.sh)"]
+#[ignore = "needs the dataset-fashion-mnist package (scripts/ci/setup.sh)"]
 fn step_profile_changes_the_rate_and_csv_logs_every_image_sent_as_binary_data() {
     let dir = tempfile::tempdir().unwrap();
     tiny_bundle(dir.path());
@@ -142,7 +142,7 @@ fn step_profile_changes_the_rate_and_csv_logs_every_image_sent_as_binary_data() 
 }
 
 #[test]
-#[ignore = "needs the dataset-fashion-mnist package (scripts/setup.sh)"]
+#[ignore = "needs the dataset-fashion-mnist package (scripts/ci/setup.sh)"]
 fn failed_requests_are_logged_and_miss_the_slo() {
     let dir = tempfile::tempdir().unwrap();
     tiny_bundle(dir.path());
@@ -198,7 +198,7 @@ fn bad_profile_and_missing_data_fail_in_one_line() {
 }
 
 #[test]
-#[ignore = "needs the dataset-fashion-mnist package (scripts/setup.sh)"]
+#[ignore = "needs the dataset-fashion-mnist package (scripts/ci/setup.sh)"]
 fn unreachable_server_and_unknown_model_fail_in_one_line() {
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     let (ok, out, err) = load(&["--url", "http://127.0.0.1:1", "--model", "tiny", "--duration", "1"]);

@@ -5,12 +5,12 @@ mod common;
 use common::*;
 
 #[test]
-#[ignore = "needs tritonclient[http] (scripts/setup.sh); run by scripts/test.sh"]
+#[ignore = "needs tritonclient[http] (scripts/ci/setup.sh); run by scripts/test.sh"]
 fn tritonclient_works_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     tiny_bundle(dir.path());
     let s = serve(dir.path(), &[]);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oip_client_check.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/oip_client_check.py");
     let out = std::process::Command::new("python3")
         .arg(script)
         .args(["--url", s.data.trim_start_matches("http://"), "--model", "tiny", "--images", "4"])

@@ -1,5 +1,5 @@
 //! The engine against an implementation that shares no code with it: onnxruntime running an
-//! ONNX graph that `scripts/onnx_resnet.py` builds from the same torchvision-named weights.
+//! ONNX graph that `scripts/peers/onnx_resnet.py` builds from the same torchvision-named weights.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use dyce_runtime::model::store::TensorStore;
 use dyce_runtime::model::{BackboneSpec, ResNet};
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/onnx_resnet.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/onnx_resnet.py")
 }
 
 /// Logits of the folded backbone through the engine's backend path (stem, blocks, pool, fc).
@@ -50,7 +50,7 @@ fn check(spec: BackboneSpec, size: usize, n: usize) {
         .arg(&out)
         .status()
         .expect("python3 runs");
-    assert!(status.success(), "onnx_resnet.py reference failed: run scripts/setup.sh");
+    assert!(status.success(), "onnx_resnet.py reference failed: run scripts/ci/setup.sh");
     let want = candle_core::safetensors::load(&out, &Device::Cpu).unwrap()["logits"]
         .flatten_all()
         .unwrap()
@@ -64,13 +64,13 @@ fn check(spec: BackboneSpec, size: usize, n: usize) {
 }
 
 #[test]
-#[ignore = "needs python3 with onnxruntime and onnx (scripts/setup.sh); run by scripts/test.sh"]
+#[ignore = "needs python3 with onnxruntime and onnx (scripts/ci/setup.sh); run by scripts/test.sh"]
 fn resnet18_matches_onnxruntime() {
     check(BackboneSpec::torchvision("resnet18").unwrap(), 224, 2);
 }
 
 #[test]
-#[ignore = "needs python3 with onnxruntime and onnx (scripts/setup.sh); run by scripts/test.sh"]
+#[ignore = "needs python3 with onnxruntime and onnx (scripts/ci/setup.sh); run by scripts/test.sh"]
 fn resnet20_small_input_matches_onnxruntime() {
     check(BackboneSpec::builtin("resnet20").unwrap(), 28, 3);
 }

@@ -54,7 +54,7 @@ fn ints(resp: &serde_json::Value, name: &str) -> Vec<i64> {
 }
 
 #[test]
-#[ignore = "needs the dataset-fashion-mnist package (scripts/setup.sh)"]
+#[ignore = "needs the dataset-fashion-mnist package (scripts/ci/setup.sh)"]
 fn served_full_model_matches_offline_accuracy_on_the_whole_test_split() {
     let test = data::load(Path::new(data::DEFAULT_DIR)).expect("Fashion-MNIST test split").test;
     assert_eq!(test.len(), 10_000);

@@ -6,7 +6,7 @@
 //! docs/install.md against values.yaml; the chart's copies of the dashboards and rules.
 //!
 //! Tests that run helm are `#[ignore]`d for a plain `cargo test`; `scripts/test.sh` runs them
-//! (`--include-ignored`) after `scripts/setup.sh` installed helm. A missing helm is a failure.
+//! (`--include-ignored`) after `scripts/ci/setup.sh` installed helm. A missing helm is a failure.
 
 mod checks;
 mod objects;
@@ -32,7 +32,7 @@ pub const TOKEN_PATH: &str = "/var/run/secrets/dyce/token";
 // Tests.
 
 #[test]
-#[ignore = "needs helm: scripts/install_helm.sh"]
+#[ignore = "needs helm: scripts/ci/install_helm.sh"]
 fn lint_strict_passes_for_every_value_set() {
     let chart = chart();
     for values in value_sets() {
@@ -52,7 +52,7 @@ fn lint_strict_passes_for_every_value_set() {
 }
 
 #[test]
-#[ignore = "needs helm: scripts/install_helm.sh"]
+#[ignore = "needs helm: scripts/ci/install_helm.sh"]
 fn every_rendered_object_is_a_valid_kubernetes_object() {
     let sets = value_sets();
     assert!(sets.len() >= 4, "the default values and at least three value sets in charts/dyce/ci");
@@ -64,7 +64,7 @@ fn every_rendered_object_is_a_valid_kubernetes_object() {
 }
 
 #[test]
-#[ignore = "needs helm: scripts/install_helm.sh"]
+#[ignore = "needs helm: scripts/ci/install_helm.sh"]
 fn value_sets_render_what_they_switch_on() {
     let get = |name: &str| {
         let values = Some(chart().join("ci").join(name));
@@ -139,7 +139,7 @@ fn value_sets_render_what_they_switch_on() {
 /// docs/install.md shows: the runtime container, its volumes and the pod label, with the names
 /// the dyce subchart gives its Secret and SloPolicy selector.
 #[test]
-#[ignore = "needs helm: scripts/install_helm.sh"]
+#[ignore = "needs helm: scripts/ci/install_helm.sh"]
 fn sidecar_templates_work_from_a_parent_chart() {
     let context = r#"{{- $dyce := dict "Values" .Values.dyce "Release" .Release "Chart" (dict "Name" "dyce" "Version" "0.1.0" "AppVersion" "0.1.0") }}"#;
     let doc = std::fs::read_to_string(repo().join("docs/install.md")).unwrap();
@@ -208,7 +208,7 @@ spec:
 
 /// Misspelt keys, at the top and deep down, are refused by values.schema.json.
 #[test]
-#[ignore = "needs helm: scripts/install_helm.sh"]
+#[ignore = "needs helm: scripts/ci/install_helm.sh"]
 fn misspelt_values_are_refused_by_the_schema() {
     let dir = tempfile::tempdir().unwrap();
     let chart = chart();
@@ -384,28 +384,18 @@ fn schema_refuses_unknown_keys_at_every_level() {
     }
 }
 
+/// The dashboards and rules exist once, in the chart (what it ships); the project's top-level
+/// paths are links to them, so they cannot drift apart.
 #[test]
-fn chart_copies_of_dashboards_and_rules_equal_the_originals() {
-    let chart_dir = chart();
-    let originals = project_files("dashboards", "json");
-    let copies = project_files("charts/dyce/dashboards", "json");
-    assert!(!originals.is_empty(), "no dashboards/*.json");
-    assert_eq!(
-        copies.keys().collect::<Vec<_>>(),
-        originals.keys().collect::<Vec<_>>(),
-        "charts/dyce/dashboards/ must hold exactly the files of dashboards/"
-    );
-    for (name, bytes) in &originals {
-        assert!(
-            copies[name] == *bytes,
-            "charts/dyce/dashboards/{name} differs from dashboards/{name}: copy it again"
-        );
+fn top_level_dashboards_and_rules_are_the_charts() {
+    for (link, source) in [
+        ("dashboards", "charts/dyce/dashboards"),
+        ("observability/rules/dyce.rules.yaml", "charts/dyce/rules/dyce.rules.yaml"),
+    ] {
+        let meta = std::fs::symlink_metadata(repo().join(link)).unwrap_or_else(|e| panic!("{link}: {e}"));
+        assert!(meta.file_type().is_symlink(), "{link} must be a link to {source}, not a copy");
+        let (a, b) = (repo().join(link).canonicalize().unwrap(), repo().join(source).canonicalize().unwrap());
+        assert_eq!(a, b, "{link} must point at {source}");
     }
-    let rules = std::fs::read(repo().join("observability/rules/dyce.rules.yaml")).unwrap();
-    let copy =
-        std::fs::read(chart_dir.join("rules/dyce.rules.yaml")).expect("charts/dyce/rules/dyce.rules.yaml");
-    assert!(
-        copy == rules,
-        "charts/dyce/rules/dyce.rules.yaml differs from observability/rules/dyce.rules.yaml: copy it again"
-    );
+    assert!(!project_files("charts/dyce/dashboards", "json").is_empty(), "no dashboards in the chart");
 }

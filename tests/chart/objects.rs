@@ -94,7 +94,7 @@ pub fn check_additional_labels(r: &Rendered, obj: &Value, key: &str, what: &str)
 pub fn check_prometheus_rule(r: &Rendered, obj: &Value, what: &str) {
     check_additional_labels(r, obj, "monitoring.prometheusRule.additionalLabels", what);
     let project =
-        yaml_to_json(&std::fs::read_to_string(repo().join("observability/rules/dyce.rules.yaml")).unwrap());
+        yaml_to_json(&std::fs::read_to_string(repo().join("charts/dyce/rules/dyce.rules.yaml")).unwrap());
     assert_eq!(obj["spec"], project, "{what}: spec is not the project's rules");
     let groups = obj["spec"]["groups"].as_array().unwrap_or_else(|| panic!("{what}: no groups"));
     assert!(!groups.is_empty(), "{what}: no groups");
@@ -115,11 +115,15 @@ pub fn check_dashboards_configmap(r: &Rendered, c: &ConfigMap, what: &str) {
         "{what}: grafana_dashboard label"
     );
     let data = c.data.clone().unwrap_or_default();
-    let project = project_files("dashboards", "json");
+    let project = project_files("charts/dyce/dashboards", "json");
     assert_eq!(data.keys().collect::<Vec<_>>(), project.keys().collect::<Vec<_>>(), "{what}: dashboards");
     for (name, bytes) in project {
         let text = String::from_utf8(bytes).unwrap();
-        assert_eq!(data[&name].trim_end(), text.trim_end(), "{what}: {name} differs from dashboards/{name}");
+        assert_eq!(
+            data[&name].trim_end(),
+            text.trim_end(),
+            "{what}: {name} differs from charts/dyce/dashboards/{name}"
+        );
         let _: Value = serde_json::from_str(&data[&name]).unwrap_or_else(|e| panic!("{what}: {name}: {e}"));
     }
     if let Some(ns) =

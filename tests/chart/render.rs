@@ -18,7 +18,7 @@ pub fn chart() -> PathBuf {
     repo().join("charts/dyce")
 }
 
-/// helm: `$DYCE_HELM`, else what `scripts/install_helm.sh` installed, else `helm` on PATH.
+/// helm: `$DYCE_HELM`, else what `scripts/ci/install_helm.sh` installed, else `helm` on PATH.
 pub fn helm() -> PathBuf {
     if let Some(p) = std::env::var_os("DYCE_HELM") {
         let p = PathBuf::from(p);
@@ -38,7 +38,7 @@ pub fn helm() -> PathBuf {
         }
     }
     panic!(
-        "helm not found: run scripts/install_helm.sh (installs {}), set DYCE_HELM, or put helm on PATH",
+        "helm not found: run scripts/ci/install_helm.sh (installs {}), set DYCE_HELM, or put helm on PATH",
         installed.display()
     );
 }

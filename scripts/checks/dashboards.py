@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Static checks of the Grafana dashboards in dashboards/ (no Grafana or Prometheus needed).
+"""Static checks of the Grafana dashboards in charts/dyce/dashboards/ (the one copy; the top-level
+dashboards/ links to it). No Grafana or Prometheus needed.
 
 Every dashboard must: be JSON with a uid, a title, the `dyce` tag and schemaVersion 39; have a
 `datasource` variable of type datasource (query prometheus) that every panel and every query
@@ -9,8 +10,8 @@ instance and policy variables (so "All" = `.*` also matches series without the l
 namespace outside Kubernetes); give every panel a title and a description, unique ids and
 refIds, and a place on the 24-column grid that overlaps no other panel.
 
-Usage: scripts/check_dashboards.py [DASHBOARD.json ...]   (default: dashboards/*.json)
-The live checks (every query returns data) are in scripts/check_observability.py, which imports
+Usage: scripts/checks/dashboards.py [DASHBOARD.json ...]   (default: charts/dyce/dashboards/*.json)
+The live checks (every query returns data) are in scripts/checks/observability.py, which imports
 `load` and `queries` from here.
 """
 
@@ -171,7 +172,7 @@ def check(path):
 
 
 def main(argv):
-    paths = argv[1:] or sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "dashboards", "*.json")))
+    paths = argv[1:] or sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "charts", "dyce", "dashboards", "*.json")))
     if not paths:
         print("check_dashboards: no dashboards found", file=sys.stderr)
         return 1

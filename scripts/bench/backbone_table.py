@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns the JSON files of scripts/bench_engine.sh into the markdown table of docs/benchmarks.md."""
+"""Turns the JSON files of scripts/bench/engine.sh into the markdown table of docs/benchmarks.md."""
 
 import glob
 import json

@@ -3,11 +3,11 @@
 # where the closed-loop peak of bench_serving.sh keeps the queue exactly full, this shows what a
 # runtime sustains when clients do not wait, and what refusals cost once the queue is full.
 #
-# Usage: scripts/overload_sweep.sh CONFIG RATE [RATE ...]     e.g. scripts/overload_sweep.sh c00 3000 4000
+# Usage: scripts/bench/overload_sweep.sh CONFIG RATE [RATE ...]     e.g. scripts/bench/overload_sweep.sh c00 3000 4000
 # Env: SECS (default 10) per rate, ENCODING (default binary), BIN (default target/release/dyce).
 # One fresh `dyce serve` (embedded model, default flags) for all rates; prints one line per rate.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 [[ $# -ge 2 ]] || { echo "usage: $0 CONFIG RATE [RATE ...]" >&2; exit 2; }
 cfg=$1
 shift

@@ -3,7 +3,7 @@
 # Debian packages (Fashion-MNIST, Prometheus) and the Python peers (onnxruntime).
 # Idempotent; any failure is fatal, so a missing tool never turns into a silent pass.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 need_apt=()
 [ -d /usr/share/datasets/fashion-mnist ] || need_apt+=(dataset-fashion-mnist)
@@ -15,8 +15,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if ! python3 -c 'import onnxruntime, onnx, numpy, safetensors, pytest, tritonclient.http' 2>/dev/null; then
-    echo "setup: pip install -r scripts/requirements-peers.txt"
-    python3 -m pip install -q -r scripts/requirements-peers.txt
+    echo "setup: pip install -r scripts/peers/requirements.txt"
+    python3 -m pip install -q -r scripts/peers/requirements.txt
 fi
 python3 -c 'import onnxruntime, onnx; print("setup: onnxruntime", onnxruntime.__version__, "onnx", onnx.__version__)'
-scripts/install_helm.sh
+scripts/ci/install_helm.sh

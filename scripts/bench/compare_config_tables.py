@@ -5,7 +5,7 @@ Writes a bundle under target/bench-tables/ whose configs.json holds the chosen c
 tables (ids prefixed `a` for the first, `b` for the second) and the full model, and runs
 `dyce bench` on it, so both tables' configs are measured against the same full-model rounds.
 
-    scripts/bench_tables.py OLD_CONFIGS_JSON NEW_CONFIGS_JSON c00,c03 [--rounds 30] [--runs 2]
+    scripts/bench/compare_config_tables.py OLD_CONFIGS_JSON NEW_CONFIGS_JSON c00,c03 [--rounds 30] [--runs 2]
 
 A table from history: `git show 1ac156f:runtime/models/fmnist-resnet20/configs.json > old.json`.
 """
@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL = os.path.join(ROOT, "runtime/models/fmnist-resnet20")
 
 

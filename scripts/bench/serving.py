@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers of scripts/bench_serving.sh (stdlib only).
+"""Helpers of scripts/bench/serving.sh (stdlib only).
 
   machine --bin BIN      machine state as JSON (date, load average, CPUs, commit, other jobs)
   brief RUN_STEM         one line about a finished run (for the progress log)
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-CONFIGS_JSON = Path(__file__).resolve().parent.parent / "runtime/models/fmnist-resnet20/configs.json"
+CONFIGS_JSON = Path(__file__).resolve().parents[2] / "runtime/models/fmnist-resnet20/configs.json"
 SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)$")
 
 

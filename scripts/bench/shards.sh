@@ -9,11 +9,11 @@
 #      images), img/s and speed-up over the full model against the ideal 1 / MACs ratio.
 # Ratios are medians over the per-round ratios.
 #
-# Usage: scripts/bench_shards.sh [OUT_DIR]   (default target/bench-shards)
+# Usage: scripts/bench/shards.sh [OUT_DIR]   (default target/bench-shards)
 # Env: ROUNDS (5 backbone rounds; bench rounds = 2 processes x 3), OFF_ENV (DYCE_NO_SHARDS=1),
 #      BATCHES (1,2,4,8,16,32), BENCH_BATCH (32), DYCE_BIN.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 out=${1:-target/bench-shards}
 rounds=${ROUNDS:-5}
 off_env=${OFF_ENV:-DYCE_NO_SHARDS=1}

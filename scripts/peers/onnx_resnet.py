@@ -243,7 +243,7 @@ def build_model(spec: dict, weights: dict[str, np.ndarray],
              for name in expected_shapes(spec)]
     graph = helper.make_graph(nodes, "dyce_resnet", [inp], [out], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="dyce/scripts/onnx_resnet.py")
+                              producer_name="dyce/scripts/peers/onnx_resnet.py")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Live checks of dyce's dashboards, rules and metrics against a real Prometheus scraping a real
-runtime and controller (scripts/observability_test.sh starts all three and drives load).
+runtime and controller (scripts/checks/observability_test.sh starts all three and drives load).
 Python 3 standard library only.
 
-  check_observability.py check --prometheus URL --runtime ADMIN_URL --controller URL
-  check_observability.py load  --url DATA_URL --model NAME --rate R --duration S   (fallback driver)
+  scripts/checks/observability.py check --prometheus URL --runtime ADMIN_URL --controller URL
+  scripts/checks/observability.py load  --url DATA_URL --model NAME --rate R --duration S   (fallback driver)
 
 What `check` asserts (each line of its output is PASS, FAIL or NOTE; exit 1 on any FAIL):
   1. Prometheus scrapes both targets (jobs dyce-runtime and dyce-controller are up).
@@ -51,11 +51,11 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import check_dashboards  # noqa: E402
+import dashboards as check_dashboards  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 RUNTIME_JOB, CONTROLLER_JOB = "dyce-runtime", "dyce-controller"
-SOURCES = [os.path.join(ROOT, "runtime/src/server/metrics.rs"), os.path.join(ROOT, "controller/src/metrics.rs")]
+SOURCES = [os.path.join(ROOT, "runtime/src/service/metrics.rs"), os.path.join(ROOT, "controller/src/metrics.rs")]
 # Series created by the code only on their first event, with the event: absent from a healthy
 # run without it. (Proposed upstream: create them at start with value 0.)
 LAZY = {
@@ -625,9 +625,9 @@ def main():
     c.add_argument("--prometheus", required=True)
     c.add_argument("--runtime", required=True, help="runtime admin URL")
     c.add_argument("--controller", required=True, help="controller URL")
-    c.add_argument("--rules", default=os.path.join(ROOT, "observability/rules/dyce.rules.yaml"))
+    c.add_argument("--rules", default=os.path.join(ROOT, "charts/dyce/rules/dyce.rules.yaml"))
     c.add_argument("--dashboards", nargs="+",
-                   default=[os.path.join(ROOT, "dashboards", f) for f in sorted(os.listdir(os.path.join(ROOT, "dashboards")))
+                   default=[os.path.join(ROOT, "charts/dyce/dashboards", f) for f in sorted(os.listdir(os.path.join(ROOT, "charts/dyce/dashboards")))
                             if f.endswith(".json")])
     c.add_argument("--docs", default=os.path.join(ROOT, "docs/metrics.md"))
     c.add_argument("--rate-interval", default="1m", help="what $__rate_interval becomes")

@@ -1,6 +1,6 @@
-"""Tests for scripts/onnx_resnet.py.
+"""Tests for scripts/peers/onnx_resnet.py.
 
-Run with:  python3 -m pytest scripts/test_onnx_resnet.py
+Run with:  python3 -m pytest scripts/peers/test_onnx_resnet.py
 
 The onnxruntime output is checked against a pure-numpy forward pass written
 here from the architecture description alone (it does not reuse the layout or

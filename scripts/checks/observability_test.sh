@@ -5,9 +5,9 @@
 #      scraping both /metrics every second with the rules loaded;
 #   3. load through `dyce load` (a step, so that the controller degrades and restores), or the
 #      Python fallback driver on builds without it;
-#   4. scripts/check_observability.py against the live Prometheus: every rule healthy and fed,
+#   4. scripts/checks/observability.py against the live Prometheus: every rule healthy and fed,
 #      every dashboard query returning data, metric names, docs/metrics.md, promtool check metrics.
-# Needs promtool and prometheus (Debian package `prometheus`; scripts/setup.sh) and fails, never
+# Needs promtool and prometheus (Debian package `prometheus`; scripts/ci/setup.sh) and fails, never
 # skips, without them. Processes it starts are stopped on exit; the temp dir is kept on failure.
 #
 # Environment:
@@ -18,20 +18,20 @@
 #   DYCE_OBS_THRESHOLD policy latency threshold (default 50ms)
 #   DYCE_OBS_FALLBACK_RATE requests/s of the fallback driver (default 100)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 PROFILE=${DYCE_OBS_PROFILE:-step:30,400,8,20}
 DURATION=${DYCE_OBS_DURATION:-30}
 THRESHOLD=${DYCE_OBS_THRESHOLD:-50ms}
 FALLBACK_RATE=${DYCE_OBS_FALLBACK_RATE:-100}
 SCRAPE=1s
-RULES=observability/rules/dyce.rules.yaml
+RULES=charts/dyce/rules/dyce.rules.yaml
 
 say() { echo "== observability_test: $*"; }
 fail() { echo "observability_test: FAIL: $*" >&2; exit 1; }
 
 for tool in promtool prometheus python3 curl; do
-    command -v "$tool" >/dev/null || fail "$tool not found (promtool and prometheus come with the Debian package \`prometheus\`: apt-get install prometheus, see scripts/setup.sh)"
+    command -v "$tool" >/dev/null || fail "$tool not found (promtool and prometheus come with the Debian package \`prometheus\`: apt-get install prometheus, see scripts/ci/setup.sh)"
 done
 
 say "promtool check rules"
@@ -39,7 +39,7 @@ promtool check rules "$RULES"
 say "promtool test rules"
 promtool test rules observability/rules/dyce.rules.test.yaml
 say "static dashboard checks"
-python3 scripts/check_dashboards.py
+python3 scripts/checks/dashboards.py
 
 if [ -z "${DYCE_BIN:-}" ]; then
     say "cargo build -p dyce"
@@ -158,7 +158,7 @@ print(f"   sent {s['sent']}, ok {s['ok']}, shed {s['shed']}, errors {s['errors']
 EOF
 else
     say "load: dyce load not available; fallback driver at $FALLBACK_RATE requests/s for $DURATION s"
-    python3 scripts/check_observability.py load --url "http://$DATA" --model "$MODEL" \
+    python3 scripts/checks/observability.py load --url "http://$DATA" --model "$MODEL" \
         --rate "$FALLBACK_RATE" --duration "$DURATION"
 fi
 curl -sf "http://$CONTROLLER/v1/status" >"$TMP/status.json"
@@ -180,8 +180,8 @@ assert (last["offered_per_second"] or 0) > 0, last
 EOF
 sleep 3  # a few more scrapes and rule evaluations
 
-say "live checks (scripts/check_observability.py)"
-python3 scripts/check_observability.py check --prometheus "$PROM" --runtime "http://$ADMIN" \
+say "live checks (scripts/checks/observability.py)"
+python3 scripts/checks/observability.py check --prometheus "$PROM" --runtime "http://$ADMIN" \
     --controller "http://$CONTROLLER" || fail "live checks failed"
 OK=1
 say "PASS"

@@ -3,7 +3,7 @@
 # max-queue 256) driven over HTTP by `dyce load` (open loop, labelled Fashion-MNIST test images),
 # both on this machine, next to the in-process peak of `dyce bench`. Tables for docs/benchmarks.md.
 #
-# Usage: scripts/bench_serving.sh [OUT_DIR]     (default target/bench-serving)
+# Usage: scripts/bench/serving.sh [OUT_DIR]     (default target/bench-serving)
 # Writes OUT_DIR/runs/* (per run: load summary, live lines, timings, /metrics and /proc snapshots),
 # OUT_DIR/inproc.json, OUT_DIR/summary.json and OUT_DIR/tables.md (printed at the end).
 #
@@ -30,7 +30,7 @@
 #      `json` numbers or `binary` tensor data),
 #      DYCE_BIN (use this binary instead of `cargo build --release`).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 out=${1:-target/bench-serving}
 configs=${CONFIGS:-"full c00 c03 c14"}
 reps=${REPS:-3}
@@ -44,7 +44,7 @@ peak_over=${PEAK_OVER:-1.5}
 over_s=${OVERLOAD_SECONDS:-60}
 over_factor=${OVERLOAD_FACTOR:-3}
 encoding=${ENCODING:-json}
-py="python3 scripts/bench_serving.py"
+py="python3 scripts/bench/serving.py"
 model=fmnist-resnet20
 queue=256
 

