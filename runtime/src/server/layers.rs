@@ -57,9 +57,11 @@ impl Answered {
 
 /// Request ids, tracing and the id in the response: layers 1–3 above, on a whole port.
 pub fn traced<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    // At debug level, like the layer's own request and response events: at the default level
+    // a span per request would cost every request and show in nothing (handlers log rarely).
     let span = |req: &Request| {
         let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), id)
+        tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), id)
     };
     router.layer(
         ServiceBuilder::new()
