@@ -63,7 +63,7 @@ fn served_full_model_matches_offline_accuracy_on_the_whole_test_split() {
     let bundle = Bundle::embedded().unwrap();
     let idx: Vec<usize> = (0..test.len()).collect();
     let x = augment::batch(&test, &idx, 0, false, &mut rand::rng());
-    // The server normalises UINT8 pixels from the manifest's mean/std (oip::normalise, shared
+    // The server normalises UINT8 pixels from the manifest's mean/std (input::normalise, shared
     // by every route); it must feed the model bit-for-bit the same numbers.
     let raw: Vec<f64> = test.pixels.iter().map(|&p| f64::from(p)).collect();
     let served_x = input::normalise(&bundle.manifest.input, "UINT8", &raw).unwrap();
