@@ -53,7 +53,7 @@ pub use conv::{ConvSpec, PackedConv};
 pub use dense::PackedDense;
 pub use error::KernelError;
 pub use gather::gather_batch;
-pub use isa::{available_isas, detect_isa, isa_available, parse_isa_override, Isa};
+pub use isa::{available_isas, best_isa, cpu_model, detect_isa, isa_available, parse_isa_override, Isa};
 pub use par::Par;
 pub use pool::{global_avg_pool, global_avg_pool_into, maxpool_3x3_s2_p1};
 pub use team::Team;
