@@ -41,7 +41,8 @@ def main(out: str) -> None:
             if doc.get("peak_gflop_per_s") and doc.get("isa"):
                 peaks.setdefault(doc["isa"], []).append(doc["peak_gflop_per_s"])
     peaks = {isa: statistics.median(v) for isa, v in peaks.items()}
-    any_doc = next(iter(next(iter(runs.values())).values()))
+    any_doc = next((d for (a, e), by in runs.items() if e != "ort" for d in by.values() if d.get("cpu_model")),
+                   next(iter(next(iter(runs.values())).values())))
     print(f"CPU: {any_doc.get('cpu_model', 'unknown')}, {any_doc.get('threads')} threads; "
           f"rounds: {max(max(r) for r in runs.values())}")
     for isa, p in sorted(peaks.items(), key=lambda kv: -kv[1]):

@@ -1,11 +1,14 @@
 //! Every x86 ISA path side by side on one thread: each convolution shape of ResNet-20 and
 //! ResNet-50 and the `mlp3x512` exit head, in interleaved rounds so that a noisy machine
 //! affects both paths alike. Prints GFLOP/s per ISA (median over rounds) and the median of the
-//! per-round ratios against AVX2.
+//! per-round ratios against AVX2. Times are the thread's CPU time, so preemption by other
+//! processes does not count (their cache and memory traffic still does).
 //!
 //! Run with `cargo run -p dyce-kernels --release --example isa_compare [-- --rounds=N]`.
 
-use dyce_kernels::{available_isas, BlockedTensor, ConvSpec, Isa, PackedConv, PackedDense, Par};
+use dyce_kernels::{
+    available_isas, Arena, BlockedTensor, ConvSpec, Isa, PackedConv, PackedDense, Par, ResBlock, Stem,
+};
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -17,23 +20,122 @@ fn weights(len: usize, seed: usize) -> Vec<f32> {
     (0..len).map(|i| ((i * 7919 + seed * 31) % 97) as f32 / 970.0 - 0.05).collect()
 }
 
-/// Seconds per call of `f`, timed over about `budget` seconds.
+/// This thread's CPU time in seconds (`/proc/thread-self/schedstat`, nanoseconds), so that time
+/// the thread spent preempted by other processes on a shared machine is not counted; wall time
+/// where that file does not exist.
+fn cpu_seconds(wall: Instant) -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or_else(|| wall.elapsed().as_secs_f64(), |ns| ns as f64 / 1e9)
+}
+
+/// CPU seconds per call of `f`, timed over about `budget` seconds.
 fn time(budget: f64, mut f: impl FnMut()) -> f64 {
     f();
-    let t = Instant::now();
+    let wall = Instant::now();
+    let c0 = cpu_seconds(wall);
     let mut calls = 0;
-    while t.elapsed().as_secs_f64() < budget {
+    while wall.elapsed().as_secs_f64() < budget {
         f();
         calls += 1;
     }
-    t.elapsed().as_secs_f64() / calls as f64
+    (cpu_seconds(wall) - c0) / calls as f64
+}
+
+/// A ResNet on `isa` from deterministic weights: (stem, blocks, input channels, size).
+fn resnet(isa: Isa, r50: bool) -> (Stem, Vec<ResBlock>, usize, usize) {
+    let mut seed = 0;
+    let mut conv = |cin: usize, cout: usize, k: usize, stride: usize| {
+        seed += 1;
+        let spec = ConvSpec { cin, cout, kh: k, kw: k, stride, pad: k / 2 };
+        let scale = (2.0 / (cin * k * k) as f32).sqrt() * 10.0;
+        let w: Vec<f32> = weights(cout * cin * k * k, seed).iter().map(|v| v * scale).collect();
+        PackedConv::with_isa(spec, &w, &weights(cout, seed + 1000), isa).expect("valid conv")
+    };
+    let mut blocks = Vec::new();
+    if !r50 {
+        let stem = Stem::new(conv(1, 16, 3, 1), false);
+        let mut cin = 16;
+        for (stage, &width) in [16usize, 32, 64].iter().enumerate() {
+            for i in 0..3 {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                let ds = (stride != 1 || cin != width).then(|| conv(cin, width, 1, stride));
+                let (c1, c2) = (conv(cin, width, 3, stride), conv(width, width, 3, 1));
+                blocks.push(ResBlock::basic(c1, c2, ds).expect("valid block"));
+                cin = width;
+            }
+        }
+        return (stem, blocks, 1, 28);
+    }
+    let stem = Stem::new(conv(3, 64, 7, 2), true);
+    let mut cin = 64;
+    for (stage, (&width, &depth)) in [64usize, 128, 256, 512].iter().zip(&[3, 4, 6, 3]).enumerate() {
+        for i in 0..depth {
+            let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+            let ds = (stride != 1 || cin != width * 4).then(|| conv(cin, width * 4, 1, stride));
+            let (c1, c2, c3) =
+                (conv(cin, width, 1, 1), conv(width, width, 3, stride), conv(width, width * 4, 1, 1));
+            blocks.push(ResBlock::bottleneck(c1, c2, c3, ds).expect("valid block"));
+            cin = width * 4;
+        }
+    }
+    (stem, blocks, 3, 224)
+}
+
+/// Whole networks on one thread per ISA, interleaved.
+fn networks(isas: &[Isa], rounds: usize) {
+    println!(
+        "{:<28} {}  ratio",
+        "network (img/s)",
+        isas.iter().map(|i| format!("{:>10}", i.name())).collect::<String>()
+    );
+    for (r50, n) in [(false, 1), (false, 8), (false, 32), (true, 1), (true, 8)] {
+        let nets: Vec<_> = isas.iter().map(|&i| resnet(i, r50)).collect();
+        let (c, hw) = (nets[0].2, nets[0].3);
+        let data = weights(n * c * hw * hw, 3);
+        let mut arena = Arena::new();
+        let mut x = BlockedTensor::new();
+        let mut rates = vec![Vec::new(); nets.len()];
+        let mut ratios = Vec::new();
+        for _ in 0..rounds {
+            let secs: Vec<f64> = nets
+                .iter()
+                .map(|(stem, blocks, _, _)| {
+                    time(if r50 { 0.6 } else { 0.2 }, || {
+                        x.load_nchw(&data, n, c, hw, hw).unwrap();
+                        stem.forward_par_inplace(&mut x, &mut arena, Par::Serial).unwrap();
+                        for b in blocks {
+                            b.forward_par_inplace(&mut x, &mut arena, Par::Serial).unwrap();
+                        }
+                        std::hint::black_box(dyce_kernels::global_avg_pool(&x));
+                    })
+                })
+                .collect();
+            for (r, s) in rates.iter_mut().zip(&secs) {
+                r.push(n as f64 / s);
+            }
+            ratios.push(secs[0] / secs[secs.len() - 1]);
+        }
+        let name = format!("{} batch {n}", if r50 { "resnet50 @224" } else { "resnet20 @28" });
+        let cols: String = rates.into_iter().map(|r| format!("{:>10.1}", median(r))).collect();
+        println!("{name:<28} {cols}  {:.2}", median(ratios));
+    }
 }
 
 fn main() {
     let rounds: usize = std::env::args().find_map(|a| a.strip_prefix("--rounds=")?.parse().ok()).unwrap_or(5);
     let isas: Vec<Isa> =
         available_isas().into_iter().filter(|i| matches!(i, Isa::Avx2Fma | Isa::Avx512)).collect();
-    println!("cpu {}, isas {:?}, {rounds} interleaved rounds, one thread", dyce_kernels::cpu_model(), isas);
+    println!(
+        "cpu {}, isas {:?}, {rounds} interleaved rounds, one thread, CPU time",
+        dyce_kernels::cpu_model(),
+        isas
+    );
+    networks(&isas, rounds);
+    if std::env::args().any(|a| a == "--networks") {
+        return;
+    }
     // (batch, cin, cout, h=w, k, stride): ResNet-20 @28 and ResNet-50 @224 layers.
     let shapes = [
         (8, 1, 16, 28, 3, 1),
