@@ -138,15 +138,16 @@ pub fn run(args: &BenchBackboneArgs) -> Result<()> {
     let per: usize = shape.iter().product();
     let pool = default_pool(args.threads)?;
     let threads = pool.current_num_threads();
+    let (isa, cpu) = (dyce_kernels::detect_isa(), dyce_kernels::cpu_model());
     println!(
-        "{} @{size}: {:.3} GMACs/image, {threads} threads, backend {}",
+        "{} @{size}: {:.3} GMACs/image, {threads} threads, backend {}, kernels {isa}, cpu {cpu}",
         args.arch,
         macs / 1e9,
         args.backend
     );
     let peak = dyce_kernels::peak::fma_peak_gflops(&pool);
     if let Some(p) = peak {
-        println!("  FMA peak on {threads} threads: {p:.1} GFLOP/s");
+        println!("  FMA peak with {isa} vectors on {threads} threads: {p:.1} GFLOP/s");
     }
     let mut results = Vec::new();
     let largest = args.batches.iter().copied().max().unwrap_or(0);
@@ -178,7 +179,7 @@ pub fn run(args: &BenchBackboneArgs) -> Result<()> {
     }
     if let Some(path) = &args.json {
         let doc = json!({"engine": format!("dyce-{}", args.backend), "arch": args.arch, "input": size, "threads": threads,
-            "macs_per_image": macs, "peak_gflop_per_s": peak, "results": results});
+            "isa": isa.name(), "cpu_model": cpu, "macs_per_image": macs, "peak_gflop_per_s": peak, "results": results});
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())

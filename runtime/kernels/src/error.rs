@@ -19,7 +19,7 @@ pub enum KernelError {
     #[error("invalid specification: {0}")]
     InvalidSpec(String),
     /// `DYCE_KERNELS` (or a string passed to the parser) names no known ISA.
-    #[error("unknown ISA override {0:?} (expected \"portable\", \"avx2\" or \"auto\")")]
+    #[error("unknown ISA override {0:?} (expected \"avx512\", \"avx2\", \"portable\", \"portable16\" or \"auto\")")]
     UnknownIsa(String),
     /// The requested ISA cannot run on this CPU.
     #[error("ISA {0:?} is not supported by this CPU")]

@@ -34,26 +34,32 @@
 
 #![warn(missing_docs)]
 
+mod act;
 mod arena;
 mod block;
 pub mod conv;
 mod dense;
+mod dwconv;
 mod error;
 mod gather;
 pub mod isa;
+mod norm;
 mod par;
 pub mod peak;
 mod pool;
 mod team;
 pub mod tensor;
 
+pub use act::{gelu, gelu_inplace};
 pub use arena::Arena;
 pub use block::{BlockKind, ResBlock, Stem};
 pub use conv::{ConvSpec, PackedConv};
 pub use dense::PackedDense;
+pub use dwconv::PackedDwConv;
 pub use error::KernelError;
 pub use gather::gather_batch;
-pub use isa::{available_isas, detect_isa, isa_available, parse_isa_override, Isa};
+pub use isa::{available_isas, best_isa, cpu_model, detect_isa, isa_available, parse_isa_override, Isa};
+pub use norm::{grn_factors, scale_channels, LayerNormC};
 pub use par::Par;
 pub use pool::{global_avg_pool, global_avg_pool_into, maxpool_3x3_s2_p1};
 pub use team::Team;

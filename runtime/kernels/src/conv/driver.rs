@@ -1,6 +1,6 @@
 //! Work decomposition: batch x output-channel groups x output rows over a [`Par`].
 
-use super::kernel::{run_tile, TileArgs, MAX_NP};
+use super::kernel::{run_tile, Geometry, TileArgs};
 use super::PackedConv;
 use crate::par::{Par, SharedMut};
 use crate::tensor::{BlockedTensor, CB};
@@ -14,8 +14,8 @@ const K_CHUNK_BYTES: usize = 16 * 1024;
 
 /// Input blocks per K chunk: all of them when a group's weights are small, else enough to
 /// fill `K_CHUNK_BYTES` so each chunk's weights stay in L1 across all tiles of a task.
-fn k_chunk(cinb: usize, taps: usize) -> usize {
-    let per_block = taps * CB * CB * 2 * 4;
+fn k_chunk(cinb: usize, taps: usize, g: Geometry) -> usize {
+    let per_block = taps * CB * g.max_no * g.lanes * 4;
     if cinb * per_block <= K_SPLIT_BYTES {
         cinb
     } else {
@@ -23,16 +23,18 @@ fn k_chunk(cinb: usize, taps: usize) -> usize {
     }
 }
 
-fn ngroups_of(coutb: usize) -> usize {
-    coutb.div_ceil(2)
+/// Bytes of packed weights of one output group (`max_no` vectors) over `cinb` input blocks.
+fn group_bytes(cinb: usize, s: &super::ConvSpec, g: Geometry) -> usize {
+    cinb * s.kh * s.kw * CB * g.max_no * g.lanes * 4
 }
 
 /// Band height for band-major order when one band of input rows is bigger than a group's
 /// weights (small cin, many output channels), else 0 (group-major).
-fn band_rows(cinb: usize, s: &super::ConvSpec, iw: usize, ow: usize, ngroups: usize) -> usize {
-    let group_bytes = cinb * s.kh * s.kw * CB * CB * 2 * 4;
-    // Narrow images keep MAX_NP-row bands so border columns still form wide column tiles.
-    let band = if ow > 16 { 1 } else { MAX_NP };
+fn band_rows(cinb: usize, s: &super::ConvSpec, iw: usize, ow: usize, ngroups: usize, g: Geometry) -> usize {
+    let group_bytes = group_bytes(cinb, s, g);
+    // Narrow images keep max_np-row bands so border columns still form wide column tiles.
+    // (Bands only matter with several groups, whose first is full: `max_np` wide.)
+    let band = if ow > 16 { 1 } else { g.max_np };
     let row_px = iw * (s.kh + (band - 1) * s.stride) / band;
     let band_input_bytes = row_px * band * cinb * CB * 4;
     if ngroups > 1 && band_input_bytes > group_bytes {
@@ -44,6 +46,7 @@ fn band_rows(cinb: usize, s: &super::ConvSpec, iw: usize, ow: usize, ngroups: us
 
 /// Per-call geometry resolved once.
 struct Plan {
+    g: Geometry,
     ih: usize,
     iw: usize,
     ow: usize,
@@ -107,7 +110,10 @@ fn run_strided(
     let x_hi = if iw + s.pad >= s.kw { ((iw + s.pad - s.kw) / s.stride + 1).min(ow) } else { 0 }.max(x_lo);
     let y_lo = s.pad.div_ceil(s.stride).min(oh);
     let y_hi = if ih + s.pad >= s.kh { ((ih + s.pad - s.kh) / s.stride + 1).min(oh) } else { 0 }.max(y_lo);
+    let g = Geometry::of(conv.isa);
+    let ngroups = out.cblocks().div_ceil(g.group_blocks());
     let plan = Plan {
+        g,
         ih,
         iw,
         ow,
@@ -122,17 +128,16 @@ fn run_strided(
         y_hi,
         cinb: input.cblocks(),
         cin_last: s.cin - (input.cblocks() - 1) * CB,
-        kc: k_chunk(input.cblocks(), s.kh * s.kw),
-        band: band_rows(input.cblocks(), &s, iw, ow, ngroups_of(out.cblocks())),
+        kc: k_chunk(input.cblocks(), s.kh * s.kw, g),
+        band: band_rows(input.cblocks(), &s, iw, ow, ngroups, g),
         coutb: out.cblocks(),
         in_img: input.image_len(),
         out_img: out.image_len(),
     };
 
-    // Output blocks are processed in pairs (NO = 2); a chunk of pairs shares one task.
-    let ngroups = plan.coutb.div_ceil(2);
-    let group_bytes = plan.cinb * s.kh * s.kw * CB * CB * 2 * 4;
-    let gpc = (WEIGHT_BUDGET_BYTES / group_bytes).clamp(1, ngroups);
+    // Output blocks are processed in groups (one tile's vectors); a chunk of groups shares one
+    // task.
+    let gpc = (WEIGHT_BUDGET_BYTES / group_bytes(plan.cinb, &s, g)).clamp(1, ngroups);
     let nobc = ngroups.div_ceil(gpc);
     let threads = par.threads();
     let units = n * nobc * vrows;
@@ -169,7 +174,7 @@ fn run_strided(
                 let kb1 = kb0 + plan.cinb / nch + usize::from(ch < plan.cinb % nch);
                 let chunk = Ctx {
                     inp: &ctx.inp[kb0 * plan.ih * plan.iw * CB..],
-                    wts: &ctx.wts[kb0 * plan.kh * plan.kw * CB * CB..],
+                    wts: &ctx.wts[kb0 * plan.kh * plan.kw * CB * plan.g.lanes..],
                     ..ctx
                 };
                 let k = KChunk { blocks: kb1 - kb0, first: ch == 0, last: ch + 1 == nch };
@@ -223,12 +228,13 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Computes virtual output rows `rows` for output-block pair `g`.
-    fn rows(&self, g: usize, bias: &[f32], relu: bool, rows: std::ops::Range<usize>, k: KChunk) {
+    /// Computes virtual output rows `rows` for output group `grp`.
+    fn rows(&self, grp: usize, bias: &[f32], relu: bool, rows: std::ops::Range<usize>, k: KChunk) {
         let p = self.p;
-        let ob = 2 * g;
-        let no = (p.coutb - ob).min(2);
-        let w_ob_stride = p.cinb * p.kh * p.kw * CB * CB;
+        let lanes = p.g.lanes;
+        let ob = grp * p.g.group_blocks();
+        let (no, half_last) = p.g.vectors(ob, p.coutb);
+        let w_ob_stride = p.cinb * p.kh * p.kw * CB * lanes;
         let mut args = TileArgs {
             inp: self.inp.as_ptr(),
             in_ib_stride: p.ih * p.iw * CB,
@@ -237,12 +243,13 @@ impl Ctx<'_> {
             cinb: k.blocks,
             cin_last: if k.last { p.cin_last } else { CB },
             wts: self.wts.as_ptr(),
-            w_ib_stride: p.kh * p.kw * CB * CB,
-            w_row: p.kw * CB * CB,
+            w_ib_stride: p.kh * p.kw * CB * lanes,
+            w_row: p.kw * CB * lanes,
             w_ob_stride,
             nky: p.kh,
             nkx: p.kw,
             bias: bias[ob * CB..].as_ptr(),
+            half_last,
             out: self.out,
             out_px_stride: CB,
             out_ob_stride: p.plane,
@@ -254,9 +261,9 @@ impl Ctx<'_> {
             load_acc: !k.first,
             finish: k.last,
         };
-        let w_base = ob * w_ob_stride;
+        let w_base = ob / p.g.blocks_per_vec() * w_ob_stride;
         let o_base = ob * p.plane;
-        let taps = CB * CB;
+        let taps = CB * lanes;
         // Rows whose kernel window is not clipped vertically: their border pixels are done
         // below as column tiles (wide tiles instead of latency-bound single pixels).
         let full_rows = p.y_lo.max(rows.start)..p.y_hi.min(rows.end).max(p.y_lo.max(rows.start));
@@ -308,7 +315,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// Splits `span` into balanced tiles of at most MAX_NP pixels (so no tile is much
+    /// Splits `span` into balanced tiles of at most `max_np` pixels (so no tile is much
     /// narrower than the others) and runs them with the window currently in `args`.
     fn tiles(
         &self,
@@ -321,7 +328,7 @@ impl Ctx<'_> {
         if len == 0 {
             return;
         }
-        let nt = len.div_ceil(MAX_NP);
+        let nt = len.div_ceil(self.p.g.max_np_for(no));
         let (base, extra) = (len / nt, len % nt);
         // Tiles of equal width are affine in position, so each width is one kernel call.
         let mut i = span.start;

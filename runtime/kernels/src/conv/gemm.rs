@@ -7,16 +7,18 @@
 //! convolutions) into a contiguous per-thread panel laid out `[tile][ib][np][8]`; the
 //! direct-convolution micro-kernel then streams it linearly instead of reading `cinb`
 //! channel planes whose equal strides alias in L1. A K chunk of weights for one output
-//! block pair (`kc x 16` floats) stays in L1 over all tiles of the chunk.
+//! group (`kc x 16` floats for AVX2, `kc x 32` for AVX-512) stays in L1 over all tiles of
+//! the chunk.
 
-use super::kernel::{run_tile, TileArgs, MAX_NP};
+use super::kernel::{run_tile, Geometry, TileArgs};
 use super::PackedConv;
 use crate::par::{Par, SharedMut};
 use crate::tensor::{BlockedTensor, CB};
 use std::cell::RefCell;
 
-/// Input channel blocks per K chunk: a `kc x 16` weight panel is at most 16 KiB (L1).
-const KC_BLOCKS: usize = 32;
+/// Bytes of one output group's weights per K chunk: the panel stays in L1 (32 input blocks for
+/// AVX2's 16-channel groups, 16 for AVX-512's 32-channel ones).
+const KC_BYTES: usize = 16 * 1024;
 /// Bytes of packed input per M chunk (lives in L2 while every output block pair sweeps it).
 const MC_BYTES: usize = 96 * 1024;
 /// M chunk bounds in pixels.
@@ -31,6 +33,7 @@ thread_local! {
 /// Geometry shared by all tasks.
 struct Gemm<'a> {
     conv: &'a PackedConv,
+    g: Geometry,
     inp: &'a [f32],
     res: Option<&'a [f32]>,
     out: SharedMut,
@@ -69,10 +72,13 @@ pub(super) fn run(
     let n = imgs.len();
     let hw = oh * ow;
     let cinb = input.cblocks();
-    let nk = cinb.div_ceil(KC_BLOCKS);
+    let geo = Geometry::of(conv.isa);
+    let kc_blocks = (KC_BYTES / (CB * geo.max_no * geo.lanes * 4)).max(1);
+    let nk = cinb.div_ceil(kc_blocks);
     let kc_max = cinb.div_ceil(nk);
     let g = Gemm {
         conv,
+        g: geo,
         inp: input.as_slice(),
         res: residual.map(|r| r.as_slice()),
         out: SharedMut(out.as_mut_slice().as_mut_ptr()),
@@ -91,7 +97,7 @@ pub(super) fn run(
     let mc = (MC_BYTES / (kc_max * CB * 4)).clamp(MC_MIN, MC_MAX);
     let threads = par.threads();
     let mut nm = m.div_ceil(mc);
-    let ngroups = g.coutb.div_ceil(2);
+    let ngroups = g.coutb.div_ceil(geo.group_blocks());
     // Few M chunks: split the output block pairs too so every thread gets work.
     let want = 2 * threads;
     let mut ngc = if nm >= want { 1 } else { want.div_ceil(nm).min(ngroups) };
@@ -101,7 +107,7 @@ pub(super) fn run(
         ngc = 1;
     } else if nm < threads && ngc < threads {
         // Tiny M and few output blocks: split M finer instead.
-        nm = m.div_ceil(MAX_NP).min(want);
+        nm = m.div_ceil(geo.max_np_for(geo.vectors(0, g.coutb).0)).min(want);
     }
     let ntasks = nm * ngc;
     let task = |t: usize| {
@@ -118,7 +124,7 @@ pub(super) fn run(
 }
 
 impl Gemm<'_> {
-    /// Computes batch pixels `pixels` (flattened over images) for output block pairs `groups`.
+    /// Computes batch pixels `pixels` (flattened over images) for output groups `groups`.
     fn task(&self, pixels: std::ops::Range<usize>, groups: std::ops::Range<usize>) {
         PANEL.with(|cell| match cell.try_borrow_mut() {
             Ok(mut panel) => self.task_with(&mut panel, pixels, groups),
@@ -164,8 +170,9 @@ impl Gemm<'_> {
     }
 
     /// Tile widths for a segment: `[(np, count)]`, balanced so no tile is much narrower.
-    fn tile_classes(len: usize) -> [(usize, usize); 2] {
-        let nt = len.div_ceil(MAX_NP);
+    fn tile_classes(&self, len: usize) -> [(usize, usize); 2] {
+        // One tiling for every group (the panel is packed once): that of the first group.
+        let nt = len.div_ceil(self.g.max_np_for(self.g.vectors(0, self.coutb).0));
         let (base, extra) = (len / nt, len % nt);
         [(base + 1, extra), (base, nt - extra)]
     }
@@ -176,7 +183,7 @@ impl Gemm<'_> {
         for (img, seg, off) in self.segments(pixels) {
             let mut px = seg.start;
             let mut dst0 = off * kcb * CB;
-            for (np, count) in Self::tile_classes(seg.len()) {
+            for (np, count) in self.tile_classes(seg.len()) {
                 if np == 0 {
                     continue;
                 }
@@ -201,7 +208,7 @@ impl Gemm<'_> {
         }
     }
 
-    /// Runs the micro-kernel over every tile of the packed panel for block pair `grp`.
+    /// Runs the micro-kernel over every tile of the packed panel for output group `grp`.
     fn sweep(
         &self,
         panel: &[f32],
@@ -213,20 +220,21 @@ impl Gemm<'_> {
     ) {
         let (wts, bias) = self.conv.packed();
         let kcb = kr.len();
-        let ob = 2 * grp;
-        let no = (self.coutb - ob).min(2);
-        let w_ob_stride = self.cinb * CB * CB;
+        let lanes = self.g.lanes;
+        let ob = grp * self.g.group_blocks();
+        let (no, half_last) = self.g.vectors(ob, self.coutb);
+        let w_ob_stride = self.cinb * CB * lanes;
         let plane = self.hw * CB;
         let out_img = self.coutb * plane;
         for (img, seg, off) in self.segments(pixels) {
             let mut px = seg.start;
             let mut a_off = off * kcb * CB;
-            for (np, count) in Self::tile_classes(seg.len()) {
+            for (np, count) in self.tile_classes(seg.len()) {
                 if np == 0 || count == 0 {
                     continue;
                 }
                 let o_off = img * out_img + ob * plane + px * CB;
-                let w_off = ob * w_ob_stride + kr.start * CB * CB;
+                let w_off = ob / self.g.blocks_per_vec() * w_ob_stride + kr.start * CB * lanes;
                 debug_assert!(a_off + count * np * kcb * CB <= panel.len());
                 let args = TileArgs {
                     inp: panel[a_off..].as_ptr(),
@@ -236,12 +244,13 @@ impl Gemm<'_> {
                     cinb: kcb,
                     cin_last: if last { self.cin_last } else { CB },
                     wts: wts[w_off..].as_ptr(),
-                    w_ib_stride: CB * CB,
-                    w_row: CB * CB,
+                    w_ib_stride: CB * lanes,
+                    w_row: CB * lanes,
                     w_ob_stride,
                     nky: 1,
                     nkx: 1,
                     bias: bias[ob * CB..].as_ptr(),
+                    half_last,
                     // SAFETY: `o_off` addresses pixel `px` of block `ob` of image `img`,
                     // all in range; the tiles cover pixels this task owns.
                     out: unsafe { self.out.get().add(o_off) },

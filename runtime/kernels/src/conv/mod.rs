@@ -2,14 +2,17 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod driver;
 mod gemm;
 pub(crate) mod kernel;
 mod pack;
 mod portable;
+use portable::lanes16 as portable16;
 
 use crate::par::Par;
-use crate::tensor::{blocks, BlockedTensor};
+use crate::tensor::BlockedTensor;
 use crate::{isa, Isa, KernelError};
 
 /// Geometry of a 2-D convolution (square stride and padding, no dilation, no groups).
@@ -60,9 +63,9 @@ impl ConvSpec {
 pub struct PackedConv {
     spec: ConvSpec,
     isa: Isa,
-    /// `[cout/8][cin/8][kh][kw][8 in][8 out]`, zero padded.
+    /// `[cout/lanes][cin/8][kh][kw][8 in][lanes out]`, zero padded (`lanes` = `isa.lanes()`).
     weights: Vec<f32>,
-    /// `ceil(cout/8) * 8` values, zero padded.
+    /// `ceil(cout/lanes) * lanes` values, zero padded.
     bias: Vec<f32>,
 }
 
@@ -98,9 +101,10 @@ impl PackedConv {
                 got: format!("[{}]", bias.len()),
             });
         }
-        let mut padded_bias = vec![0.0; blocks(spec.cout) * 8];
+        let lanes = isa.lanes();
+        let mut padded_bias = vec![0.0; spec.cout.div_ceil(lanes) * lanes];
         padded_bias[..spec.cout].copy_from_slice(bias);
-        Ok(Self { spec, isa, weights: pack::pack_oihw(&spec, weight_oihw), bias: padded_bias })
+        Ok(Self { spec, isa, weights: pack::pack_oihw(&spec, weight_oihw, lanes), bias: padded_bias })
     }
 
     /// The convolution geometry.

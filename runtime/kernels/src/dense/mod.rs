@@ -10,19 +10,21 @@
 //! at batch 32 on the cheapest configuration), and every pass over a tile re-reads it from L2:
 //! six rows per pass instead of two made an `mlp3x512` head 1.2–1.4× faster at 3–32 rows and
 //! about 8% slower at 1–2 rows, where streaming the weights in is all the time there is
-//! (`examples/dense_bench.rs`, side by side). The dot product per (sample, output) stays as the
-//! portable path.
+//! (`examples/dense_bench.rs`, side by side). With AVX-512 a tile is 32 outputs (two zmm) and
+//! up to twelve rows share a weight load (32 registers). `Portable16` runs the AVX-512 packing
+//! in plain Rust; the dot product per (sample, output) stays as the portable path.
 
 use rayon::prelude::*;
 
 use crate::isa::{detect_isa, Isa};
 use crate::KernelError;
 
-/// Outputs per tile: two 8-lane vectors of accumulators per row.
-const TILE: usize = 16;
-/// Rows per pass over a tile: `2 × ROWS` accumulators, two weight vectors and a broadcast fill
-/// the 16 AVX2 registers.
-const ROWS: usize = 6;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod packed;
+
 /// Multiply-accumulates above which the rows are split between threads.
 const PARALLEL_MACS: usize = 1 << 20;
 
@@ -31,12 +33,21 @@ const PARALLEL_MACS: usize = 1 << 20;
 pub struct PackedDense {
     inputs: usize,
     outputs: usize,
-    /// `[tile][k][TILE]` (AVX2 path; empty otherwise).
+    /// `[tile][k][tile width]` (the AVX paths and `Portable16`; empty otherwise).
     packed: Vec<f32>,
     /// Row-major `[out][in]` (portable path; empty otherwise).
     rows: Vec<f32>,
     bias: Vec<f32>,
     isa: Isa,
+}
+
+/// Outputs per packed tile for `isa` (0: not packed).
+fn tile_width(isa: Isa) -> usize {
+    match isa {
+        Isa::Portable => 0,
+        Isa::Avx2Fma => packed::TILE8,
+        Isa::Avx512 | Isa::Portable16 => packed::TILE16,
+    }
 }
 
 impl PackedDense {
@@ -60,7 +71,11 @@ impl PackedDense {
                 got: format!("{} and {}", weight.len(), bias.len()),
             });
         }
-        if isa == Isa::Portable {
+        if !crate::isa::isa_available(isa) {
+            return Err(KernelError::UnsupportedIsa(isa));
+        }
+        let tile = tile_width(isa);
+        if tile == 0 {
             return Ok(Self {
                 inputs,
                 outputs,
@@ -70,12 +85,12 @@ impl PackedDense {
                 isa,
             });
         }
-        let tiles = outputs.div_ceil(TILE);
-        let mut packed = vec![0.0f32; tiles * inputs * TILE];
+        let tiles = outputs.div_ceil(tile);
+        let mut packed = vec![0.0f32; tiles * inputs * tile];
         for o in 0..outputs {
-            let (t, j) = (o / TILE, o % TILE);
+            let (t, j) = (o / tile, o % tile);
             for k in 0..inputs {
-                packed[(t * inputs + k) * TILE + j] = weight[o * inputs + k];
+                packed[(t * inputs + k) * tile + j] = weight[o * inputs + k];
             }
         }
         Ok(Self { inputs, outputs, packed, rows: vec![], bias: bias.to_vec(), isa })
@@ -112,13 +127,28 @@ impl PackedDense {
     }
 
     fn forward_rows(&self, x: &[f32], relu: bool, out: &mut [f32]) {
+        let tile = tile_width(self.isa);
+        let panels = self.packed.chunks_exact((self.inputs * tile).max(1));
+        let dims = Dims { inputs: self.inputs, outputs: self.outputs, relu };
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Avx2Fma` is only selected when the CPU has AVX2 and FMA (isa.rs).
-            Isa::Avx2Fma => unsafe { forward_avx2(self, x, relu, out) },
+            // SAFETY: `Avx2Fma` is only constructed when the CPU has AVX2 and FMA (isa.rs).
+            Isa::Avx2Fma => unsafe { avx2::forward(panels, &self.bias, dims, x, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx512` is only constructed when the CPU has AVX-512F (isa.rs).
+            Isa::Avx512 => unsafe { avx512::forward(panels, &self.bias, dims, x, out) },
+            Isa::Portable16 => packed::forward(panels, &self.bias, dims, x, out),
             _ => forward_portable(self, x, relu, out),
         }
     }
+}
+
+/// Shape of one call, shared by the packed kernels.
+#[derive(Clone, Copy)]
+struct Dims {
+    inputs: usize,
+    outputs: usize,
+    relu: bool,
 }
 
 /// Portable: a dot product per (sample, output) over the original row-major weights, with
@@ -144,81 +174,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
     acc.iter().sum::<f32>() + tail
-}
-
-/// AVX2: up to `ROWS` samples at a time share each weight load.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2(d: &PackedDense, x: &[f32], relu: bool, out: &mut [f32]) {
-    let (inputs, outputs) = (d.inputs, d.outputs);
-    let n = x.len() / inputs.max(1);
-    for (t, panel) in d.packed.chunks_exact(inputs * TILE).enumerate() {
-        let o0 = t * TILE;
-        let width = TILE.min(outputs - o0);
-        let mut bias = [0.0f32; TILE];
-        bias[..width].copy_from_slice(&d.bias[o0..o0 + width]);
-        let tile = Tile { panel, inputs, bias: &bias, relu, outputs, o0, width };
-        let mut s = 0;
-        while s < n {
-            let r = ROWS.min(n - s);
-            let (xs, os) = (&x[s * inputs..(s + r) * inputs], &mut out[s * outputs..(s + r) * outputs]);
-            // A constant row count per call keeps the accumulators in registers.
-            match r {
-                6 => tile_rows::<6>(&tile, xs, os),
-                5 => tile_rows::<5>(&tile, xs, os),
-                4 => tile_rows::<4>(&tile, xs, os),
-                3 => tile_rows::<3>(&tile, xs, os),
-                2 => tile_rows::<2>(&tile, xs, os),
-                _ => tile_rows::<1>(&tile, xs, os),
-            }
-            s += r;
-        }
-    }
-}
-
-/// One tile of outputs: its packed weights and where its results go.
-#[cfg(target_arch = "x86_64")]
-struct Tile<'a> {
-    /// `[k][TILE]` weights of this tile.
-    panel: &'a [f32],
-    inputs: usize,
-    bias: &'a [f32; TILE],
-    relu: bool,
-    outputs: usize,
-    /// First output of the tile, and how many of its `TILE` are real.
-    o0: usize,
-    width: usize,
-}
-
-/// `R` rows (`x`: `R × inputs`) through one tile, into `out` (`R × outputs`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn tile_rows<const R: usize>(t: &Tile<'_>, x: &[f32], out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    debug_assert!(x.len() == R * t.inputs && out.len() == R * t.outputs);
-    let bp = t.bias.as_ptr();
-    let mut lo = [_mm256_loadu_ps(bp); R];
-    let mut hi = [_mm256_loadu_ps(bp.add(8)); R];
-    let (mut w, xp) = (t.panel.as_ptr(), x.as_ptr());
-    for k in 0..t.inputs {
-        let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
-        for r in 0..R {
-            let v = _mm256_broadcast_ss(&*xp.add(r * t.inputs + k));
-            lo[r] = _mm256_fmadd_ps(v, w0, lo[r]);
-            hi[r] = _mm256_fmadd_ps(v, w1, hi[r]);
-        }
-        w = w.add(TILE);
-    }
-    let zero = _mm256_setzero_ps();
-    let mut tmp = [0.0f32; TILE];
-    for r in 0..R {
-        let (a, b) =
-            if t.relu { (_mm256_max_ps(lo[r], zero), _mm256_max_ps(hi[r], zero)) } else { (lo[r], hi[r]) };
-        _mm256_storeu_ps(tmp.as_mut_ptr(), a);
-        _mm256_storeu_ps(tmp.as_mut_ptr().add(8), b);
-        out[r * t.outputs + t.o0..][..t.width].copy_from_slice(&tmp[..t.width]);
-    }
 }
 
 #[cfg(test)]

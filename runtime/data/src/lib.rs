@@ -1,0 +1,18 @@
+//! Datasets and the eval transform, shared by calibration, the load generator, the demo, the
+//! benchmarks and the serving path, so that an image becomes the same input tensor everywhere.
+//!
+//! * [`decode`]: PNG/JPEG bytes to 8-bit pixels in the model's channels, under limits that the
+//!   decoder enforces (a small file cannot make it allocate gigabytes).
+//! * [`transform`]: torchvision's eval transform (resize the shorter side, centre crop,
+//!   antialiased bilinear or bicubic as PIL does it), then normalisation.
+//! * [`folder`]: torchvision's `ImageFolder` layout and dyce's calibration splits over it.
+
+pub mod decode;
+mod error;
+pub mod folder;
+pub mod transform;
+
+pub use decode::{decode, DecodeLimits, Pixels};
+pub use error::{DataError, ImageError};
+pub use folder::{FolderSplits, Sample, SplitFractions};
+pub use transform::{normalize_into, Interpolation, Preprocess, Transform};
