@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{post, Server};
-use dyce_datasets::{self as data, transform as augment};
+use dyce_data::{augment, fashion_mnist as data};
 use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig};
 use dyce_runtime::input;
 use dyce_runtime::model::Bundle;

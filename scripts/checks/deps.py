@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # (package, crates that must not appear below it, crates that must not be direct dependencies)
 RULES = [
-    ("dyce-runtime", {"candle-nn", "plotters", "dyce-search", "dyce-calibrate", "dyce-datasets"}, {"flate2"}),
+    ("dyce-runtime", {"candle-nn", "plotters", "dyce-search", "dyce-calibrate"}, {"flate2"}),
     ("dyce-control-core", {"kube", "k8s-openapi", "reqwest", "axum", "tokio", "candle-core"}, set()),
     ("dyce-controller", {"candle-core", "candle-nn", "dyce-runtime"}, set()),
 ]

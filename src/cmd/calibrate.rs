@@ -10,7 +10,7 @@ use clap::Args;
 use dyce_calibrate::exit_train::ExitTrainConfig;
 use dyce_calibrate::pipeline::{calibrate, CalibrateConfig};
 use dyce_calibrate::report;
-use dyce_datasets as data;
+use dyce_data::fashion_mnist as data;
 use dyce_runtime::model::BackboneSpec;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use dyce_calibrate::train::{evaluate, train, RunFiles, TrainConfig, TrainState};
-use dyce_datasets as data;
+use dyce_data::fashion_mnist as data;
 use dyce_runtime::model::BackboneSpec;
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dyce_datasets::{self as data, transform as augment};
+use dyce_data::{augment, fashion_mnist as data};
 use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig};
 use dyce_runtime::model::Bundle;
 use serde_json::json;

@@ -1,8 +1,8 @@
 //! Pooled features of a frozen backbone at every exit position, computed once per split so
 //! that every exit head can be trained and recorded without running the backbone again.
 
-use dyce_datasets::transform as augment;
-use dyce_datasets::Images;
+use dyce_data::augment;
+use dyce_data::fashion_mnist::Images;
 use dyce_runtime::engine::{Backend, EngineError, FastBackend};
 use dyce_runtime::model::ResNet;
 

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::sgd::Sgd;
 use super::trainnet::TrainResNet;
-use dyce_datasets::transform as augment;
-use dyce_datasets::{Images, Splits};
+use dyce_data::augment;
+use dyce_data::fashion_mnist::{Images, Splits};
 use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig};
 use dyce_runtime::model::spec::BackboneSpec;
 use dyce_runtime::model::store::TensorStore;

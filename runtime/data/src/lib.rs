@@ -6,9 +6,13 @@
 //! * [`transform`]: torchvision's eval transform (resize the shorter side, centre crop,
 //!   antialiased bilinear or bicubic as PIL does it), then normalisation.
 //! * [`folder`]: torchvision's `ImageFolder` layout and dyce's calibration splits over it.
+//! * [`fashion_mnist`]: Fashion-MNIST's gzipped IDX files with dyce's fixed splits, and
+//!   [`augment`]: its normalised (and, for training, augmented) batches.
 
+pub mod augment;
 pub mod decode;
 mod error;
+pub mod fashion_mnist;
 pub mod folder;
 pub mod transform;
 

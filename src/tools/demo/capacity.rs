@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use dyce_datasets::Images;
+use dyce_data::fashion_mnist::Images;
 
 use crate::tools::load::client;
 use crate::tools::load::record::{Outcome, Record};

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use anyhow::{ensure, Context, Result};
 use clap::Args;
 use dyce_control_core::ladder::Ladder;
-use dyce_datasets as data;
+use dyce_data::fashion_mnist as data;
 
 use crate::cmd::serve::load_bundle;
 use crate::tools::load::client::Encoding;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dyce_control_core::policy::PolicyDocument;
-use dyce_datasets::Images;
+use dyce_data::fashion_mnist::Images;
 use dyce_runtime::model::Bundle;
 use dyce_runtime::service::ServeConfig;
 use tokio::runtime::Runtime;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use dyce_datasets::{Images, PIXELS};
+use dyce_data::fashion_mnist::{Images, PIXELS};
 use serde_json::Value;
 use tokio::time::Instant;
 

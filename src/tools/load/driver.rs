@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use dyce_datasets::Images;
+use dyce_data::fashion_mnist::Images;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tokio::sync::{mpsc, Semaphore};

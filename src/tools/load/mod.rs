@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
 use clap::Args;
-use dyce_datasets::{self as data, Images};
+use dyce_data::fashion_mnist::{self as data, Images};
 use serde_json::{json, Value};
 
 use client::Encoding;

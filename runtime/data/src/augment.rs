@@ -1,6 +1,6 @@
-//! The input transform: normalisation with the data set's mean and std, and the training-time
-//! augmentation (random shift and flip). Without augmentation it is what evaluation and serving
-//! feed the model.
+//! Batches of Fashion-MNIST images as the model takes them: normalised with the data set's mean
+//! and std, with the training-time augmentation (random shift and flip) or without it (what
+//! evaluation, `dyce bench` and the serving-accuracy test feed the model).
 
 use rand::Rng;
 

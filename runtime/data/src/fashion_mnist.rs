@@ -33,7 +33,7 @@ pub const LABELS: [&str; 10] = [
 
 /// Errors reading the data set.
 #[derive(Debug, thiserror::Error)]
-pub enum DataError {
+pub enum FashionMnistError {
     /// The directory or a file is missing.
     #[error("{path}: {reason} (install the data with `apt-get install dataset-fashion-mnist`, or pass --data DIR)")]
     Missing {
@@ -109,20 +109,20 @@ pub struct Splits {
     pub test: Images,
 }
 
-fn read_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+fn read_gz(path: &Path) -> Result<Vec<u8>, FashionMnistError> {
     let file = std::fs::File::open(path)
-        .map_err(|e| DataError::Missing { path: path.into(), reason: e.to_string() })?;
+        .map_err(|e| FashionMnistError::Missing { path: path.into(), reason: e.to_string() })?;
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(file)
         .read_to_end(&mut bytes)
-        .map_err(|e| DataError::Format { path: path.into(), reason: format!("not gzip: {e}") })?;
+        .map_err(|e| FashionMnistError::Format { path: path.into(), reason: format!("not gzip: {e}") })?;
     Ok(bytes)
 }
 
 /// Parses an IDX file: magic `0x0000_08_dd` (unsigned bytes, `dd` dimensions), then big-endian
 /// sizes. Returns the dimensions and the payload.
-pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let bad = |reason: String| DataError::Format { path: path.into(), reason };
+pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u8>), FashionMnistError> {
+    let bad = |reason: String| FashionMnistError::Format { path: path.into(), reason };
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
         return Err(bad("not an IDX file of unsigned bytes".into()));
     }
@@ -141,31 +141,31 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u8>), Dat
     Ok((dims, bytes[header..].to_vec()))
 }
 
-fn read_set(dir: &Path, prefix: &str) -> Result<Images, DataError> {
+fn read_set(dir: &Path, prefix: &str) -> Result<Images, FashionMnistError> {
     let ipath = dir.join(format!("{prefix}-images-idx3-ubyte.gz"));
     let lpath = dir.join(format!("{prefix}-labels-idx1-ubyte.gz"));
     let (idims, pixels) = parse_idx(&read_gz(&ipath)?, &ipath)?;
     let (ldims, labels) = parse_idx(&read_gz(&lpath)?, &lpath)?;
     if idims.len() != 3 || idims[1..] != [28, 28] {
-        return Err(DataError::Format {
+        return Err(FashionMnistError::Format {
             path: ipath,
             reason: format!("image dimensions {idims:?}, expected [n, 28, 28]"),
         });
     }
     if ldims != [idims[0]] {
-        return Err(DataError::Format {
+        return Err(FashionMnistError::Format {
             path: lpath,
             reason: format!("{ldims:?} labels for {} images", idims[0]),
         });
     }
     if let Some(l) = labels.iter().find(|&&l| l >= 10) {
-        return Err(DataError::Format { path: lpath, reason: format!("label {l} outside 0..10") });
+        return Err(FashionMnistError::Format { path: lpath, reason: format!("label {l} outside 0..10") });
     }
     Ok(Images { pixels, labels })
 }
 
 /// Loads the data set from `dir` and makes the fixed splits.
-pub fn load(dir: &Path) -> Result<Splits, DataError> {
+pub fn load(dir: &Path) -> Result<Splits, FashionMnistError> {
     let all = read_set(dir, "train")?;
     let test = read_set(dir, "t10k")?;
     let (calibration, train) = split(&all);
