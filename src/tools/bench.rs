@@ -153,8 +153,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .collect();
     // On copies: the JSON keeps every configuration's runs in round order.
     let meds: Vec<f64> = rates.iter().map(|r| median(&mut r.clone())).collect();
+    let (isa, cpu) = (dyce_kernels::detect_isa(), dyce_kernels::cpu_model());
     println!(
-        "batch {n}, {} threads, median of {} rounds of {:.2} s",
+        "batch {n}, {} threads, median of {} rounds of {:.2} s; kernels {isa}, cpu {cpu}",
         be_threads(args),
         args.rounds,
         args.seconds
@@ -189,7 +190,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         x.len() / per
     );
     if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&json!({"batch": n, "configs": rows}))?)?;
+        std::fs::write(
+            p,
+            serde_json::to_string_pretty(
+                &json!({"batch": n, "isa": isa.name(), "cpu_model": cpu, "configs": rows}),
+            )?,
+        )?;
     }
     if args.write {
         let path = args.model.join("configs.json");

@@ -97,7 +97,12 @@ fn profile_on(bundle: &Bundle, run: &ProfileRun, mut be: FastBackend) -> Result<
             }
         }
     }
-    println!("one thread, batches of {} images; time per MAC against the backbone's", run.rows);
+    println!(
+        "one thread, batches of {} images; time per MAC against the backbone's; kernels {}, cpu {}",
+        run.rows,
+        dyce_kernels::detect_isa(),
+        dyce_kernels::cpu_model()
+    );
     println!(
         "{:<8} {:>14} {:>12} {:>12}   per exit type: time per MAC / backbone's (share of MACs)",
         "config", "backbone ns/MAC", "exit time", "exit MACs"

@@ -49,6 +49,7 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let (d, a) = self.local_addrs()?;
         tracing::info!(data = %d, admin = %a, model = %self.rt.bundle.manifest.name, "listening");
+        tracing::info!(isa = %dyce_kernels::detect_isa(), cpu = %dyce_kernels::cpu_model(), "kernels");
         let warm = self.rt.clone();
         let max_batch = self.max_batch;
         tokio::spawn(async move {

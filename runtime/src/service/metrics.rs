@@ -40,6 +40,15 @@ pub struct BuildLabel {
     pub version: String,
 }
 
+/// Labels of `dyce_kernels_info`: the instruction set the kernels chose and the CPU they run on.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KernelsLabel {
+    /// `avx512f`, `avx2+fma`, `portable` (see `DYCE_KERNELS`).
+    pub isa: String,
+    /// The CPU's model name.
+    pub cpu: String,
+}
+
 /// Latency buckets on a 1–2.5–5 series, so that every usual SLO threshold (10, 25, 50, 100 ms,
 /// ...) is a bucket boundary and the SLI "share answered within the threshold" is exact.
 pub const LATENCY_BUCKETS: [f64; 14] =
@@ -168,6 +177,15 @@ impl Metrics {
         );
         let build = Info::new(BuildLabel { version: env!("CARGO_PKG_VERSION").into() });
         registry.register("dyce_build", "Build information", build);
+        let kernels = Info::new(KernelsLabel {
+            isa: dyce_kernels::detect_isa().name().into(),
+            cpu: dyce_kernels::cpu_model(),
+        });
+        registry.register(
+            "dyce_kernels",
+            "Instruction set of the inference kernels and the CPU model",
+            kernels,
+        );
         for outcome in OUTCOMES {
             let _ = m.requests.get_or_create(&OutcomeLabel { outcome });
         }
