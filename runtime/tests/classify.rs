@@ -16,7 +16,6 @@ use dyce_runtime::model::store::TensorStore;
 use dyce_runtime::model::{BackboneSpec, Bundle};
 use dyce_runtime::server;
 use dyce_runtime::service::{self, Runtime, ServeConfig};
-use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -142,13 +141,20 @@ async fn jpeg_works_whatever_the_content_type() {
 }
 
 #[tokio::test]
-async fn other_sizes_are_resized_with_the_triangle_filter() {
+async fn other_sizes_go_through_the_bundles_transform() {
+    // The reference is dyce-data's transform (the one calibration runs on files), whose
+    // agreement with PIL is proven by dyce-data's fixture test: serving must not have a resize
+    // of its own.
     let (rt, router) = tiny(ServeConfig::default());
+    let transform = dyce_data::Transform::default();
     for (w, h) in [(30, 20), (5, 7), (12, 40)] {
         let img = gray(w, h, u64::from(w * h));
-        let want = image::imageops::resize(&img, 12, 12, FilterType::Triangle);
-        let got = classify(&router, encode(img, ImageFormat::Png)).await;
-        assert_same(&got, &oip(&router, want.as_raw(), [1, 12, 12]).await);
+        let png = encode(img, ImageFormat::Png);
+        let limits = dyce_data::DecodeLimits { max_pixels: 1 << 20, max_alloc: 8 << 20 };
+        let decoded = dyce_data::decode(&png, 1, limits).unwrap();
+        let want = transform.apply(&decoded, (12, 12)).unwrap();
+        let got = classify(&router, png).await;
+        assert_same(&got, &oip(&router, &want.data, [1, 12, 12]).await);
     }
     rt.queue.close();
 }
@@ -157,9 +163,16 @@ async fn other_sizes_are_resized_with_the_triangle_filter() {
 async fn colour_becomes_luma_for_a_grayscale_model() {
     let (rt, router) = tiny(ServeConfig::default());
     let img = rgb(12, 12, 4);
-    let want = DynamicImage::ImageRgb8(img.clone()).into_luma8();
+    // PIL's convert("L"), in its fixed-point form (what torchvision's Grayscale applies).
+    let want: Vec<u8> = img
+        .pixels()
+        .map(|p| {
+            let [r, g, b] = p.0.map(u32::from);
+            ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16) as u8
+        })
+        .collect();
     let got = classify(&router, encode(img, ImageFormat::Png)).await;
-    assert_same(&got, &oip(&router, want.as_raw(), [1, 12, 12]).await);
+    assert_same(&got, &oip(&router, &want, [1, 12, 12]).await);
     rt.queue.close();
 }
 

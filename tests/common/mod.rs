@@ -25,6 +25,7 @@ pub fn tiny_bundle(dir: &Path) -> Bundle {
             mean: vec![0.286],
             std: vec![0.353],
             labels: (0..10).map(|i| format!("c{i}")).collect(),
+            transform: Default::default(),
         },
         backbone: spec,
         positions: vec![],

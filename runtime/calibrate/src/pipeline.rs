@@ -220,6 +220,7 @@ pub fn calibrate(
             mean: vec![augment::FMNIST_MEAN],
             std: vec![augment::FMNIST_STD],
             labels: LABELS.iter().map(|s| s.to_string()).collect(),
+            transform: Default::default(),
         },
         backbone: spec.clone(),
         positions: vec![],

@@ -61,7 +61,10 @@ pub fn decode(bytes: &[u8], channels: usize, limits: DecodeLimits) -> Result<Pix
         return Err(ImageError::Channels(channels));
     }
     let (format, name) = sniff(bytes)?;
-    let failed = |e: image::ImageError| ImageError::Undecodable { format: name, reason: e.to_string() };
+    let failed = |e: image::ImageError| match e {
+        image::ImageError::Limits(l) => ImageError::DecoderLimit { format: name, reason: l.to_string() },
+        other => ImageError::Undecodable { format: name, reason: other.to_string() },
+    };
     let reader = || {
         let mut r = ImageReader::with_format(Cursor::new(bytes), format);
         let mut l = image::Limits::default();
@@ -153,7 +156,7 @@ mod tests {
         let small = DecodeLimits { max_pixels: 1000, ..DecodeLimits::default() };
         assert!(matches!(decode(&big, 1, small), Err(ImageError::TooManyPixels { .. })));
         let tight = DecodeLimits { max_alloc: 1000, ..DecodeLimits::default() };
-        assert!(matches!(decode(&big, 1, tight), Err(ImageError::Undecodable { .. })));
+        assert!(matches!(decode(&big, 1, tight), Err(ImageError::DecoderLimit { .. })));
         assert_eq!(decode(&big, 4, DecodeLimits::default()), Err(ImageError::Channels(4)));
     }
 }

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ImageError {
     /// Zero bytes.
-    #[error("the body is empty; send one PNG or JPEG image")]
+    #[error("empty body; send a PNG or JPEG image")]
     Empty,
     /// Neither a PNG nor a JPEG signature.
-    #[error("not a PNG or JPEG image (recognised by its first bytes)")]
+    #[error("not a PNG or JPEG image (judged by its first bytes; Content-Type and file names are ignored)")]
     NotAnImage,
     /// The header declares more pixels than allowed.
-    #[error("{width}x{height} pixels is over the limit of {limit} pixels")]
+    #[error("image of {width}×{height} pixels is over the limit of {limit} pixels")]
     TooManyPixels {
         /// Declared width.
         width: u32,
@@ -21,8 +21,16 @@ pub enum ImageError {
         /// The limit.
         limit: u64,
     },
-    /// The decoder refused to allocate more than the limit, or the format is corrupt.
-    #[error("{format} image could not be decoded: {reason}")]
+    /// The decoder would need more memory than its allocation limit.
+    #[error("decoding the {format} image needs too much memory: {reason}")]
+    DecoderLimit {
+        /// `PNG` or `JPEG`.
+        format: &'static str,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A PNG or JPEG signature, but broken data or an unsupported feature.
+    #[error("could not decode the {format} image: {reason}")]
     Undecodable {
         /// `PNG` or `JPEG`.
         format: &'static str,
@@ -30,7 +38,9 @@ pub enum ImageError {
         reason: String,
     },
     /// The model's input is neither grayscale nor RGB.
-    #[error("the model takes {0}-channel input; images can feed 1- or 3-channel models only")]
+    #[error(
+        "the model takes {0}-channel input; images can feed 1- or 3-channel models only (use OIP tensors)"
+    )]
     Channels(usize),
 }
 

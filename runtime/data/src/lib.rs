@@ -9,14 +9,18 @@
 //! * [`fashion_mnist`]: Fashion-MNIST's gzipped IDX files with dyce's fixed splits, and
 //!   [`augment`]: its normalised (and, for training, augmented) batches.
 
+#[cfg(feature = "datasets")]
 pub mod augment;
 pub mod decode;
 mod error;
+#[cfg(feature = "datasets")]
 pub mod fashion_mnist;
+#[cfg(feature = "datasets")]
 pub mod folder;
 pub mod transform;
 
 pub use decode::{decode, DecodeLimits, Pixels};
 pub use error::{DataError, ImageError};
+#[cfg(feature = "datasets")]
 pub use folder::{FolderSplits, Sample, SplitFractions};
 pub use transform::{normalize_into, Interpolation, Preprocess, Transform};

@@ -12,6 +12,8 @@ use super::macs::{backbone_macs, exit_macs, BackboneMacs};
 use super::resnet::{load_exit, ResNet};
 use super::spec::BackboneSpec;
 use super::store::TensorStore;
+use dyce_data::Transform;
+
 use super::ModelError;
 
 /// Bundle format version this build reads and writes.
@@ -29,6 +31,15 @@ pub struct InputSpec {
     pub std: Vec<f32>,
     /// Class names, index = class id.
     pub labels: Vec<String>,
+    /// How an image of any size becomes this input (resize, crop, interpolation): the same
+    /// code for calibration, `dyce load` and `/v1/classify`. Absent: resized to exactly the
+    /// input size (bundles made before transforms were recorded).
+    #[serde(default, skip_serializing_if = "is_default_transform")]
+    pub transform: Transform,
+}
+
+fn is_default_transform(t: &Transform) -> bool {
+    *t == Transform::default()
 }
 
 /// A candidate exit position as recorded in the manifest (derived from the backbone).
@@ -264,6 +275,7 @@ impl Bundle {
                 mean: vec![0.0; shape[0]],
                 std: vec![1.0; shape[0]],
                 labels: (0..spec.num_classes).map(|i| i.to_string()).collect(),
+                transform: Default::default(),
             },
             backbone: spec,
             positions: vec![],

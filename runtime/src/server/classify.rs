@@ -26,9 +26,11 @@ use crate::service::Runtime;
     tag = "classify",
     request_body(
         description = "One PNG or JPEG image, recognised by its first bytes (Content-Type may be \
-            absent or wrong). Converted to the model's channels (luma for grayscale models), \
-            resized to its input size (Triangle filter, aspect ratio not kept) and normalised like \
-            OIP inputs. At most `--max-body-bytes` and 4096×4096 pixels.",
+            absent or wrong). Converted to the model's channels (PIL's luma for grayscale models), \
+            brought to its input size by the bundle's transform (by default an antialiased \
+            bilinear resize to exactly that size; torchvision's resize and centre crop for bundles \
+            made from image folders) and normalised like OIP inputs. At most `--max-body-bytes` \
+            and 4096×4096 pixels.",
         content(("image/png"), ("image/jpeg"))
     ),
     responses(
@@ -41,10 +43,10 @@ use crate::service::Runtime;
     )
 )]
 pub async fn classify(State(rt): State<Arc<Runtime>>, body: Bytes) -> Result<Response, ApiError> {
-    let shape = rt.bundle.manifest.input.shape;
+    let (shape, transform) = (rt.bundle.manifest.input.shape, rt.bundle.manifest.input.transform);
     // Decoding and resizing take milliseconds of CPU: off the async workers, so they keep
     // serving other connections meanwhile.
-    let pixels = tokio::task::spawn_blocking(move || to_pixels(&body, shape))
+    let pixels = tokio::task::spawn_blocking(move || to_pixels(&body, shape, &transform))
         .await
         .map_err(|e| ApiError::Internal(format!("image decoding task: {e}")))??;
     let raw: Vec<f64> = pixels.iter().map(|&p| f64::from(p)).collect();

@@ -25,6 +25,7 @@ pub fn manifest(spec: &BackboneSpec, size: usize, exits: &[(usize, &str)]) -> Ma
             mean: vec![0.5; c],
             std: vec![0.25; c],
             labels: (0..spec.num_classes).map(|i| format!("class{i}")).collect(),
+            transform: Default::default(),
         },
         backbone: spec.clone(),
         positions: vec![],
