@@ -1,6 +1,7 @@
 //! The product's commands: what a user runs to serve, steer and build models.
 
 pub mod calibrate;
+pub mod calibrate_folder;
 pub mod control;
 pub mod control_kube;
 pub mod inspect;

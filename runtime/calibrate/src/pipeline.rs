@@ -2,7 +2,7 @@
 //! configuration table → bundle and report.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Tensor;
@@ -10,110 +10,54 @@ use dyce_api::{ConfigEntry, ConfigTable, ExitChoice, FULL_CONFIG_ID};
 use dyce_search::{
     coordinate_search, evaluate, onepass, select_table, uniform_threshold, Candidate, Config, Records,
 };
-use serde::{Deserialize, Serialize};
 
-use super::exit_train::{train_exits, ExitTrainConfig};
-use super::features::{extract, Features};
-use super::record::record;
+use super::exit_train::{train_exits, TrainingFeatures};
+use crate::cache::{extract, CachedFeatures, Progress};
+use crate::dataset::{Fnv, SplitData};
 use crate::error::CalibrateError;
-use dyce_data::augment;
-use dyce_data::fashion_mnist::{Images, Splits, LABELS};
+pub use crate::outcome::{wilson_lower, CalibrateConfig, CalibrationReport, CostRatios, FrontPoint, BOUND_Z};
+use crate::record::{costed, head_outputs, HeadOutputs, RecordContext};
 use dyce_runtime::engine::{default_pool, FastBackend};
 use dyce_runtime::model::bundle::{ExitInfo, FORMAT};
 use dyce_runtime::model::macs::exit_macs;
 use dyce_runtime::model::store::TensorStore;
 use dyce_runtime::model::{BackboneSpec, Bundle, ExitType, InputSpec, Manifest, ResNet};
 
-/// Settings of a calibration run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CalibrateConfig {
-    /// Model name written into the bundle.
-    pub name: String,
+/// The images of a calibration and how the model takes them.
+#[derive(Debug, Clone)]
+pub struct Dataset {
     /// Exit training.
-    pub exits: ExitTrainConfig,
-    /// Use at most this many images of each split (smoke tests); `None` = all.
-    pub limit: Option<usize>,
-    /// Shipped configs are at most this much less accurate than the full model (calibration split).
-    pub max_accuracy_drop: f64,
-    /// Fewest configurations to ship.
-    pub k_min: usize,
-    /// Most configurations to ship.
-    pub k_max: usize,
-    /// What the search charges per MAC of each exit type, relative to a backbone MAC (types not
-    /// named cost 1). Exit heads are small matrix products whose weights leave the cache between
-    /// calls, so on real hardware a head MAC can cost twice a convolution MAC; charging that
-    /// lets the search prefer configurations that are cheap in time, not only in MACs. Reported
-    /// MACs ratios stay true MACs.
-    #[serde(default)]
-    pub exit_cost: BTreeMap<String, f64>,
-    /// Reuse the exit heads of this bundle (`weights.safetensors`) instead of training new ones.
-    #[serde(default)]
-    pub exits_from: Option<std::path::PathBuf>,
+    pub train: SplitData,
+    /// Configuration search and `expected_accuracy`.
+    pub calibration: SplitData,
+    /// The report only.
+    pub test: SplitData,
+    /// Shape, normalisation, transform and class names, as the bundle's manifest records them.
+    pub input: InputSpec,
 }
 
-/// One configuration of a front, measured on both splits.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FrontPoint {
-    /// Accuracy on the calibration split (what the search saw).
-    pub calibration_accuracy: f64,
-    /// MACs relative to the full model on the calibration split.
-    pub calibration_macs_ratio: f64,
-    /// Accuracy on the test split.
-    pub test_accuracy: f64,
-    /// MACs relative to the full model on the test split.
-    pub test_macs_ratio: f64,
-    /// What the search charged (exit MACs times `exit_cost`), relative to the full model, on
-    /// each split; absent when every exit cost 1 (then it equals the MACs ratio).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost_ratios: Option<CostRatios>,
-    /// The configuration (per position: type index and threshold).
-    pub config: Config,
-}
-
-/// Charged cost relative to the full model's, per split.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-pub struct CostRatios {
-    /// On the calibration split (what the search minimised).
-    pub calibration: f64,
-    /// On the test split.
-    pub test: f64,
-}
-
-/// Everything the report shows.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CalibrationReport {
+/// One calibration run.
+pub struct Job<'a> {
+    /// The backbone's architecture.
+    pub spec: &'a BackboneSpec,
+    /// Its tensors, torchvision names, BatchNorm unfolded.
+    pub backbone: HashMap<String, Tensor>,
+    /// The images.
+    pub data: &'a Dataset,
     /// Settings.
-    pub config: CalibrateConfig,
-    /// Exit types, in the order configs index them.
-    pub types: Vec<String>,
-    /// Samples per split actually used.
-    pub sizes: BTreeMap<String, usize>,
-    /// Full model accuracy on calibration and test.
-    pub full_accuracy: BTreeMap<String, f64>,
-    /// Fronts by method (`ours`, `onepass`, `uniform`, and `single` for single-exit configs).
-    pub fronts: BTreeMap<String, Vec<FrontPoint>>,
-    /// The shipped table, in order.
-    pub shipped: Vec<FrontPoint>,
-    /// Seconds taken by each step.
-    pub seconds: BTreeMap<String, f64>,
+    pub cfg: &'a CalibrateConfig,
+    /// Written into the manifest.
+    pub provenance: BTreeMap<String, serde_json::Value>,
+    /// Bundle directory.
+    pub out: &'a Path,
+    /// Feature cache root: one sub-folder per split and inputs (model, images, transform).
+    pub cache: PathBuf,
+    /// Images per backbone batch.
+    pub batch: usize,
 }
 
-impl CalibrationReport {
-    /// Largest test MACs reduction among a front's configs that lose at most `drop` test accuracy.
-    pub fn macs_saved_at(&self, method: &str, drop: f64) -> Option<f64> {
-        let full = self.full_accuracy.get("test")?;
-        self.fronts
-            .get(method)?
-            .iter()
-            .filter(|p| p.test_accuracy >= full - drop - 1e-12)
-            .map(|p| 1.0 - p.test_macs_ratio)
-            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
-    }
-}
-
-fn limited(set: &Images, limit: Option<usize>) -> Images {
-    limit.map_or_else(|| set.clone(), |n| set.take(n))
-}
+/// A long phase's progress: its name, units done, units in all.
+pub type ProgressFn<'a> = dyn FnMut(&str, usize, usize) + 'a;
 
 /// Records of both splits, in true MACs and, when exits are charged more, in charged cost.
 struct Split<'a> {
@@ -163,50 +107,91 @@ fn pretrained_exits(dir: &Path) -> Result<HashMap<String, Tensor>, CalibrateErro
     Ok(exits)
 }
 
-/// Runs a calibration and writes the bundle to `out`; returns the loaded bundle and the report.
-pub fn calibrate(
-    spec: &BackboneSpec,
-    backbone: HashMap<String, Tensor>,
-    splits: &Splits,
-    cfg: &CalibrateConfig,
-    provenance: BTreeMap<String, serde_json::Value>,
+/// The cache key of one split: the backbone (architecture and every weight), the input
+/// settings and the split's files.
+fn cache_key(job: &Job, split: &SplitData) -> Result<String, CalibrateError> {
+    let mut h = Fnv::default();
+    h.write(b"dyce-features-v1");
+    h.write(serde_json::to_string(job.spec).expect("plain struct").as_bytes());
+    h.write(format!("{:?}", job.data.input).as_bytes());
+    let mut names: Vec<&String> = job.backbone.keys().collect();
+    names.sort();
+    for name in names {
+        h.write(name.as_bytes());
+        let v: Vec<f32> = job.backbone[name].flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        h.write(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+    }
+    split.fingerprint(&mut h);
+    Ok(format!("{:016x}", h.0))
+}
+
+/// Writes `predictions.csv`: the full model's answer for every file of the calibration and
+/// test splits, what `/v1/classify` must answer for them under the full configuration.
+fn write_predictions(
     out: &Path,
-    progress: &mut dyn FnMut(&str, usize),
-) -> Result<(Bundle, CalibrationReport), CalibrateError> {
+    splits: &[(&str, &SplitData, &CachedFeatures)],
+) -> Result<(), CalibrateError> {
+    let mut text = String::from("split,file,label,predicted,confidence\n");
+    for (name, split, feats) in splits {
+        let (pred, conf) = feats.final_top1()?;
+        for (i, label) in split.labels().iter().enumerate() {
+            let Some(path) = split.path(i) else { return Ok(()) };
+            let file = path.to_string_lossy().replace('"', "\"\"");
+            text.push_str(&format!("{name},\"{file}\",{label},{},{:.6}\n", pred[i], conf[i]));
+        }
+    }
+    let path = out.join("predictions.csv");
+    std::fs::write(&path, text).map_err(|e| CalibrateError::Io { path, reason: e.to_string() })
+}
+
+/// Runs a calibration and writes the bundle to `job.out`; returns the loaded bundle and the
+/// report.
+pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, CalibrationReport), CalibrateError> {
+    let cfg = job.cfg;
     let mut seconds = BTreeMap::new();
     let mut clock = Instant::now();
     let mut lap = |name: &str, seconds: &mut BTreeMap<String, f64>| {
         seconds.insert(name.to_string(), clock.elapsed().as_secs_f64());
         clock = Instant::now();
     };
-    let net = ResNet::load(spec, &TensorStore::new(backbone.clone()))?;
-    let shape = [spec.in_channels, 28, 28];
+    let net = ResNet::load(job.spec, &TensorStore::new(job.backbone.clone()))?;
+    let shape = job.data.input.shape;
     let mut be = FastBackend::new(&net, shape, default_pool(None)?)?;
+    // The training split only feeds exit training, which reused exits skip.
+    let train = if cfg.exits_from.is_some() {
+        job.data.train.limited(Some(0))
+    } else {
+        job.data.train.limited(cfg.limit)
+    };
     let sets = [
-        ("train", limited(&splits.train, cfg.limit)),
-        ("calibration", limited(&splits.calibration, cfg.limit)),
-        ("test", limited(&splits.test, cfg.limit)),
+        ("train", train),
+        ("calibration", job.data.calibration.limited(cfg.limit)),
+        ("test", job.data.test.limited(cfg.limit)),
     ];
-    let mut feats: Vec<Features> = Vec::new();
-    for (i, (name, set)) in sets.iter().enumerate() {
-        // The training split only feeds exit training.
-        let empty;
-        let set = if i == 0 && cfg.exits_from.is_some() {
-            empty = set.take(0);
-            &empty
-        } else {
-            set
-        };
-        feats.push(extract(&net, &mut be, set, 256, &mut |n| progress(&format!("features {name}"), n))?);
+    let mut feats = Vec::new();
+    for (name, set) in &sets {
+        let dir = job.cache.join(format!("{name}-{}", cache_key(&job, set)?));
+        let phase = format!("features {name}");
+        feats.push(extract(&net, &mut be, set, &dir, job.batch, &mut |p: Progress| {
+            progress(&phase, p.done, p.total)
+        })?);
     }
     lap("features", &mut seconds);
-    let classes = spec.num_classes;
+    let classes = job.spec.num_classes;
+    let labels: Vec<Vec<u32>> = sets.iter().map(|(_, s)| s.labels()).collect();
     let exit_tensors = match &cfg.exits_from {
         Some(dir) => pretrained_exits(dir)?,
-        None => train_exits(&feats[0], &sets[0].1.labels, classes, &cfg.exits, &mut |e, l| {
-            tracing::info!(epoch = e, loss = l, "exit training");
-            progress("exit epochs", 1);
-        })?,
+        None => {
+            let rows = |p: usize| feats[0].position(p);
+            let tf = TrainingFeatures { channels: feats[0].channels.clone(), n: feats[0].n, rows: &rows };
+            let total = cfg.exits.epochs * tf.channels.len();
+            let mut done = 0;
+            train_exits(&tf, &labels[0], classes, &cfg.exits, &mut |p, e, l| {
+                tracing::info!(position = p, epoch = e, loss = l, "exit training");
+                done += 1;
+                progress("exit training epochs", done, total);
+            })?
+        }
     };
     lap("exit_training", &mut seconds);
 
@@ -215,14 +200,8 @@ pub fn calibrate(
     let manifest = Manifest {
         format: FORMAT,
         name: cfg.name.clone(),
-        input: InputSpec {
-            shape,
-            mean: vec![augment::FMNIST_MEAN],
-            std: vec![augment::FMNIST_STD],
-            labels: LABELS.iter().map(|s| s.to_string()).collect(),
-            transform: Default::default(),
-        },
-        backbone: spec.clone(),
+        input: job.data.input.clone(),
+        backbone: job.spec.clone(),
         positions: vec![],
         full_macs: 0,
         exits: (0..positions)
@@ -230,18 +209,23 @@ pub fn calibrate(
                 types.iter().map(move |t| ExitInfo { position: p, exit_type: t.to_string(), macs: 0 })
             })
             .collect(),
-        provenance,
+        provenance: job.provenance.clone(),
     };
-    let mut tensors = backbone;
+    let mut tensors = job.backbone;
     tensors.extend(exit_tensors);
     let draft = Bundle::from_parts(
         manifest.clone(),
         &TensorStore::new(tensors.clone()),
         ConfigTable::full_only(&cfg.name),
     )?;
+    let outs: Vec<HeadOutputs> = feats[1..]
+        .iter()
+        .map(|f| head_outputs(f, &draft.exits, &types, classes))
+        .collect::<Result<_, _>>()?;
     let em = |p: usize, t: &ExitType| exit_macs(t, net.channels_at(p), classes);
-    let cal = record(&feats[1], &sets[1].1.labels, &draft.exits, &types, &draft.macs, classes, &em)?;
-    let test = record(&feats[2], &sets[2].1.labels, &draft.exits, &types, &draft.macs, classes, &em)?;
+    let ctx = RecordContext { types: &types, macs: &draft.macs, exit_macs: &em };
+    let cal = costed(&outs[0], &labels[1], &ctx)?;
+    let test = costed(&outs[1], &labels[2], &ctx)?;
     // The search sees costs (head MACs weighted by `exit_cost`); everything reported is
     // re-evaluated on the true MACs below.
     let weight = |t: &ExitType| cfg.exit_cost.get(&t.to_string()).copied().unwrap_or(1.0);
@@ -249,16 +233,13 @@ pub fn calibrate(
         (exit_macs(t, net.channels_at(p), classes) as f64 * weight(t)).round() as u64
     };
     // Without a factor other than 1 the charged cost is the MACs: no second recording.
-    let charged = cfg.exit_cost.values().any(|&f| f != 1.0);
-    let costed = if charged {
-        Some((
-            record(&feats[1], &sets[1].1.labels, &draft.exits, &types, &draft.macs, classes, &ec)?,
-            record(&feats[2], &sets[2].1.labels, &draft.exits, &types, &draft.macs, classes, &ec)?,
-        ))
+    let costed_records = if cfg.exit_cost.values().any(|&f| f != 1.0) {
+        let ctx = RecordContext { exit_macs: &ec, ..ctx };
+        Some((costed(&outs[0], &labels[1], &ctx)?, costed(&outs[1], &labels[2], &ctx)?))
     } else {
         None
     };
-    let cost = costed.as_ref().map_or(&cal, |(c, _)| c);
+    let cost = costed_records.as_ref().map_or(&cal, |(c, _)| c);
     lap("recording", &mut seconds);
 
     let full = Candidate::evaluate(&cal, Config::none(positions));
@@ -273,13 +254,16 @@ pub fn calibrate(
     let shipped = select_table(cost, &ours, floor, cfg.k_min, cfg.k_max);
     lap("search_rest", &mut seconds);
 
+    let n_cal = cal.n_samples();
     let table = ConfigTable {
         model: cfg.name.clone(),
         configs: shipped
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let t = evaluate(&test, &c.config);
+                // Chosen on calibration, so estimated on calibration: the test split stays
+                // held out for the report.
+                let o = evaluate(&cal, &c.config);
                 let exits: Vec<ExitChoice> = c
                     .config
                     .exits
@@ -297,16 +281,17 @@ pub fn calibrate(
                 ConfigEntry {
                     id,
                     exits,
-                    expected_accuracy: Some(t.accuracy),
-                    macs_ratio: Some(t.mean_macs / test.full_macs()),
+                    expected_accuracy: Some(wilson_lower(o.accuracy, n_cal, BOUND_Z)),
+                    macs_ratio: Some(o.mean_macs / cal.full_macs()),
                     latency_ratio: None,
                 }
             })
             .collect(),
     };
-    let bundle = Bundle::write(out, manifest, &tensors, &table)?;
+    let bundle = Bundle::write(job.out, manifest, &tensors, &table)?;
+    write_predictions(job.out, &[("calibration", &sets[1].1, &feats[1]), ("test", &sets[2].1, &feats[2])])?;
     lap("write", &mut seconds);
-    let split = Split { cal: &cal, test: &test, cost: costed.as_ref().map(|(c, t)| (c, t)) };
+    let split = Split { cal: &cal, test: &test, cost: costed_records.as_ref().map(|(c, t)| (c, t)) };
     let pts = |v: &[Candidate]| v.iter().map(|c| point(&split, c)).collect::<Vec<_>>();
     let report = CalibrationReport {
         config: cfg.clone(),

@@ -7,12 +7,15 @@
 //!   antialiased bilinear or bicubic as PIL does it), then normalisation.
 //! * [`folder`]: torchvision's `ImageFolder` layout and dyce's calibration splits over it.
 //! * [`fashion_mnist`]: Fashion-MNIST's gzipped IDX files with dyce's fixed splits, and
-//!   [`augment`]: its normalised (and, for training, augmented) batches.
+//!   [`augment`]: its normalised (and, for training, augmented) batches; [`export`] writes its
+//!   splits as an image folder.
 
 #[cfg(feature = "datasets")]
 pub mod augment;
 pub mod decode;
 mod error;
+#[cfg(feature = "datasets")]
+pub mod export;
 #[cfg(feature = "datasets")]
 pub mod fashion_mnist;
 #[cfg(feature = "datasets")]

@@ -20,25 +20,28 @@ pub enum InputError {
 /// [0, 1]) and normalises them with the manifest's per-channel mean and std; `raw` is NCHW.
 pub fn normalise(spec: &InputSpec, datatype: &str, raw: &[f64]) -> Result<Vec<f32>, InputError> {
     let [c, h, w] = spec.shape;
-    let scale = match datatype {
+    let uint8 = match datatype {
         "UINT8" => {
             if let Some(v) = raw.iter().find(|v| !(0.0..=255.0).contains(*v) || v.fract() != 0.0) {
                 return Err(InputError::Uint8(*v));
             }
-            1.0 / 255.0
+            true
         }
         "FP32" => {
             if let Some(v) = raw.iter().find(|v| !(v.is_finite() && (0.0..=1.0).contains(*v))) {
                 return Err(InputError::Fp32(*v));
             }
-            1.0
+            false
         }
         other => return Err(InputError::Datatype(other.to_string())),
     };
     let mut out = Vec::with_capacity(raw.len());
     for (i, v) in raw.iter().enumerate() {
         let ch = (i / (h * w)) % c;
-        out.push(((*v * scale) as f32 - spec.mean[ch]) / spec.std[ch]);
+        // UINT8 pixels take dyce-data's operations exactly (f32 divide by 255, then mean and
+        // std), so an image gets the bits here that calibration gave it.
+        let x = if uint8 { f32::from(*v as u8) / 255.0 } else { *v as f32 };
+        out.push((x - spec.mean[ch]) / spec.std[ch]);
     }
     Ok(out)
 }

@@ -1,0 +1,118 @@
+//! What a calibration found: fronts and the shipped table measured on both splits, with the
+//! split every number comes from in its name. Configurations are chosen on the calibration split
+//! only; the test split is read for the report.
+
+use std::collections::BTreeMap;
+
+use dyce_search::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::exit_train::ExitTrainConfig;
+
+/// Settings of a calibration run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CalibrateConfig {
+    /// Model name written into the bundle.
+    pub name: String,
+    /// Exit training.
+    pub exits: ExitTrainConfig,
+    /// Use at most this many images of each split (smoke tests); `None` = all.
+    pub limit: Option<usize>,
+    /// Shipped configs are at most this much less accurate than the full model (calibration split).
+    pub max_accuracy_drop: f64,
+    /// Fewest configurations to ship.
+    pub k_min: usize,
+    /// Most configurations to ship.
+    pub k_max: usize,
+    /// What the search charges per MAC of each exit type, relative to a backbone MAC (types not
+    /// named cost 1). Exit heads are small matrix products whose weights leave the cache between
+    /// calls, so on real hardware a head MAC can cost twice a convolution MAC; charging that
+    /// lets the search prefer configurations that are cheap in time, not only in MACs. Reported
+    /// MACs ratios stay true MACs.
+    #[serde(default)]
+    pub exit_cost: BTreeMap<String, f64>,
+    /// Reuse the exit heads of this bundle (`weights.safetensors`) instead of training new ones.
+    #[serde(default)]
+    pub exits_from: Option<std::path::PathBuf>,
+}
+
+/// One configuration of a front, measured on both splits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FrontPoint {
+    /// Accuracy on the calibration split (what the search saw).
+    pub calibration_accuracy: f64,
+    /// MACs relative to the full model on the calibration split.
+    pub calibration_macs_ratio: f64,
+    /// Accuracy on the test split.
+    pub test_accuracy: f64,
+    /// MACs relative to the full model on the test split.
+    pub test_macs_ratio: f64,
+    /// What the search charged (exit MACs times `exit_cost`), relative to the full model, on
+    /// each split; absent when every exit cost 1 (then it equals the MACs ratio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_ratios: Option<CostRatios>,
+    /// The configuration (per position: type index and threshold).
+    pub config: Config,
+}
+
+/// Charged cost relative to the full model's, per split.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct CostRatios {
+    /// On the calibration split (what the search minimised).
+    pub calibration: f64,
+    /// On the test split.
+    pub test: f64,
+}
+
+/// Everything the report shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CalibrationReport {
+    /// Settings.
+    pub config: CalibrateConfig,
+    /// Exit types, in the order configs index them.
+    pub types: Vec<String>,
+    /// Samples per split actually used.
+    pub sizes: BTreeMap<String, usize>,
+    /// Full model accuracy on calibration and test.
+    pub full_accuracy: BTreeMap<String, f64>,
+    /// Fronts by method (`ours`, `onepass`, `uniform`, and `single` for single-exit configs).
+    pub fronts: BTreeMap<String, Vec<FrontPoint>>,
+    /// The shipped table, in order.
+    pub shipped: Vec<FrontPoint>,
+    /// Seconds taken by each step.
+    pub seconds: BTreeMap<String, f64>,
+}
+
+impl CalibrationReport {
+    /// The test split's MACs reduction of the configuration a user would pick for "at most
+    /// `drop` accuracy lost": the cheapest (on calibration) of a front's configurations within
+    /// `drop` of the full model on the calibration split. Picking on test accuracy instead would
+    /// let the held-out split choose, and flatter the result.
+    pub fn macs_saved_at(&self, method: &str, drop: f64) -> Option<f64> {
+        let full = self.full_accuracy.get("calibration")?;
+        self.fronts
+            .get(method)?
+            .iter()
+            .filter(|p| p.calibration_accuracy >= full - drop - 1e-12)
+            .min_by(|a, b| a.calibration_macs_ratio.total_cmp(&b.calibration_macs_ratio))
+            .map(|p| 1.0 - p.test_macs_ratio)
+    }
+}
+
+/// One-sided lower confidence bound on an accuracy `acc` measured on `n` images: Wilson's score
+/// interval at `z` standard deviations (1.645: 95% one-sided). It is what a configuration's
+/// `expected_accuracy` ships as, so that a floor set on it holds on new data more often than not
+/// even for small calibration splits (with 1,000 images a 90% accuracy ships as 88.3%).
+pub fn wilson_lower(acc: f64, n: usize, z: f64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let n = n as f64;
+    let z2 = z * z;
+    let centre = acc + z2 / (2.0 * n);
+    let spread = z * (acc * (1.0 - acc) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - spread) / (1.0 + z2 / n)).clamp(0.0, 1.0)
+}
+
+/// The confidence level of shipped `expected_accuracy` bounds (one-sided 95%).
+pub const BOUND_Z: f64 = 1.645;
