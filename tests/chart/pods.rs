@@ -68,6 +68,9 @@ pub fn check_runtime_container(c: &Container, pod: &PodSpec, what: &str) {
     assert_eq!(arg_after(c, "--admin-token-file"), Some(TOKEN_PATH), "{what}: --admin-token-file");
     assert_eq!(probe_path(&c.liveness_probe), Some("/v2/health/live"), "{what}: liveness probe");
     assert_eq!(probe_path(&c.readiness_probe), Some("/v2/health/ready"), "{what}: readiness probe");
+    // Liveness would restart a runtime still reading its bundle (no port is bound yet): the
+    // startup probe holds it back until the runtime is ready.
+    assert_eq!(probe_path(&c.startup_probe), Some("/v2/health/ready"), "{what}: startup probe");
     check_token_mount(c, pod, what);
 
     // DYCE_THREADS follows the CPU limit, and only when there is one.

@@ -187,6 +187,15 @@ seccompProfile:
     - name: admin
       containerPort: {{ $adminPort }}
       protocol: TCP
+  {{- /* The process binds its ports only once the bundle is read, and is ready after warm-up:
+  the startup probe gives it that time; liveness and readiness start once it passes. */}}
+  startupProbe:
+    httpGet:
+      path: /v2/health/ready
+      port: {{ $dataPort }}
+    periodSeconds: {{ $v.startupProbe.periodSeconds }}
+    timeoutSeconds: 2
+    failureThreshold: {{ $v.startupProbe.failureThreshold }}
   livenessProbe:
     httpGet:
       path: /v2/health/live
