@@ -9,6 +9,7 @@
 //! (`--include-ignored`) after `scripts/ci/setup.sh` installed helm. A missing helm is a failure.
 
 mod checks;
+mod model;
 mod objects;
 mod pods;
 mod render;
@@ -27,6 +28,8 @@ use render::*;
 pub const RELEASE: &str = "demo";
 pub const NAMESPACE: &str = "serving";
 pub const TOKEN_PATH: &str = "/var/run/secrets/dyce/token";
+/// Where runtime.modelFrom mounts the bundle.
+pub const MODEL_DIR: &str = "/var/lib/dyce/model";
 
 // ---------------------------------------------------------------------------------------------
 // Tests.
