@@ -159,7 +159,10 @@ fn sidecar_templates_work_from_a_parent_chart() {
         "apiVersion: v2\nname: myapp\nversion: 1.0.0\ndependencies:\n  - name: dyce\n    version: 0.1.0\n",
     )
     .unwrap();
-    std::fs::write(parent.join("values.yaml"), "dyce:\n  runtime:\n    enabled: false\n").unwrap();
+    // A bundle from an image, so the init container snippet of docs/install.md renders too.
+    let values = "dyce:\n  runtime:\n    enabled: false\n    modelFrom:\n      image:\n        enabled: true\n        \
+                  repository: r.example/bundle\n        tag: v1\n";
+    std::fs::write(parent.join("values.yaml"), values).unwrap();
     let template = format!(
         r#"{context}
 apiVersion: apps/v1
@@ -178,6 +181,10 @@ spec:
     spec:
       securityContext:
         {{{{- include "dyce.podSecurityContext" $dyce | nindent 8 }}}}
+      {{{{- with include "dyce.runtimeInitContainers" $dyce }}}}
+      initContainers:
+        {{{{- . | nindent 8 }}}}
+      {{{{- end }}}}
       containers:
         - name: my-app
           image: my-app:1.0
@@ -207,6 +214,8 @@ spec:
     let d: Deployment = typed(app);
     let pod = d.spec.unwrap().template.spec.unwrap();
     assert!(pod.containers.iter().any(is_runtime), "my-app has the runtime container");
+    let inits: Vec<&str> = pod.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
+    assert_eq!(inits, ["dyce-model"], "my-app copies the bundle before the runtime starts");
 }
 
 /// Misspelt keys, at the top and deep down, are refused by values.schema.json.
