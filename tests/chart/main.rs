@@ -9,6 +9,7 @@
 //! (`--include-ignored`) after `scripts/ci/setup.sh` installed helm. A missing helm is a failure.
 
 mod checks;
+mod model;
 mod objects;
 mod pods;
 mod render;
@@ -27,6 +28,8 @@ use render::*;
 pub const RELEASE: &str = "demo";
 pub const NAMESPACE: &str = "serving";
 pub const TOKEN_PATH: &str = "/var/run/secrets/dyce/token";
+/// Where runtime.modelFrom mounts the bundle.
+pub const MODEL_DIR: &str = "/var/lib/dyce/model";
 
 // ---------------------------------------------------------------------------------------------
 // Tests.
@@ -156,7 +159,10 @@ fn sidecar_templates_work_from_a_parent_chart() {
         "apiVersion: v2\nname: myapp\nversion: 1.0.0\ndependencies:\n  - name: dyce\n    version: 0.1.0\n",
     )
     .unwrap();
-    std::fs::write(parent.join("values.yaml"), "dyce:\n  runtime:\n    enabled: false\n").unwrap();
+    // A bundle from an image, so the init container snippet of docs/install.md renders too.
+    let values = "dyce:\n  runtime:\n    enabled: false\n    modelFrom:\n      image:\n        enabled: true\n        \
+                  repository: r.example/bundle\n        tag: v1\n";
+    std::fs::write(parent.join("values.yaml"), values).unwrap();
     let template = format!(
         r#"{context}
 apiVersion: apps/v1
@@ -175,6 +181,10 @@ spec:
     spec:
       securityContext:
         {{{{- include "dyce.podSecurityContext" $dyce | nindent 8 }}}}
+      {{{{- with include "dyce.runtimeInitContainers" $dyce }}}}
+      initContainers:
+        {{{{- . | nindent 8 }}}}
+      {{{{- end }}}}
       containers:
         - name: my-app
           image: my-app:1.0
@@ -204,6 +214,8 @@ spec:
     let d: Deployment = typed(app);
     let pod = d.spec.unwrap().template.spec.unwrap();
     assert!(pod.containers.iter().any(is_runtime), "my-app has the runtime container");
+    let inits: Vec<&str> = pod.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
+    assert_eq!(inits, ["dyce-model"], "my-app copies the bundle before the runtime starts");
 }
 
 /// Misspelt keys, at the top and deep down, are refused by values.schema.json.

@@ -68,7 +68,11 @@ pub fn check_runtime_container(c: &Container, pod: &PodSpec, what: &str) {
     assert_eq!(arg_after(c, "--admin-token-file"), Some(TOKEN_PATH), "{what}: --admin-token-file");
     assert_eq!(probe_path(&c.liveness_probe), Some("/v2/health/live"), "{what}: liveness probe");
     assert_eq!(probe_path(&c.readiness_probe), Some("/v2/health/ready"), "{what}: readiness probe");
+    // Liveness would restart a runtime still reading its bundle (no port is bound yet): the
+    // startup probe holds it back until the runtime is ready.
+    assert_eq!(probe_path(&c.startup_probe), Some("/v2/health/ready"), "{what}: startup probe");
     check_token_mount(c, pod, what);
+    check_model_mount(c, pod, what);
 
     // DYCE_THREADS follows the CPU limit, and only when there is one.
     let cpu_limit =
@@ -100,6 +104,46 @@ pub fn check_token_mount(c: &Container, pod: &PodSpec, what: &str) {
     let secret = secret.unwrap_or_else(|| panic!("{what}: volume {} is not a Secret", mount.name));
     let items = secret.items.as_deref().unwrap_or_default();
     assert!(items.iter().any(|i| i.path == "token"), "{what}: the Secret volume has no item at path token");
+}
+
+pub fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
+    c.env.iter().flatten().find(|e| e.name == name).and_then(|e| e.value.as_deref())
+}
+
+/// A bundle from runtime.modelFrom: DYCE_MODEL names the read-only mount of volume dyce-model,
+/// and the init container that fills an emptyDir writes to that same volume.
+pub fn check_model_mount(c: &Container, pod: &PodSpec, what: &str) {
+    let mount = c.volume_mounts.iter().flatten().find(|m| m.name == "dyce-model");
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == "dyce-model");
+    let init = pod.init_containers.iter().flatten().find(|i| i.name == "dyce-model");
+    let Some(mount) = mount else {
+        assert_ne!(env_value(c, "DYCE_MODEL"), Some(MODEL_DIR), "{what}: DYCE_MODEL without the mount");
+        assert!(init.is_none(), "{what}: the model init container without the mount");
+        return;
+    };
+    assert_eq!(mount.mount_path, MODEL_DIR, "{what}: model mount path");
+    assert_eq!(mount.read_only, Some(true), "{what}: model mount read-only");
+    assert_eq!(env_value(c, "DYCE_MODEL"), Some(MODEL_DIR), "{what}: DYCE_MODEL");
+    let volume = volume.unwrap_or_else(|| panic!("{what}: no volume dyce-model"));
+    match (&volume.persistent_volume_claim, &volume.empty_dir, init) {
+        (Some(pvc), None, None) => assert_eq!(pvc.read_only, Some(true), "{what}: claim read-only"),
+        (None, Some(_), Some(init)) => {
+            let mounts: Vec<_> = init.volume_mounts.iter().flatten().collect();
+            assert!(
+                mounts.iter().any(|m| m.name == "dyce-model" && m.mount_path == MODEL_DIR),
+                "{what}: the init container does not write to the runtime's model volume"
+            );
+            let command = init.command.as_deref().unwrap_or_default();
+            assert_eq!(
+                command.last().map(String::as_str),
+                Some("/var/lib/dyce/model/"),
+                "{what}: copy target"
+            );
+        }
+        other => panic!(
+            "{what}: volume dyce-model is neither a claim nor an emptyDir filled by dyce-model: {other:?}"
+        ),
+    }
 }
 
 pub fn check_controller_container(c: &Container, pod: &PodSpec, namespaced: bool, what: &str) {

@@ -68,7 +68,13 @@ pub fn value_sets() -> Vec<Option<PathBuf>> {
     files.sort();
     let names: BTreeSet<String> =
         files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    for required in ["sidecar-values.yaml", "monitoring-values.yaml", "namespaced-values.yaml"] {
+    for required in [
+        "sidecar-values.yaml",
+        "monitoring-values.yaml",
+        "namespaced-values.yaml",
+        "model-pvc-values.yaml",
+        "model-image-values.yaml",
+    ] {
         assert!(names.contains(required), "charts/dyce/ci/{required} is missing");
     }
     std::iter::once(None).chain(files.into_iter().map(Some)).collect()

@@ -9,6 +9,10 @@ The runtime as a sidecar of another workload (see templates/sidecar-example.yaml
         app: my-app
         {{- include "dyce.runtimePodLabels" $ | nindent 8 }}
     spec:
+      {{- with include "dyce.runtimeInitContainers" $ }}
+      initContainers:
+        {{- . | nindent 8 }}
+      {{- end }}
       containers:
         - name: my-app
           image: my-app:1.0
@@ -21,7 +25,8 @@ optionally "name" (container name, default "dyce"), "dataPort" (default 8080), "
 (default 9090), "dataPortName" (default "http"; port names are unique in a pod) and "resources"
 (default .Values.runtime.resources). The admin port is always named "admin": the controller finds
 a pod's admin port by that name. "dyce.runtimePodLabels" labels the pod so the release's default
-SloPolicy, PodMonitor and admin Service select it.
+SloPolicy, PodMonitor and admin Service select it. "dyce.runtimeInitContainers" is empty unless
+runtime.modelFrom.image is enabled: then it copies the bundle into the runtime's volumes.
 */}}
 
 {{- define "dyce.name" -}}
@@ -134,6 +139,60 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
+{{/* Where runtime.modelFrom puts the bundle, in the runtime and the init container. */}}
+{{- define "dyce.modelMountPath" -}}
+/var/lib/dyce/model
+{{- end }}
+
+{{/* The bundle directory the runtime loads (DYCE_MODEL); empty = the embedded model.
+templates/validate.yaml makes sure at most one source is set. */}}
+{{- define "dyce.modelDir" -}}
+{{- $m := .Values.runtime.modelFrom }}
+{{- if or $m.pvc.enabled $m.image.enabled }}
+{{- include "dyce.modelMountPath" . }}
+{{- else }}
+{{- .Values.runtime.model }}
+{{- end }}
+{{- end }}
+
+{{/* The bundle image's reference: the digest pins it when given, whatever the tag says. */}}
+{{- define "dyce.modelImage" -}}
+{{- with .Values.runtime.modelFrom.image }}
+{{- if .digest }}
+{{- printf "%s@%s" .repository .digest }}
+{{- else }}
+{{- printf "%s:%s" .repository .tag }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Init containers of a pod with the runtime, as items of an initContainers list: with
+runtime.modelFrom.image, one that copies the bundle out of its image into the emptyDir the
+runtime mounts (only cp runs, so any image with a cp will do). Empty otherwise. */}}
+{{- define "dyce.runtimeInitContainers" -}}
+{{- with .Values.runtime.modelFrom.image }}
+{{- if .enabled -}}
+- name: dyce-model
+  image: {{ include "dyce.modelImage" $ }}
+  imagePullPolicy: {{ .pullPolicy }}
+  command:
+    - cp
+    - -r
+    - {{ printf "%s/." (trimSuffix "/" .path) | quote }}
+    - {{ printf "%s/" (include "dyce.modelMountPath" $) | quote }}
+  {{- with .resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- include "dyce.containerSecurityContext" $ | nindent 4 }}
+  volumeMounts:
+    - name: dyce-model
+      mountPath: {{ include "dyce.modelMountPath" $ }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The runtime container, as one item of a containers list. */}}
 {{- define "dyce.runtimeContainer" -}}
 {{- $root := .root }}
@@ -167,7 +226,7 @@ seccompProfile:
           resource: limits.cpu
           divisor: "1"
     {{- end }}
-    {{- with $v.model }}
+    {{- with include "dyce.modelDir" $root }}
     - name: DYCE_MODEL
       value: {{ . | quote }}
     {{- end }}
@@ -187,6 +246,15 @@ seccompProfile:
     - name: admin
       containerPort: {{ $adminPort }}
       protocol: TCP
+  {{- /* The process binds its ports only once the bundle is read, and is ready after warm-up:
+  the startup probe gives it that time; liveness and readiness start once it passes. */}}
+  startupProbe:
+    httpGet:
+      path: /v2/health/ready
+      port: {{ $dataPort }}
+    periodSeconds: {{ $v.startupProbe.periodSeconds }}
+    timeoutSeconds: 2
+    failureThreshold: {{ $v.startupProbe.failureThreshold }}
   livenessProbe:
     httpGet:
       path: /v2/health/live
@@ -213,6 +281,14 @@ seccompProfile:
       readOnly: true
     - name: dyce-tmp
       mountPath: /tmp
+    {{- if or $v.modelFrom.pvc.enabled $v.modelFrom.image.enabled }}
+    - name: dyce-model
+      mountPath: {{ include "dyce.modelMountPath" $root }}
+      readOnly: true
+      {{- if and $v.modelFrom.pvc.enabled $v.modelFrom.pvc.subPath }}
+      subPath: {{ $v.modelFrom.pvc.subPath | quote }}
+      {{- end }}
+    {{- end }}
     {{- with $v.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -231,6 +307,22 @@ seccompProfile:
 - name: dyce-tmp
   emptyDir:
     sizeLimit: 64Mi
+{{- with .Values.runtime.modelFrom }}
+{{- if .pvc.enabled }}
+- name: dyce-model
+  persistentVolumeClaim:
+    claimName: {{ .pvc.claimName }}
+    readOnly: true
+{{- else if .image.enabled }}
+- name: dyce-model
+  {{- with .image.sizeLimit }}
+  emptyDir:
+    sizeLimit: {{ . | quote }}
+  {{- else }}
+  emptyDir: {}
+  {{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Ingress rule letting the controller (and Prometheus if enabled) reach the admin port
