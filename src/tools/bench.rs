@@ -1,8 +1,9 @@
 //! `dyce bench`: measured cost of every configuration on this hardware.
 //!
-//! Each configuration runs full batches back to back (saturation) on real Fashion-MNIST test
-//! images when the model takes 28×28 grayscale (exit rates depend on the data, so random pixels
-//! would misstate the cost of early-exit configurations), else on fixed pseudo-random pixels.
+//! Each configuration runs full batches back to back (saturation) on real images: the files of
+//! `--images` (an image folder, through the bundle's own transform), else Fashion-MNIST's test
+//! images when the model takes 28×28 grayscale; exit rates depend on the data, so random pixels
+//! (the last resort, with a warning) misstate the cost of early-exit configurations.
 //! Configurations are measured in interleaved rounds so that machine noise hits all alike.
 
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ pub struct BenchArgs {
     /// Fashion-MNIST directory for realistic inputs.
     #[arg(long, env = "DYCE_DATA", default_value = data::DEFAULT_DIR)]
     data: PathBuf,
+    /// Image folder to measure on (the bundle's test split, or any images like those it will
+    /// serve), read through the bundle's transform.
+    #[arg(long, env = "DYCE_IMAGES")]
+    images: Option<PathBuf>,
     /// Write the measured latency ratios into the bundle's configs.json.
     #[arg(long, env = "DYCE_BENCH_WRITE")]
     write: bool,
@@ -57,16 +62,39 @@ pub struct BenchArgs {
     profile: bool,
 }
 
-fn inputs(b: &Bundle, args: &BenchArgs, n: usize) -> Vec<f32> {
+fn inputs(b: &Bundle, args: &BenchArgs, n: usize) -> Result<Vec<f32>> {
     let per: usize = b.manifest.input.shape.iter().product();
+    if let Some(root) = &args.images {
+        let (_, samples) = dyce_data::folder::scan(root)?;
+        let input = &b.manifest.input;
+        let limits = dyce_data::DecodeLimits { max_pixels: 64 << 20, max_alloc: 8 * (64 << 20) };
+        let pre = dyce_data::Preprocess {
+            shape: input.shape,
+            transform: input.transform,
+            mean: input.mean.clone(),
+            std: input.std.clone(),
+            limits,
+        };
+        // Spread over the classes (folders list their files class by class).
+        let step = (samples.len() / n.min(samples.len()).max(1)).max(1);
+        let mut out = Vec::with_capacity(n * per);
+        for i in 0..n {
+            let s = &samples[(i * step) % samples.len()];
+            let bytes = std::fs::read(&s.path).with_context(|| s.path.display().to_string())?;
+            pre.tensor_into(&bytes, &mut out).with_context(|| s.path.display().to_string())?;
+        }
+        return Ok(out);
+    }
     if b.manifest.input.shape == [1, 28, 28] {
         if let Ok(s) = data::load(&args.data) {
             let idx: Vec<usize> = (0..n).map(|i| i % s.test.len()).collect();
-            return augment::batch(&s.test, &idx, 0, false, &mut rand::rng());
+            return Ok(augment::batch(&s.test, &idx, 0, false, &mut rand::rng()));
         }
         tracing::warn!("Fashion-MNIST not found at {}: measuring on synthetic pixels", args.data.display());
+    } else {
+        tracing::warn!("no --images: measuring on synthetic pixels, whose exit rates are not your data's");
     }
-    (0..n * per).map(|i| ((i * 7919 % 255) as f32 / 127.5) - 1.0).collect()
+    Ok((0..n * per).map(|i| ((i * 7919 % 255) as f32 / 127.5) - 1.0).collect())
 }
 
 /// Runs `dyce bench`.
@@ -85,7 +113,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let n = args.batch.max(1);
     // A pool of distinct images, cycled through, so caches do not see one batch only.
     let pool_images = 8 * n;
-    let x = inputs(&bundle, args, pool_images);
+    let x = inputs(&bundle, args, pool_images)?;
     let per: usize = bundle.manifest.input.shape.iter().product();
     let mut be = FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(args.threads)?)?;
     // The full model (no exits) always stays: the ratios are relative to it.

@@ -172,9 +172,16 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
     for (name, set) in &sets {
         let dir = job.cache.join(format!("{name}-{}", cache_key(&job, set)?));
         let phase = format!("features {name}");
+        let (t0, mut first) = (Instant::now(), None);
         feats.push(extract(&net, &mut be, set, &dir, job.batch, &mut |p: Progress| {
+            first.get_or_insert(p.done);
             progress(&phase, p.done, p.total)
         })?);
+        // The rate of the images computed now, not of those found in the cache.
+        let cached = first.unwrap_or(0);
+        let (computed, secs) = (set.len() - cached, t0.elapsed().as_secs_f64());
+        let rate = computed as f64 / secs;
+        tracing::info!(split = name, computed, cached, seconds = secs, images_per_s = rate, "features");
     }
     lap("features", &mut seconds);
     let classes = job.spec.num_classes;
