@@ -62,7 +62,14 @@ fn defaults_fill_in_and_round_trip() {
 #[test]
 fn schema_describes_the_fields() {
     let s = serde_json::to_string(&PolicyDocument::json_schema()).unwrap();
-    for field in ["accuracyFloor", "onMissingSignals", "targetUtilization", "maxQueueDepth", "headroom"] {
+    for field in [
+        "accuracyFloor",
+        "maxAccuracyDrop",
+        "onMissingSignals",
+        "targetUtilization",
+        "maxQueueDepth",
+        "headroom",
+    ] {
         assert!(s.contains(field), "schema lacks {field}");
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
 use super::error::PolicyError;
+use crate::ladder::AccuracyLimits;
 
 /// `apiVersion` of every dyce resource.
 pub const API_VERSION: &str = "dyce.dev/v1alpha1";
@@ -64,6 +65,10 @@ pub struct SloPolicySpec {
     /// Never choose a config whose expected accuracy is below this (0 = no floor).
     #[serde(default)]
     pub accuracy_floor: f64,
+    /// Never choose a config whose expected accuracy is more than this below the full model's,
+    /// a fraction (0.03 = three points); with `accuracyFloor` too, both must hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_accuracy_drop: Option<f64>,
     /// How the control loop runs.
     #[serde(default)]
     pub control: Control,
@@ -191,6 +196,13 @@ impl Default for Control {
             stale_after: None,
             request_timeout: None,
         }
+    }
+}
+
+impl SloPolicySpec {
+    /// The accuracy bounds the ladder is built with.
+    pub fn accuracy_limits(&self) -> AccuracyLimits {
+        AccuracyLimits { min: self.accuracy_floor, max_drop: self.max_accuracy_drop }
     }
 }
 

@@ -15,3 +15,6 @@ pub use document::{
 };
 pub use duration::HumanDuration;
 pub use error::PolicyError;
+
+#[cfg(test)]
+mod tests;

@@ -88,6 +88,12 @@ impl PolicyDocument {
         check((0.0..=1.0).contains(&s.accuracy_floor), "spec.accuracyFloor", || {
             format!("must be in [0, 1] (a fraction, not a percentage), got {}", s.accuracy_floor)
         })?;
+        if let Some(d) = s.max_accuracy_drop {
+            // NaN fails the range check too; infinities are outside it.
+            check((0.0..1.0).contains(&d), "spec.maxAccuracyDrop", || {
+                format!("must be in [0, 1) (a fraction: 0.03 is 3 points below the full model), got {d}")
+            })?;
+        }
         let c = &s.control;
         let iv = c.interval.0;
         check(
