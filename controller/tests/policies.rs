@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use dyce_control_core::api::ConfigTable;
+use dyce_control_core::ladder::{AccuracyLimits, Ladder};
 use dyce_control_core::policy::PolicyDocument;
 
 fn root() -> &'static Path {
@@ -20,6 +22,22 @@ fn shipped_policies_are_valid() {
         }
     }
     assert!(n >= 1);
+}
+
+/// The default policy's relative floor allows, on the shipped Fashion-MNIST table, exactly what
+/// its former absolute floor (0.90) allowed: switching to the relative form changed nothing there.
+#[test]
+fn default_policy_allows_on_fmnist_what_the_absolute_floor_did() {
+    let doc = PolicyDocument::load(&root().join("../policies/default.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("../runtime/models/fmnist-resnet20/configs.json")).unwrap();
+    let table: ConfigTable = serde_json::from_str(&text).unwrap();
+    let ids = |l: AccuracyLimits| -> Vec<String> {
+        Ladder::new(&table, l).unwrap().rungs().iter().map(|r| r.id.clone()).collect()
+    };
+    let relative = ids(doc.spec.accuracy_limits());
+    assert_eq!(relative, ids(AccuracyLimits::absolute(0.90)));
+    assert_eq!(relative.first().map(String::as_str), Some("c00"), "the cheapest config stays allowed");
 }
 
 #[test]
