@@ -56,6 +56,14 @@ fn broken_policies_name_the_field() {
         let msg = err.to_string();
         assert!(msg.contains(expect), "{}: {msg:?} does not name {expect:?}", p.display());
         assert!(!msg.contains('\n'), "{}: one line, got {msg:?}", p.display());
+        // The field once: its message does not start with (a parent of) the field again.
+        let f = &err.field;
+        let twice = f
+            .match_indices(['.', '['])
+            .map(|(i, _)| i)
+            .chain([f.len()])
+            .any(|end| end > 0 && err.message.starts_with(&format!("{}: ", &f[..end])));
+        assert!(!twice, "{}: field printed twice: {msg:?}", p.display());
         n += 1;
     }
     assert!(n >= 10, "only {n} broken policies");

@@ -1,15 +1,13 @@
 //! The policy types: the file (`PolicyDocument`) and the spec it carries (`SloPolicySpec`, also
-//! the Kubernetes resource's spec), with their defaults and parsing.
+//! the Kubernetes resource's spec), with their defaults. Reading them: `parse.rs`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
-use super::error::PolicyError;
 use crate::ladder::AccuracyLimits;
 
 /// `apiVersion` of every dyce resource.
@@ -218,31 +216,5 @@ impl Control {
         self.request_timeout.unwrap_or(HumanDuration(
             self.interval.0.max(Duration::from_millis(500)).min(self.stale_after().0),
         ))
-    }
-}
-
-impl PolicyDocument {
-    /// Parses YAML (or JSON, a subset) and validates; errors name the field.
-    pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let de = serde_norway::Deserializer::from_str(text);
-        let doc: Self = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { String::new() } else { path };
-            PolicyError::new(field, e.into_inner().to_string())
-        })?;
-        doc.validate()?;
-        Ok(doc)
-    }
-
-    /// Reads and parses a policy file.
-    pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PolicyError::new("", format!("reading {}: {e}", path.display())))?;
-        Self::parse(&text)
-    }
-
-    /// The JSON schema of a policy file.
-    pub fn json_schema() -> serde_json::Value {
-        serde_json::to_value(schemars::schema_for!(PolicyDocument)).expect("a schema is JSON")
     }
 }
