@@ -30,8 +30,12 @@ pub struct PolicyDocument {
 }
 
 /// The part of Kubernetes object metadata a policy file uses.
+// Unknown keys are refused like everywhere else in the file (a misspelt `namespace` would
+// otherwise vanish silently). This is the file's metadata only: the Kubernetes resource's is
+// kube's `ObjectMeta` (uid, resourceVersion, managedFields...), from which the controller builds
+// this struct field by field, never by deserialising.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metadata {
     /// Policy name: a DNS label; it labels the controller's metrics.
     pub name: String,

@@ -17,6 +17,7 @@ pub use document::{
 pub use duration::HumanDuration;
 pub use error::PolicyError;
 pub use parse::{MAX_FLOW_OPENERS, MAX_POLICY_BYTES};
+pub use validate::MAX_STALE_AFTER;
 
 #[cfg(test)]
 mod tests;

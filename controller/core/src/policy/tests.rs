@@ -74,8 +74,30 @@ fn rejections_print_the_field_once() {
         ),
         (with_spec("  accuracyFloor: x\n"), "spec.accuracyFloor: invalid type: string \"x\", expected f64 at line 7 column 18"),
         (
+            with_metadata("{name: p, uid: 0f1c}"),
+            "metadata.uid: unknown field `uid`, expected one of `name`, `namespace`, `labels`, `annotations` \
+             at line 3 column 21",
+        ),
+        (
+            with_metadata("{name: p, namepsace: prod}"),
+            "metadata.namepsace: unknown field `namepsace`, expected one of `name`, `namespace`, `labels`, \
+             `annotations` at line 3 column 21",
+        ),
+        (
             with_metadata("{name: p, labels: {a: [1]}}"),
             "metadata.labels.a: invalid type: sequence, expected a string at line 3 column 33",
+        ),
+        (
+            with_spec("  control: {staleAfter: 11m}\n"),
+            "spec.control.staleAfter: must be at least the interval (100ms) and at most 10m, got 11m",
+        ),
+        (
+            with_spec("  control: {staleAfter: 50ms}\n"),
+            "spec.control.staleAfter: must be at least the interval (100ms) and at most 10m, got 50ms",
+        ),
+        (
+            with_spec("  control: {staleAfter: 1h}\n"),
+            "spec.control.staleAfter: must be at least the interval (100ms) and at most 10m, got 1h",
         ),
         (
             format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
@@ -100,7 +122,12 @@ fn rejections_print_the_field_once() {
 
 #[test]
 fn within_the_limits() {
-    // A policy at the size limit.
+    // Ten minutes of staleness, and a policy at the size limit.
+    let doc = PolicyDocument::parse(&with_spec(
+        "  control: {interval: 60s, staleAfter: 10m, restore: {after: 60s, step: 60s}}\n",
+    ))
+    .unwrap();
+    assert_eq!(doc.spec.control.stale_after().0, MAX_STALE_AFTER);
     let text = with_spec("");
     let padded = format!("{text}{}", "#".repeat(MAX_POLICY_BYTES - text.len()));
     PolicyDocument::parse(&padded).unwrap();
