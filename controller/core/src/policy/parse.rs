@@ -75,15 +75,16 @@ impl PolicyDocument {
         Ok(doc)
     }
 
-    /// Reads and parses a policy file, reading at most [`MAX_POLICY_BYTES`] + 1 bytes.
+    /// Reads and parses a policy file, reading at most [`MAX_POLICY_BYTES`] + 1 bytes. The
+    /// errors do not repeat the path: every caller names the file already (`policy FILE: ...`).
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let reading = |e: std::io::Error| PolicyError::new("", format!("reading {}: {e}", path.display()));
+        let reading = |e: std::io::Error| PolicyError::new("", format!("cannot read the file: {e}"));
         let file = std::fs::File::open(path).map_err(reading)?;
         let mut bytes = Vec::new();
         file.take(MAX_POLICY_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(reading)?;
-        check_size(bytes.len(), &path.display().to_string())?;
+        check_size(bytes.len(), "the file")?;
         let text = String::from_utf8(bytes)
-            .map_err(|e| PolicyError::new("", format!("{} is not UTF-8 text ({e})", path.display())))?;
+            .map_err(|e| PolicyError::new("", format!("the file is not UTF-8 text ({e})")))?;
         Self::parse(&text)
     }
 
