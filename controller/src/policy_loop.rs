@@ -133,7 +133,16 @@ impl PolicyLoop {
         };
         let view = self.client.configs(&t.url).await.map_err(|e| e.to_string())?;
         let table = ConfigTable { model: view.model.clone(), configs: view.configs };
-        let steering = Steering::new(&self.spec, &table).map_err(|e| e.to_string())?;
+        let steering = Steering::new(&self.spec, &table).map_err(|e| {
+            let e = e.to_string();
+            // A table this policy cannot use (no full model, no cost, a relative floor without
+            // the full model's accuracy) would otherwise only show in the status; logged once
+            // per distinct error, not every tick, since the step is retried every tick.
+            if self.status.last_error.as_ref() != Some(&e) {
+                tracing::warn!(policy = %self.name, model = %table.model, error = %e, "cannot steer with this config table");
+            }
+            e
+        })?;
         self.status.model = Some(view.model);
         self.status.ladder = steering.law.ladder.rungs().iter().map(|r| r.id.clone()).collect();
         tracing::info!(policy = %self.name, model = %table.model, ladder = ?self.status.ladder, "config table loaded");

@@ -66,6 +66,7 @@ fn crd_is_namespaced_with_status_and_columns_on_real_fields() {
         ".spec.selector.matchLabels",
         ".spec.objective.latency.threshold",
         ".spec.accuracyFloor",
+        ".spec.maxAccuracyDrop",
         ".status.conditions",
     ] {
         assert!(at(&s, field).is_some(), "{field} in the schema");

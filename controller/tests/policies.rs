@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use dyce_control_core::api::ConfigTable;
+use dyce_control_core::ladder::{AccuracyLimits, Ladder};
 use dyce_control_core::policy::PolicyDocument;
 
 fn root() -> &'static Path {
@@ -22,6 +24,22 @@ fn shipped_policies_are_valid() {
     assert!(n >= 1);
 }
 
+/// The default policy's relative floor allows, on the shipped Fashion-MNIST table, exactly what
+/// its former absolute floor (0.90) allowed: switching to the relative form changed nothing there.
+#[test]
+fn default_policy_allows_on_fmnist_what_the_absolute_floor_did() {
+    let doc = PolicyDocument::load(&root().join("../policies/default.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("../runtime/models/fmnist-resnet20/configs.json")).unwrap();
+    let table: ConfigTable = serde_json::from_str(&text).unwrap();
+    let ids = |l: AccuracyLimits| -> Vec<String> {
+        Ladder::new(&table, l).unwrap().rungs().iter().map(|r| r.id.clone()).collect()
+    };
+    let relative = ids(doc.spec.accuracy_limits());
+    assert_eq!(relative, ids(AccuracyLimits::absolute(0.90)));
+    assert_eq!(relative.first().map(String::as_str), Some("c00"), "the cheapest config stays allowed");
+}
+
 #[test]
 fn broken_policies_name_the_field() {
     let dir = root().join("tests/policies/bad");
@@ -38,6 +56,14 @@ fn broken_policies_name_the_field() {
         let msg = err.to_string();
         assert!(msg.contains(expect), "{}: {msg:?} does not name {expect:?}", p.display());
         assert!(!msg.contains('\n'), "{}: one line, got {msg:?}", p.display());
+        // The field once: its message does not start with (a parent of) the field again.
+        let f = &err.field;
+        let twice = f
+            .match_indices(['.', '['])
+            .map(|(i, _)| i)
+            .chain([f.len()])
+            .any(|end| end > 0 && err.message.starts_with(&format!("{}: ", &f[..end])));
+        assert!(!twice, "{}: field printed twice: {msg:?}", p.display());
         n += 1;
     }
     assert!(n >= 10, "only {n} broken policies");
@@ -62,7 +88,14 @@ fn defaults_fill_in_and_round_trip() {
 #[test]
 fn schema_describes_the_fields() {
     let s = serde_json::to_string(&PolicyDocument::json_schema()).unwrap();
-    for field in ["accuracyFloor", "onMissingSignals", "targetUtilization", "maxQueueDepth", "headroom"] {
+    for field in [
+        "accuracyFloor",
+        "maxAccuracyDrop",
+        "onMissingSignals",
+        "targetUtilization",
+        "maxQueueDepth",
+        "headroom",
+    ] {
         assert!(s.contains(field), "schema lacks {field}");
     }
 }

@@ -181,7 +181,7 @@ fn parse_trace(spec: &str, capacity: f64) -> Result<Trace> {
 fn simulate_cmd(a: &SimulateArgs) -> Result<()> {
     let doc = load_policy(&a.policy)?;
     let bundle = crate::cmd::serve::load_bundle(a.model.as_deref())?;
-    let ladder = Ladder::new(&bundle.configs, doc.spec.accuracy_floor)?;
+    let ladder = Ladder::new(&bundle.configs, doc.spec.accuracy_limits())?;
     if !(a.capacity.is_finite() && a.capacity > 0.0) || a.runtimes == 0 {
         bail!("--capacity and --runtimes must be positive");
     }

@@ -254,6 +254,7 @@ fn misspelt_values_are_refused_by_the_schema() {
     for yaml in [
         "runtime:\n  replicas: two\n",
         "sloPolicy:\n  accuracyFloor: 1.5\n",
+        "sloPolicy:\n  maxAccuracyDrop: 3\n",
         "sloPolicy:\n  control:\n    onMissingSignals: panic\n",
         "sloPolicy:\n  objective:\n    latency:\n      threshold: fast\n",
     ] {

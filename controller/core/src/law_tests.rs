@@ -1,7 +1,7 @@
 //! Table-driven scenarios of the control law.
 
 use super::*;
-use crate::ladder::{Ladder, Rung};
+use crate::ladder::{AccuracyLimits, Ladder, Rung};
 
 const RATIOS: [f64; 5] = [0.3, 0.45, 0.6, 0.8, 1.0];
 
@@ -197,7 +197,8 @@ fn floor_bounds_the_choice() {
         model: "m".into(),
         configs: vec![entry("cheap", 0.80, 0.2), entry("mid", 0.91, 0.5), entry("full", 0.93, 1.0)],
     };
-    let law = Law::new(params(MissingSignals::Hold), Ladder::new(&table, 0.9).unwrap());
+    let law =
+        Law::new(params(MissingSignals::Hold), Ladder::new(&table, AccuracyLimits::absolute(0.9)).unwrap());
     let mut st = LawState::new(1, 0.0);
     // 3000/s would need the 0.2 config, which is below the floor: run "mid", saturated.
     let d = law.decide(&mut st, &sig(3000.0, Some(0.3)), 0.5);

@@ -35,7 +35,7 @@ pub struct Steering {
 impl Steering {
     /// For `spec` over the runtimes' configuration table.
     pub fn new(spec: &SloPolicySpec, table: &ConfigTable) -> Result<Self, LadderError> {
-        let ladder = Ladder::new(table, spec.accuracy_floor)?;
+        let ladder = Ladder::new(table, spec.accuracy_limits())?;
         Ok(Self {
             law: Law::new(LawParams::from_spec(spec), ladder),
             ratios: ladder_ratios(table),

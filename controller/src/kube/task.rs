@@ -152,3 +152,37 @@ async fn steer(ctx: TaskCtx, api: Api<SloPolicy>, policy: Arc<SloPolicy>, ns: St
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resource as the API server returns it: metadata the file's `Metadata` refuses (uid,
+    /// resourceVersion, managedFields...) and a status. It goes through kube's `ObjectMeta`, so
+    /// it validates exactly as the same spec in a file would, relative accuracy floor included.
+    #[test]
+    fn a_served_resource_validates_like_a_file() {
+        let served = serde_json::json!({
+            "apiVersion": "dyce.dev/v1alpha1",
+            "kind": "SloPolicy",
+            "metadata": {
+                "name": "fmnist", "namespace": "ml", "uid": "0f1c", "resourceVersion": "42",
+                "generation": 3, "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"app.kubernetes.io/name": "dyce"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "apiVersion": "dyce.dev/v1alpha1"}]
+            },
+            "spec": {
+                "selector": {"matchLabels": {"app": "dyce"}},
+                "objective": {"latency": {"threshold": "50ms"}},
+                "maxAccuracyDrop": 0.03
+            },
+            "status": {"state": "Steady"}
+        });
+        let p: SloPolicy = serde_json::from_value(served).unwrap();
+        let doc = as_document(&p);
+        doc.validate().unwrap();
+        assert_eq!(doc.spec.max_accuracy_drop, Some(0.03));
+        assert_eq!(doc.metadata.namespace.as_deref(), Some("ml"));
+    }
+}

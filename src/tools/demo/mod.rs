@@ -158,7 +158,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let images = Arc::new(data::load(&args.data)?.test);
     ensure!(!images.is_empty(), "{}: the test split is empty", args.data.display());
     let bundle = load_bundle(args.model.as_deref())?;
-    let ladder = Ladder::new(&bundle.configs, policy.spec.accuracy_floor)?;
+    let ladder = Ladder::new(&bundle.configs, policy.spec.accuracy_limits())?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let serve = args.engine.serve_config();
     let full = ladder.rung(ladder.top()).id.clone();

@@ -134,6 +134,7 @@ pub fn write(dir: &Path, input: &Input) -> Result<String> {
             "latency_quantile": spec.objective.latency.quantile,
             "latency_threshold_ms": slo_s * 1e3,
             "accuracy_floor": spec.accuracy_floor,
+            "max_accuracy_drop": spec.max_accuracy_drop,
         },
         "capacity": input.capacity.json(),
         "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),

@@ -136,14 +136,14 @@ pub fn markdown(input: &Input, headline: &str, checks: &str, rows: &[Row]) -> St
     let mut s = String::from("# dyce demo: proof under load\n\n");
     let _ = writeln!(
         s,
-        "Model `{}` ({} configs), policy `{}`: p{:.0} latency ≤ {:.0} ms, accuracy floor {}. One process on {} CPUs \
+        "Model `{}` ({} configs), policy `{}`: p{:.0} latency ≤ {:.0} ms, expected accuracy {}. One process on {} CPUs \
          runs the runtime, the controller and the load generator; they share the cores.\n",
         input.bundle.manifest.name,
         input.bundle.configs.configs.len(),
         input.policy.metadata.name,
         spec.objective.latency.quantile * 100.0,
         spec.objective.latency.threshold.secs() * 1e3,
-        spec.accuracy_floor,
+        spec.accuracy_limits(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     s.push_str("## Setup\n\n");

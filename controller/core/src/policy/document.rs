@@ -1,15 +1,14 @@
 //! The policy types: the file (`PolicyDocument`) and the spec it carries (`SloPolicySpec`, also
-//! the Kubernetes resource's spec), with their defaults and parsing.
+//! the Kubernetes resource's spec), with their defaults. Reading them: `parse.rs`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
-use super::error::PolicyError;
+use crate::ladder::AccuracyLimits;
 
 /// `apiVersion` of every dyce resource.
 pub const API_VERSION: &str = "dyce.dev/v1alpha1";
@@ -31,8 +30,12 @@ pub struct PolicyDocument {
 }
 
 /// The part of Kubernetes object metadata a policy file uses.
+// Unknown keys are refused like everywhere else in the file (a misspelt `namespace` would
+// otherwise vanish silently). This is the file's metadata only: the Kubernetes resource's is
+// kube's `ObjectMeta` (uid, resourceVersion, managedFields...), from which the controller builds
+// this struct field by field, never by deserialising.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metadata {
     /// Policy name: a DNS label; it labels the controller's metrics.
     pub name: String,
@@ -64,6 +67,10 @@ pub struct SloPolicySpec {
     /// Never choose a config whose expected accuracy is below this (0 = no floor).
     #[serde(default)]
     pub accuracy_floor: f64,
+    /// Never choose a config whose expected accuracy is more than this below the full model's,
+    /// a fraction (0.03 = three points); with `accuracyFloor` too, both must hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_accuracy_drop: Option<f64>,
     /// How the control loop runs.
     #[serde(default)]
     pub control: Control,
@@ -194,6 +201,13 @@ impl Default for Control {
     }
 }
 
+impl SloPolicySpec {
+    /// The accuracy bounds the ladder is built with.
+    pub fn accuracy_limits(&self) -> AccuracyLimits {
+        AccuracyLimits { min: self.accuracy_floor, max_drop: self.max_accuracy_drop }
+    }
+}
+
 impl Control {
     /// The staleness bound in effect. Short ticks do not make a runtime stale sooner than 1 s:
     /// a runtime busy with a burst answers its admin port late, not never.
@@ -206,31 +220,5 @@ impl Control {
         self.request_timeout.unwrap_or(HumanDuration(
             self.interval.0.max(Duration::from_millis(500)).min(self.stale_after().0),
         ))
-    }
-}
-
-impl PolicyDocument {
-    /// Parses YAML (or JSON, a subset) and validates; errors name the field.
-    pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let de = serde_norway::Deserializer::from_str(text);
-        let doc: Self = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { String::new() } else { path };
-            PolicyError::new(field, e.into_inner().to_string())
-        })?;
-        doc.validate()?;
-        Ok(doc)
-    }
-
-    /// Reads and parses a policy file.
-    pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PolicyError::new("", format!("reading {}: {e}", path.display())))?;
-        Self::parse(&text)
-    }
-
-    /// The JSON schema of a policy file.
-    pub fn json_schema() -> serde_json::Value {
-        serde_json::to_value(schemars::schema_for!(PolicyDocument)).expect("a schema is JSON")
     }
 }

@@ -7,6 +7,7 @@
 mod document;
 mod duration;
 mod error;
+mod parse;
 mod validate;
 
 pub use document::{
@@ -15,3 +16,8 @@ pub use document::{
 };
 pub use duration::HumanDuration;
 pub use error::PolicyError;
+pub use parse::{MAX_FLOW_OPENERS, MAX_POLICY_BYTES};
+pub use validate::MAX_STALE_AFTER;
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,11 @@ use std::time::Duration;
 use super::document::{PolicyDocument, API_VERSION, KIND};
 use super::error::PolicyError;
 
+/// Longest `staleAfter`. Past it a runtime's last answer says little about its load now, yet
+/// the law would still count it among the fresh ones (its offered rate, its latency, pushes to
+/// it); ten minutes is 3 × the longest interval (60s) with room to spare.
+pub const MAX_STALE_AFTER: Duration = Duration::from_secs(600);
+
 fn check(ok: bool, field: &str, message: impl FnOnce() -> String) -> Result<(), PolicyError> {
     if ok {
         Ok(())
@@ -88,6 +93,12 @@ impl PolicyDocument {
         check((0.0..=1.0).contains(&s.accuracy_floor), "spec.accuracyFloor", || {
             format!("must be in [0, 1] (a fraction, not a percentage), got {}", s.accuracy_floor)
         })?;
+        if let Some(d) = s.max_accuracy_drop {
+            // NaN fails the range check too; infinities are outside it.
+            check((0.0..1.0).contains(&d), "spec.maxAccuracyDrop", || {
+                format!("must be in [0, 1) (a fraction: 0.03 is 3 points below the full model), got {d}")
+            })?;
+        }
         let c = &s.control;
         let iv = c.interval.0;
         check(
@@ -111,8 +122,8 @@ impl PolicyDocument {
             format!("must be at least the interval ({}), got {}", c.interval, r.step)
         })?;
         let stale = c.stale_after();
-        check(stale.0 >= iv, "spec.control.staleAfter", || {
-            format!("must be at least the interval ({}), got {stale}", c.interval)
+        check(stale.0 >= iv && stale.0 <= MAX_STALE_AFTER, "spec.control.staleAfter", || {
+            format!("must be at least the interval ({}) and at most 10m, got {stale}", c.interval)
         })?;
         let timeout = c.request_timeout();
         check(timeout.0 > Duration::ZERO && timeout <= stale, "spec.control.requestTimeout", || {
