@@ -140,8 +140,20 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             initial_config: self.initial_config.clone(),
             request_timeout: self.request_timeout.map(Duration::from_secs_f64),
+            panic_on_config: fault_panic_on_config(),
             ..self.engine.serve_config()
         })
+    }
+}
+
+/// Fault injection for the end-to-end test of a dead model thread: `DYCE_FAULT_PANIC_ON_CONFIG`
+/// names a config whose first batch panics the model thread. Read in debug builds only (what
+/// the tests run), so a release binary cannot be made to crash by its environment.
+fn fault_panic_on_config() -> Option<String> {
+    if cfg!(debug_assertions) {
+        std::env::var("DYCE_FAULT_PANIC_ON_CONFIG").ok()
+    } else {
+        None
     }
 }
 

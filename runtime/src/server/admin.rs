@@ -143,6 +143,7 @@ pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
 pub async fn metrics(State(rt): State<Arc<Runtime>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
     rt.metrics.queue_depth.set(rt.queue.depth() as i64);
     rt.metrics.in_flight.set(rt.queue.in_flight() as i64);
+    rt.metrics.model_up.set(i64::from(rt.queue.is_running()));
     for (config, seconds) in rt.load.saturated() {
         rt.metrics.saturated_cost.get_or_create(&ConfigLabel { config }).set(seconds);
     }

@@ -46,6 +46,11 @@ impl Server {
 
     /// Warms up in the background (ready when done) and serves both ports until `shutdown` is
     /// cancelled; then finishes in-flight requests, drains the queue and joins the model thread.
+    ///
+    /// If the model thread dies while serving (a panic), the runtime is unready at once
+    /// (`Runtime::is_ready`), the ports stop as on shutdown, and this returns
+    /// `ServeError::ModelStopped`: `dyce serve` then exits non-zero and the orchestrator starts a
+    /// fresh process, rather than a pod that answers 503 forever staying in service.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let (d, a) = self.local_addrs()?;
         tracing::info!(data = %d, admin = %a, model = %self.rt.bundle.manifest.name, "listening");
@@ -58,10 +63,32 @@ impl Server {
                 Err(e) => tracing::error!(error = %e, "warm-up failed"),
             }
         });
-        serve(self.rt, self.data, self.admin, shutdown).await?;
+        let stop = shutdown.child_token();
+        let life = self.rt.queue.life();
+        let watch = tokio::spawn({
+            let (life, stop) = (life.clone(), stop.clone());
+            async move {
+                let panic = life.stopped().await;
+                if !stop.is_cancelled() {
+                    let reason = panic.as_deref().unwrap_or("it returned");
+                    tracing::error!(
+                        reason,
+                        "the model thread stopped while serving: unready, stopping the ports, exiting"
+                    );
+                    stop.cancel();
+                }
+            }
+        });
+        // The last handle on the queue goes with `serve`, so the model thread can drain and end.
+        serve(self.rt, self.data, self.admin, stop).await?;
+        watch.abort();
         let thread = self.model_thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        Ok(())
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let panic = life.stopped().await;
+        Err(ServeError::ModelStopped(panic.unwrap_or_else(|| "it returned".into())))
     }
 }
 

@@ -30,6 +30,9 @@ pub struct ServeConfig {
     pub request_timeout: Option<Duration>,
     /// Config to start on (default: the full model).
     pub initial_config: Option<String>,
+    /// Fault injection for the tests of a dead model thread: it panics at the first batch on
+    /// this config (`dyce serve` reads `DYCE_FAULT_PANIC_ON_CONFIG` in debug builds only).
+    pub panic_on_config: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -43,6 +46,7 @@ impl Default for ServeConfig {
             max_body_bytes: 8 << 20,
             request_timeout: None,
             initial_config: None,
+            panic_on_config: None,
         }
     }
 }
@@ -56,6 +60,10 @@ pub enum ServeError {
     /// A listener failed.
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
+    /// The model thread stopped while serving (a panic): the process should end and be
+    /// replaced.
+    #[error("the model thread stopped while serving: {0}")]
+    ModelStopped(String),
 }
 
 /// State shared by every handler.
@@ -80,9 +88,10 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Whether the model is loaded and warmed up.
+    /// Whether the model is loaded, warmed up and still running: a runtime whose model thread
+    /// died answers every inference with 503, so it must leave the Service at once.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.queue.is_running()
     }
 
     /// Refuses at once when the queue has no room for even one image: lets a server refuse a
@@ -168,8 +177,11 @@ pub fn start(
     let load = Arc::new(SharedWindow::new(cfg.load_window, cfg.max_batch));
     let metrics = Arc::new(Metrics::new());
     let observer = Arc::new(Observer { load: load.clone(), metrics: metrics.clone() });
-    let qcfg =
-        QueueConfig { max_batch: cfg.max_batch.max(1), max_queued: cfg.max_queued.max(cfg.max_batch).max(1) };
+    let qcfg = QueueConfig {
+        max_batch: cfg.max_batch.max(1),
+        max_queued: cfg.max_queued.max(cfg.max_batch).max(1),
+        panic_on_config: cfg.panic_on_config.clone(),
+    };
     let (queue, handle) = queue::spawn(bundle.clone(), switch.clone(), backend, qcfg, observer);
     let rt = Arc::new(Runtime {
         bundle,
