@@ -93,7 +93,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::UnknownConfig(id) => ApiError::UnknownConfig(id),
-            EngineError::StaleGeneration { .. } => ApiError::StaleGeneration(e.to_string()),
+            EngineError::StaleGeneration { .. } | EngineError::GenerationExhausted { .. } => {
+                ApiError::StaleGeneration(e.to_string())
+            }
+            EngineError::GenerationTooLarge { .. } => ApiError::BadRequest(e.to_string()),
             EngineError::InputSize { .. } => ApiError::BadRequest(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
