@@ -1,5 +1,6 @@
 //! Every error a handler can return, and the one table that maps them to HTTP statuses.
 
+use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -65,6 +66,17 @@ impl From<SubmitError> for ApiError {
             SubmitError::Stopped => ApiError::Unavailable(e.to_string()),
             SubmitError::Engine(EngineError::InputSize { .. }) => ApiError::BadRequest(e.to_string()),
             SubmitError::Engine(inner) => ApiError::Internal(inner.to_string()),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    /// A body the extractor could not read: over the route's limit (413) or cut off (400).
+    fn from(e: BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!("request body over the limit: {}", e.body_text()))
+        } else {
+            ApiError::BadRequest(e.body_text())
         }
     }
 }
