@@ -53,3 +53,38 @@ fn a_dead_model_thread_ends_the_process_non_zero() {
     };
     assert!(!code.success(), "exit status {code:?}");
 }
+
+/// Defect 3's shutdown half: one slow body kept SIGTERM from finishing for 30 s and more. Now
+/// the process exits 0 within the drain period whatever its clients do.
+#[test]
+fn sigterm_finishes_within_the_drain_period_despite_a_slow_body() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    tiny_bundle(dir.path());
+    let mut s =
+        serve(dir.path(), &["--drain-timeout", "1", "--body-timeout", "60", "--header-timeout", "60"]);
+    let data = s.data.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&data).unwrap();
+    slow.write_all(b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"in")
+        .unwrap();
+    let idle = std::net::TcpStream::connect(&data).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let killed =
+        std::process::Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let code = loop {
+        if let Some(code) = s.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM (drain period 1 s)"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!("exited {code:?} {:?} after SIGTERM (drain period 1 s)", t0.elapsed());
+    assert!(code.success(), "{code:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    drop((slow, idle));
+}

@@ -49,7 +49,8 @@ pub fn data_router(rt: Arc<Runtime>) -> Router {
     // The inference routes' own layer reads their bodies under `--max-body-bytes` (JSON 413);
     // the same limit bounds the other bodies the port reads (the repository index's).
     let limit = DefaultBodyLimit::max(rt.max_body_bytes);
-    layers::traced(router.layer(limit).with_state(rt))
+    let router = layers::body_deadline(router.layer(limit), rt.body_timeout);
+    layers::traced(router.with_state(rt))
 }
 
 /// The admin port, every route (its document included) behind the bearer-token check when one
@@ -60,6 +61,7 @@ pub fn admin_router(rt: Arc<Runtime>) -> Router {
     let router = router
         .route_layer(axum::middleware::from_fn_with_state(rt.clone(), admin::auth))
         .layer(DefaultBodyLimit::max(admin::MAX_BODY_BYTES));
+    let router = layers::body_deadline(router, rt.body_timeout);
     layers::traced(router.with_state(rt))
 }
 

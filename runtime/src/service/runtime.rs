@@ -28,6 +28,13 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Longest an inference request may take, body and queue included (none by default).
     pub request_timeout: Option<Duration>,
+    /// Longest a connection may wait for a whole request head, from its opening or its previous
+    /// answer (the keep-alive idle timeout too).
+    pub header_timeout: Duration,
+    /// Longest a request body may take to arrive, from the end of its head.
+    pub body_timeout: Duration,
+    /// Longest shutdown waits for open connections before closing them.
+    pub drain_timeout: Duration,
     /// Config to start on (default: the full model).
     pub initial_config: Option<String>,
     /// Fault injection for the tests of a dead model thread: it panics at the first batch on
@@ -45,6 +52,9 @@ impl Default for ServeConfig {
             load_window: Duration::from_secs(2),
             max_body_bytes: 8 << 20,
             request_timeout: None,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(20),
             initial_config: None,
             panic_on_config: None,
         }
@@ -84,6 +94,8 @@ pub struct Runtime {
     pub max_body_bytes: usize,
     /// Longest an inference request may take.
     pub request_timeout: Option<Duration>,
+    /// Longest a request body may take to arrive.
+    pub body_timeout: Duration,
     ready: AtomicBool,
 }
 
@@ -192,6 +204,7 @@ pub fn start(
         admin_token: cfg.admin_token.clone(),
         max_body_bytes: cfg.max_body_bytes,
         request_timeout: cfg.request_timeout,
+        body_timeout: cfg.body_timeout,
         ready: AtomicBool::new(false),
     });
     rt.publish_active();
