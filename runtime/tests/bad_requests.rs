@@ -188,6 +188,8 @@ async fn data_port_refusals_are_json_with_their_status() {
             case("out of range", "POST", infer, 400, "UINT8 data must be integers 0-255").body(json(json!(
                 {"inputs": [{"name": "input", "shape": [1, 1, 12, 12], "datatype": "UINT8", "data": vec![300; 144]}]}
             ))),
+            case("more images than the queue holds", "POST", infer, 413, "300 images in one request, more than the queue limit 256")
+                .body(json(json!({"inputs": [{"name": "input", "shape": [300, 1, 12, 12], "datatype": "UINT8", "data": [1]}]}))),
             case("unknown model", "POST", "/v2/models/nope/infer", 404, "unknown model \"nope\"")
                 .body(json(pixels("UINT8"))),
             case("unknown model's readiness", "GET", "/v2/models/nope/ready", 404, "unknown model"),

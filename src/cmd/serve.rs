@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// the answer is 503 (default: no limit).
     #[arg(long, env = "DYCE_REQUEST_TIMEOUT")]
     pub request_timeout: Option<f64>,
+    /// Most images decoded at once (`/v1/classify`); more wait for a turn. A decode may take up
+    /// to 192 MiB (a 4096×4096 16-bit RGBA image), so this bounds what images add to memory
+    /// (default: --threads, else the CPUs available).
+    #[arg(long, env = "DYCE_DECODE_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub decode_concurrency: Option<u64>,
     /// Longest a connection may take to send a whole request head, in seconds, counted from its
     /// opening or from its previous answer: the header timeout and the keep-alive idle timeout
     /// in one (hyper has one timer for both); the connection is closed after it. Both ports.
@@ -161,6 +166,7 @@ impl ServeArgs {
             initial_config: self.initial_config.clone(),
             request_timeout: self.request_timeout.map(Duration::from_secs_f64),
             panic_on_config: fault_panic_on_config(),
+            decode_concurrency: self.decode_concurrency.map(|n| n as usize),
             header_timeout: seconds("header-timeout", self.header_timeout)?,
             body_timeout: seconds("body-timeout", self.body_timeout)?,
             drain_timeout: seconds("drain-timeout", self.drain_timeout)?,

@@ -120,6 +120,11 @@ impl ModelQueue {
         self.max_batch
     }
 
+    /// Most images admitted at once (`--max-queue`): no request may carry more.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Images admitted and not yet answered (queued or in the running batch).
     pub fn depth(&self) -> usize {
         self.limit - self.permits.available_permits()

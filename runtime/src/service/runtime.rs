@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use super::load::SharedWindow;
 use super::metrics::{ConfigLabel, Metrics, OutcomeLabel};
 use crate::engine::queue::{self, BatchObserver, JobOutput, ModelQueue, QueueConfig, SubmitError};
@@ -20,6 +22,8 @@ pub struct ServeConfig {
     pub max_queued: usize,
     /// Kernel threads (default: the CPUs available to the process).
     pub threads: Option<usize>,
+    /// Most images decoded at once (default: the kernel threads, or the CPUs available).
+    pub decode_concurrency: Option<usize>,
     /// Bearer token required on the admin port.
     pub admin_token: Option<String>,
     /// Window of `/v1/load` statistics.
@@ -48,6 +52,7 @@ impl Default for ServeConfig {
             max_batch: 32,
             max_queued: 256,
             threads: None,
+            decode_concurrency: None,
             admin_token: None,
             load_window: Duration::from_secs(2),
             max_body_bytes: 8 << 20,
@@ -96,6 +101,9 @@ pub struct Runtime {
     pub request_timeout: Option<Duration>,
     /// Longest a request body may take to arrive.
     pub body_timeout: Duration,
+    /// One permit per image decode in progress (`--decode-concurrency`): what bounds the memory
+    /// images take, since a decode runs before admission and may take ~200 MiB.
+    pub decode_permits: Arc<Semaphore>,
     ready: AtomicBool,
 }
 
@@ -205,10 +213,20 @@ pub fn start(
         max_body_bytes: cfg.max_body_bytes,
         request_timeout: cfg.request_timeout,
         body_timeout: cfg.body_timeout,
+        decode_permits: Arc::new(Semaphore::new(decode_concurrency(cfg))),
         ready: AtomicBool::new(false),
     });
     rt.publish_active();
     Ok((rt, handle))
+}
+
+/// Decodes at once: `--decode-concurrency`, else one per kernel thread (decoding is CPU work
+/// too; more at once would only queue for the CPUs while holding their memory).
+pub fn decode_concurrency(cfg: &ServeConfig) -> usize {
+    cfg.decode_concurrency
+        .or(cfg.threads)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
 
 /// Runs one batch of every size up to `max_batch` (powers of two and the maximum), so the
