@@ -112,3 +112,25 @@ fn config_switch_is_fenced_by_generation() {
     assert!(matches!(sw.switch("nope", None), Err(EngineError::UnknownConfig(_))));
     assert_eq!(sw.current().id, "b");
 }
+
+/// Issue 19, defect 4: `u64::MAX` was accepted and the next write without a generation wrapped
+/// to 0, after which every fenced write was stale. Nothing above `MAX_GENERATION` goes in, and
+/// at the ceiling a write without a generation is refused instead of wrapping.
+#[test]
+fn generations_never_wrap() {
+    use dyce_runtime::engine::active::MAX_GENERATION;
+    let (b, _) = tiny_bundle(1, vec![entry("a", &[(0, "mlp1", 0.5)])]);
+    let sw = ConfigSwitch::new(std::sync::Arc::new(b), "full").unwrap();
+    for g in [u64::MAX, MAX_GENERATION + 1] {
+        let e = sw.switch("a", Some(g)).unwrap_err();
+        assert!(matches!(e, EngineError::GenerationTooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("above the largest accepted"), "{e}");
+    }
+    assert_eq!((sw.current().id.as_str(), sw.current().generation), ("full", 0), "nothing applied");
+    assert_eq!(sw.switch("a", None).unwrap().generation, 1);
+    assert_eq!(sw.switch("full", Some(MAX_GENERATION)).unwrap().generation, MAX_GENERATION);
+    let e = sw.switch("a", None).unwrap_err();
+    assert!(matches!(e, EngineError::GenerationExhausted { active: MAX_GENERATION }), "{e}");
+    assert_eq!(sw.switch("full", Some(MAX_GENERATION)).unwrap().id, "full", "a retry still succeeds");
+    assert_eq!(sw.current().generation, MAX_GENERATION);
+}

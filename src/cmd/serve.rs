@@ -42,6 +42,24 @@ pub struct ServeArgs {
     /// the answer is 503 (default: no limit).
     #[arg(long, env = "DYCE_REQUEST_TIMEOUT")]
     pub request_timeout: Option<f64>,
+    /// Most images decoded at once (`/v1/classify`); more wait for a turn. A decode may take up
+    /// to 192 MiB (a 4096×4096 16-bit RGBA image), so this bounds what images add to memory
+    /// (default: --threads, else the CPUs available).
+    #[arg(long, env = "DYCE_DECODE_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub decode_concurrency: Option<u64>,
+    /// Longest a connection may take to send a whole request head, in seconds, counted from its
+    /// opening or from its previous answer: the header timeout and the keep-alive idle timeout
+    /// in one (hyper has one timer for both); the connection is closed after it. Both ports.
+    #[arg(long, env = "DYCE_HEADER_TIMEOUT", default_value_t = 30.0)]
+    pub header_timeout: f64,
+    /// Longest a request body may take to arrive, in seconds from the end of its head; after
+    /// it the answer is 408 and the connection is closed. Both ports.
+    #[arg(long, env = "DYCE_BODY_TIMEOUT", default_value_t = 30.0)]
+    pub body_timeout: f64,
+    /// Longest shutdown (SIGTERM, Ctrl-C) waits for open connections to finish, in seconds;
+    /// connections still open after it are closed. Keep it below the orchestrator's grace period.
+    #[arg(long, env = "DYCE_DRAIN_TIMEOUT", default_value_t = 20.0)]
+    pub drain_timeout: f64,
 }
 
 /// Batching, admission and threads: the runtime flags `serve`, `up` and `demo` share.
@@ -134,14 +152,37 @@ impl ServeArgs {
         if self.request_timeout.is_some_and(|t| !(t > 0.0 && t.is_finite())) {
             bail!("--request-timeout must be a positive number of seconds");
         }
+        let seconds = |flag: &str, t: f64| {
+            if t > 0.0 && t.is_finite() {
+                Ok(Duration::from_secs_f64(t))
+            } else {
+                Err(anyhow::anyhow!("--{flag} must be a positive number of seconds"))
+            }
+        };
         Ok(ServeConfig {
             admin_token: token,
             load_window: Duration::from_secs_f64(self.load_window),
             max_body_bytes: self.max_body_bytes,
             initial_config: self.initial_config.clone(),
             request_timeout: self.request_timeout.map(Duration::from_secs_f64),
+            panic_on_config: fault_panic_on_config(),
+            decode_concurrency: self.decode_concurrency.map(|n| n as usize),
+            header_timeout: seconds("header-timeout", self.header_timeout)?,
+            body_timeout: seconds("body-timeout", self.body_timeout)?,
+            drain_timeout: seconds("drain-timeout", self.drain_timeout)?,
             ..self.engine.serve_config()
         })
+    }
+}
+
+/// Fault injection for the end-to-end test of a dead model thread: `DYCE_FAULT_PANIC_ON_CONFIG`
+/// names a config whose first batch panics the model thread. Read in debug builds only (what
+/// the tests run), so a release binary cannot be made to crash by its environment.
+fn fault_panic_on_config() -> Option<String> {
+    if cfg!(debug_assertions) {
+        std::env::var("DYCE_FAULT_PANIC_ON_CONFIG").ok()
+    } else {
+        None
     }
 }
 

@@ -72,10 +72,16 @@ pub fn serve(model: &Path, extra: &[&str]) -> Server {
 
 /// Starts `dyce serve ARGS` (ports 0 added) and waits up to `ready_within` until it is ready.
 pub fn serve_with(extra: &[&str], ready_within: Duration) -> Server {
+    serve_env(extra, &[], ready_within)
+}
+
+/// `serve_with`, with extra environment variables.
+pub fn serve_env(extra: &[&str], env: &[(&str, &str)], ready_within: Duration) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dyce"))
         .args(["serve", "--data-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .expect("dyce serve starts");

@@ -23,7 +23,8 @@ pub struct ActiveConfig {
 pub struct SwitchRequest {
     /// Config id to switch to.
     pub id: String,
-    /// Generation of this write (a fencing token); omitted = active + 1.
+    /// Generation of this write (a fencing token), at most 2^63 - 1 (larger ones get 400);
+    /// omitted = active + 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
 }

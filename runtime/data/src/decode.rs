@@ -159,4 +159,20 @@ mod tests {
         assert!(matches!(decode(&big, 1, tight), Err(ImageError::DecoderLimit { .. })));
         assert_eq!(decode(&big, 4, DecodeLimits::default()), Err(ImageError::Channels(4)));
     }
+
+    /// The allocation limit counts the decoded image's bytes per pixel: 8 for 16-bit RGBA, so a
+    /// budget of 8 bytes per pixel is what the worst colour type needs, and one byte less
+    /// refuses it (issue 19: a 130 KB PNG of 4096×4096 16-bit RGBA decodes to 128 MiB).
+    #[test]
+    fn the_allocation_limit_counts_16_bit_rgba_at_8_bytes_per_pixel() {
+        let rgba16 = image::ImageBuffer::<image::Rgba<u16>, _>::from_pixel(64, 64, image::Rgba([1, 2, 3, 4]));
+        let bytes = png(DynamicImage::ImageRgba16(rgba16));
+        let limits = |max_alloc| DecodeLimits { max_pixels: 64 * 64, max_alloc };
+        assert!(decode(&bytes, 3, limits(8 * 64 * 64)).is_ok());
+        assert!(matches!(decode(&bytes, 3, limits(8 * 64 * 64 - 1)), Err(ImageError::DecoderLimit { .. })));
+        let gray16 = image::ImageBuffer::<image::Luma<u16>, _>::from_pixel(64, 64, image::Luma([9]));
+        let bytes = png(DynamicImage::ImageLuma16(gray16));
+        assert!(decode(&bytes, 1, limits(2 * 64 * 64)).is_ok());
+        assert!(matches!(decode(&bytes, 1, limits(2 * 64 * 64 - 1)), Err(ImageError::DecoderLimit { .. })));
+    }
 }

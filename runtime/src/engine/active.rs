@@ -55,6 +55,12 @@ impl ResolvedConfig {
     }
 }
 
+/// The largest generation a write may carry. Writers compute the next token as active + 1 and the
+/// runtime exports the generation as a signed 64-bit gauge, so generations stay within `i64`:
+/// a runtime can then never hold a generation that wraps (once `u64::MAX` was accepted, the next
+/// write without one wrapped to 0 and every fenced write after it was refused as stale).
+pub const MAX_GENERATION: u64 = i64::MAX as u64;
+
 /// Alias kept for readers of the admin API: what `GET /v1/config` reports.
 pub type ActiveConfig = ResolvedConfig;
 
@@ -82,13 +88,22 @@ impl ConfigSwitch {
 
     /// Switches to `id`. With a generation, it must not be older than the active one (a late
     /// write from an old decision is refused), and an equal generation must name the same id
-    /// (a retry); without one, the next generation is used.
+    /// (a retry); without one, the next generation is used. Generations above
+    /// [`MAX_GENERATION`] are refused, and so is a write without one once the active generation
+    /// is `MAX_GENERATION`: nothing wraps.
     pub fn switch(&self, id: &str, generation: Option<u64>) -> Result<Arc<ResolvedConfig>, EngineError> {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let cur = self.active.load_full();
         let entry = self.bundle.configs.get(id).ok_or_else(|| EngineError::UnknownConfig(id.to_string()))?;
+        if let Some(given) = generation.filter(|&g| g > MAX_GENERATION) {
+            return Err(EngineError::GenerationTooLarge { given, max: MAX_GENERATION });
+        }
         let gen = match generation {
-            None => cur.generation + 1,
+            None => cur
+                .generation
+                .checked_add(1)
+                .filter(|&g| g <= MAX_GENERATION)
+                .ok_or(EngineError::GenerationExhausted { active: cur.generation })?,
             Some(g) if g > cur.generation => g,
             Some(g) if g == cur.generation && cur.id == id => return Ok(cur),
             Some(g) => return Err(EngineError::StaleGeneration { given: g, active: cur.generation }),

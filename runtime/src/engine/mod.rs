@@ -28,6 +28,21 @@ pub enum EngineError {
         /// Generation now active.
         active: u64,
     },
+    /// A generation above [`MAX_GENERATION`](active::MAX_GENERATION): refused rather than
+    /// applied, since no write could follow it.
+    #[error("generation {given} is above the largest accepted, {max} (2^63 - 1)")]
+    GenerationTooLarge {
+        /// Generation in the request.
+        given: u64,
+        /// The largest accepted.
+        max: u64,
+    },
+    /// A write without a generation when the active one is the largest accepted.
+    #[error("the active generation {active} is the largest accepted: a switch needs a restart of the runtime, which starts again at 0")]
+    GenerationExhausted {
+        /// Generation now active.
+        active: u64,
+    },
     /// A configuration that cannot run on this bundle.
     #[error("config {id:?}: {reason}")]
     BadConfig {

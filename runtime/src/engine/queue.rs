@@ -7,11 +7,13 @@
 //! so the next batch forms by itself and grows with load. Jobs whose client went away are
 //! dropped before compute.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio_util::sync::CancellationToken;
 
 use super::active::ConfigSwitch;
 use super::backend::Backend;
@@ -20,12 +22,15 @@ use super::EngineError;
 use crate::model::Bundle;
 
 /// Limits of the queue.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct QueueConfig {
     /// Most images in one batch.
     pub max_batch: usize,
     /// Most images admitted (queued or running) at once.
     pub max_queued: usize,
+    /// Fault injection, for the tests of a dead model thread: the thread panics when it starts
+    /// a batch on this config.
+    pub panic_on_config: Option<String>,
 }
 
 /// What a job gets back.
@@ -64,7 +69,7 @@ pub enum SubmitError {
         /// The limit.
         limit: usize,
     },
-    /// The model thread has stopped (shutting down).
+    /// The model thread has stopped (shutting down, or it died).
     #[error("the model is not running")]
     Stopped,
     /// The batch failed.
@@ -96,12 +101,28 @@ pub struct ModelQueue {
     per_image: usize,
     max_batch: usize,
     running: Arc<AtomicUsize>,
+    life: Arc<Life>,
 }
 
 impl ModelQueue {
+    /// Whether the model thread still runs (false once it returned or panicked).
+    pub fn is_running(&self) -> bool {
+        self.life.is_running()
+    }
+
+    /// The model thread's life, to watch without holding the queue open.
+    pub fn life(&self) -> Arc<Life> {
+        self.life.clone()
+    }
+
     /// Most images per batch.
     pub fn max_batch(&self) -> usize {
         self.max_batch
+    }
+
+    /// Most images admitted at once (`--max-queue`): no request may carry more.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Images admitted and not yet answered (queued or in the running batch).
@@ -175,17 +196,18 @@ impl ModelQueue {
 }
 
 /// Starts the model thread. It exits when every `ModelQueue` clone is dropped and the queue
-/// is drained.
+/// is drained; a panic ends it too, and either way [`ModelQueue::stopped`] resolves.
 pub fn spawn<B: Backend + Send + 'static>(
     bundle: Arc<Bundle>,
     switch: Arc<ConfigSwitch>,
-    mut backend: B,
+    backend: B,
     cfg: QueueConfig,
     observer: Arc<dyn BatchObserver>,
 ) -> (ModelQueue, std::thread::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    let (tx, rx) = mpsc::unbounded_channel::<Job>();
     let per_image: usize = bundle.manifest.input.shape.iter().product();
     let running = Arc::new(AtomicUsize::new(0));
+    let life = Arc::new(Life::default());
     let queue = ModelQueue {
         tx,
         permits: Arc::new(Semaphore::new(cfg.max_queued)),
@@ -193,91 +215,162 @@ pub fn spawn<B: Backend + Send + 'static>(
         per_image,
         max_batch: cfg.max_batch,
         running: running.clone(),
+        life: life.clone(),
     };
+    let thread = ModelThread { bundle, switch, backend, cfg, observer, rx, per_image, running };
     let handle = std::thread::Builder::new()
         .name("dyce-model".into())
         .spawn(move || {
-            let mut carry: Option<Job> = None;
-            loop {
-                let first = match carry.take() {
-                    Some(j) => j,
-                    None => match rx.blocking_recv() {
-                        Some(j) => j,
-                        None => return,
-                    },
-                };
-                let mut jobs = vec![first];
-                let mut images = jobs[0].n;
-                let mut dropped = 0;
-                // Take whatever is waiting, up to the batch limit; a job that does not fit
-                // starts the next batch.
-                while images < cfg.max_batch {
-                    match rx.try_recv() {
-                        Ok(j) if images + j.n <= cfg.max_batch => {
-                            images += j.n;
-                            jobs.push(j);
-                        }
-                        Ok(j) => {
-                            carry = Some(j);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                jobs.retain(|j| {
-                    let alive = !j.reply.is_closed();
-                    if !alive {
-                        dropped += 1;
-                        images -= j.n;
-                    }
-                    alive
-                });
-                if jobs.is_empty() {
-                    observer.batch("", 0, 0.0, &[], dropped);
-                    continue;
-                }
-                let mut input = Vec::with_capacity(images * per_image);
-                for j in &jobs {
-                    input.extend_from_slice(&j.input);
-                }
-                // One snapshot per batch: a switch during compute applies to the next batch.
-                let cfg_now = switch.current();
-                running.store(images, Ordering::Relaxed);
-                let start = Instant::now();
-                let out = run_batch(&bundle, &mut backend, &cfg_now, &input, images);
-                let secs = start.elapsed().as_secs_f64();
-                running.store(0, Ordering::Relaxed);
-                match out {
-                    Ok(results) => {
-                        observer.batch(&cfg_now.id, images, secs, &results, dropped);
-                        let mut rest = results.into_iter();
-                        for Job { n, enqueued, reply, _permit: permit, .. } in jobs {
-                            let mine: Vec<SampleResult> = rest.by_ref().take(n).collect();
-                            // Room is given back before the answer, so a client that sends
-                            // its next request on receipt finds the queue as it should.
-                            drop(permit);
-                            let _ = reply.send(Ok(JobOutput {
-                                results: mine,
-                                config_id: cfg_now.id.clone(),
-                                generation: cfg_now.generation,
-                                queue_seconds: start.duration_since(enqueued).as_secs_f64(),
-                                batch_seconds: secs,
-                                batch_size: images,
-                            }));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "batch failed");
-                        for Job { reply, _permit: permit, .. } in jobs {
-                            drop(permit);
-                            let _ = reply.send(Err(EngineError::Tensor(e.to_string())));
-                        }
-                    }
-                }
+            // Caught, not left to end the thread silently: whoever serves must learn that the
+            // model is gone (readiness, metrics, exit), whatever the panic. The jobs of the
+            // batch that panicked are answered by the drop of their reply channels.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || thread.run()));
+            let panic = outcome.err().map(|p| panic_message(p.as_ref()));
+            if let Some(msg) = &panic {
+                tracing::error!(panic = %msg, "the model thread panicked; the runtime is unready");
             }
+            life.finish(panic);
         })
         .expect("spawning the model thread");
     (queue, handle)
+}
+
+/// Whether the model thread runs, and why it stopped.
+#[derive(Default)]
+pub struct Life {
+    stopped: CancellationToken,
+    panic: Mutex<Option<String>>,
+}
+
+impl Life {
+    /// Whether the model thread still runs (false once it returned or panicked).
+    pub fn is_running(&self) -> bool {
+        !self.stopped.is_cancelled()
+    }
+
+    /// Resolves when the model thread has stopped, with its panic's message if it panicked.
+    pub async fn stopped(&self) -> Option<String> {
+        self.stopped.cancelled().await;
+        self.panic.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn finish(&self, panic: Option<String>) {
+        *self.panic.lock().unwrap_or_else(|p| p.into_inner()) = panic;
+        self.stopped.cancel();
+    }
+}
+
+/// The text of a panic's payload (`panic!` with a literal or with a format).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// What the model thread owns.
+struct ModelThread<B> {
+    bundle: Arc<Bundle>,
+    switch: Arc<ConfigSwitch>,
+    backend: B,
+    cfg: QueueConfig,
+    observer: Arc<dyn BatchObserver>,
+    rx: mpsc::UnboundedReceiver<Job>,
+    per_image: usize,
+    running: Arc<AtomicUsize>,
+}
+
+impl<B: Backend> ModelThread<B> {
+    /// Batches jobs until the channel closes.
+    fn run(mut self) {
+        let mut carry: Option<Job> = None;
+        loop {
+            let first = match carry.take() {
+                Some(j) => j,
+                None => match self.rx.blocking_recv() {
+                    Some(j) => j,
+                    None => return,
+                },
+            };
+            let mut jobs = vec![first];
+            let mut images = jobs[0].n;
+            let mut dropped = 0;
+            // Take whatever is waiting, up to the batch limit; a job that does not fit starts
+            // the next batch.
+            while images < self.cfg.max_batch {
+                match self.rx.try_recv() {
+                    Ok(j) if images + j.n <= self.cfg.max_batch => {
+                        images += j.n;
+                        jobs.push(j);
+                    }
+                    Ok(j) => {
+                        carry = Some(j);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            jobs.retain(|j| {
+                let alive = !j.reply.is_closed();
+                if !alive {
+                    dropped += 1;
+                    images -= j.n;
+                }
+                alive
+            });
+            if jobs.is_empty() {
+                self.observer.batch("", 0, 0.0, &[], dropped);
+                continue;
+            }
+            self.batch(jobs, images, dropped);
+        }
+    }
+
+    /// Runs one batch and answers its jobs.
+    fn batch(&mut self, jobs: Vec<Job>, images: usize, dropped: usize) {
+        let mut input = Vec::with_capacity(images * self.per_image);
+        for j in &jobs {
+            input.extend_from_slice(&j.input);
+        }
+        // One snapshot per batch: a switch during compute applies to the next batch.
+        let cfg_now = self.switch.current();
+        if self.cfg.panic_on_config.as_deref() == Some(cfg_now.id.as_str()) {
+            panic!("fault injection: a batch on config {:?}", cfg_now.id);
+        }
+        self.running.store(images, Ordering::Relaxed);
+        let start = Instant::now();
+        let out = run_batch(&self.bundle, &mut self.backend, &cfg_now, &input, images);
+        let secs = start.elapsed().as_secs_f64();
+        self.running.store(0, Ordering::Relaxed);
+        match out {
+            Ok(results) => {
+                self.observer.batch(&cfg_now.id, images, secs, &results, dropped);
+                let mut rest = results.into_iter();
+                for Job { n, enqueued, reply, _permit: permit, .. } in jobs {
+                    let mine: Vec<SampleResult> = rest.by_ref().take(n).collect();
+                    // Room is given back before the answer, so a client that sends its next
+                    // request on receipt finds the queue as it should.
+                    drop(permit);
+                    let _ = reply.send(Ok(JobOutput {
+                        results: mine,
+                        config_id: cfg_now.id.clone(),
+                        generation: cfg_now.generation,
+                        queue_seconds: start.duration_since(enqueued).as_secs_f64(),
+                        batch_seconds: secs,
+                        batch_size: images,
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "batch failed");
+                for Job { reply, _permit: permit, .. } in jobs {
+                    drop(permit);
+                    let _ = reply.send(Err(EngineError::Tensor(e.to_string())));
+                }
+            }
+        }
+    }
 }
 
 /// Waits at most `timeout` for the queue to drain (used at shutdown).

@@ -12,9 +12,19 @@ use axum::Json;
 use dyce_api::{exposition, ActiveConfig, ConfigsView, LoadReport, QueueState, SwitchRequest};
 
 use super::error::ApiError;
-use super::openapi::{BadRequest, Conflict, NotFound, Unauthorized};
+use super::openapi::{BadRequest, Conflict, NotFound, TooLarge, Unauthorized};
 use crate::service::metrics::ConfigLabel;
 use crate::service::Runtime;
+
+/// Largest body the admin port reads: its one body, a `PUT /v1/config`, is a few dozen bytes.
+pub const MAX_BODY_BYTES: usize = 64 << 10;
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 7235 §2.1: `bearer` and `BEARER` are `Bearer`) and is followed by one or more spaces.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start_matches(' '))
+}
 
 /// Requires `Authorization: Bearer <token>` when a token is configured.
 pub async fn auth(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Result<Response, ApiError> {
@@ -23,7 +33,7 @@ pub async fn auth(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> R
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         // Constant-time in the token's length, so timing does not reveal a matching prefix.
         let same = given.len() == token.len()
@@ -87,14 +97,15 @@ pub async fn get_config(State(rt): State<Arc<Runtime>>) -> Json<ActiveConfig> {
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
-        (status = 409, response = Conflict)
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge)
     )
 )]
 pub async fn put_config(
     State(rt): State<Arc<Runtime>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ActiveConfig>, ApiError> {
-    let body = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let body = body?;
     let req: SwitchRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"id\": ..., \"generation\": ...}}: {e}")))?;
     let before = rt.switch.current();
@@ -143,6 +154,7 @@ pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
 pub async fn metrics(State(rt): State<Arc<Runtime>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
     rt.metrics.queue_depth.set(rt.queue.depth() as i64);
     rt.metrics.in_flight.set(rt.queue.in_flight() as i64);
+    rt.metrics.model_up.set(i64::from(rt.queue.is_running()));
     for (config, seconds) in rt.load.saturated() {
         rt.metrics.saturated_cost.get_or_create(&ConfigLabel { config }).set(seconds);
     }

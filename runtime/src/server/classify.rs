@@ -44,11 +44,25 @@ use crate::service::Runtime;
 )]
 pub async fn classify(State(rt): State<Arc<Runtime>>, body: Bytes) -> Result<Response, ApiError> {
     let (shape, transform) = (rt.bundle.manifest.input.shape, rt.bundle.manifest.input.transform);
-    // Decoding and resizing take milliseconds of CPU: off the async workers, so they keep
-    // serving other connections meanwhile.
-    let pixels = tokio::task::spawn_blocking(move || to_pixels(&body, shape, &transform))
+    // One decode per permit: a small compressed image may decode to ~200 MiB (`input::image`),
+    // and admission (queue room) does not bound decodes, which run before the queue; waiting
+    // here costs only the body already read.
+    let permit = rt
+        .decode_permits
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| ApiError::Internal(format!("image decoding task: {e}")))??;
+        .map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+    // Decoding and resizing take milliseconds of CPU: off the async workers, so they keep
+    // serving other connections meanwhile. The permit goes with the work, so a request dropped
+    // meanwhile (timeout, client gone) still holds it until its decode has ended.
+    let pixels = tokio::task::spawn_blocking(move || {
+        let pixels = to_pixels(&body, shape, &transform);
+        drop(permit);
+        pixels
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("image decoding task: {e}")))??;
     let raw: Vec<f64> = pixels.iter().map(|&p| f64::from(p)).collect();
     let x = normalise(&rt.bundle.manifest.input, "UINT8", &raw)?;
     let out = rt.infer(x, 1).await?;

@@ -1,5 +1,8 @@
 //! Every error a handler can return, and the one table that maps them to HTTP statuses.
 
+use std::time::Duration;
+
+use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -30,9 +33,15 @@ pub enum ApiError {
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// The body did not arrive within `--body-timeout`.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// Too large a body.
     #[error("{0}")]
     TooLarge(String),
+    /// Too many or too large request headers.
+    #[error("{0}")]
+    HeadTooLarge(String),
     /// Shutting down or not ready.
     #[error("{0}")]
     Unavailable(String),
@@ -50,10 +59,31 @@ impl ApiError {
             ApiError::StaleGeneration(_) => StatusCode::CONFLICT,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+/// The error of a body that did not arrive within `--body-timeout`.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body did not arrive within the body timeout of {0:?}")]
+pub struct BodyTimeout(pub Duration);
+
+impl BodyTimeout {
+    /// The body timeout somewhere in `e`'s chain of causes.
+    pub fn find(e: &(dyn std::error::Error + 'static)) -> Option<BodyTimeout> {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if let Some(t) = c.downcast_ref::<BodyTimeout>() {
+                return Some(*t);
+            }
+            cause = c.source();
+        }
+        None
     }
 }
 
@@ -65,6 +95,20 @@ impl From<SubmitError> for ApiError {
             SubmitError::Stopped => ApiError::Unavailable(e.to_string()),
             SubmitError::Engine(EngineError::InputSize { .. }) => ApiError::BadRequest(e.to_string()),
             SubmitError::Engine(inner) => ApiError::Internal(inner.to_string()),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    /// A body the extractor could not read: over the route's limit (413), too slow (408) or cut
+    /// off (400).
+    fn from(e: BytesRejection) -> Self {
+        if let Some(t) = BodyTimeout::find(&e) {
+            ApiError::RequestTimeout(t.to_string())
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!("request body over the limit: {}", e.body_text()))
+        } else {
+            ApiError::BadRequest(e.body_text())
         }
     }
 }
@@ -93,7 +137,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::UnknownConfig(id) => ApiError::UnknownConfig(id),
-            EngineError::StaleGeneration { .. } => ApiError::StaleGeneration(e.to_string()),
+            EngineError::StaleGeneration { .. } | EngineError::GenerationExhausted { .. } => {
+                ApiError::StaleGeneration(e.to_string())
+            }
+            EngineError::GenerationTooLarge { .. } => ApiError::BadRequest(e.to_string()),
             EngineError::InputSize { .. } => ApiError::BadRequest(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
@@ -111,6 +158,11 @@ impl IntoResponse for ApiError {
             }
             StatusCode::UNAUTHORIZED => {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // The rest of a body that came too slowly is not worth waiting for: the connection
+            // ends with this answer.
+            StatusCode::REQUEST_TIMEOUT => {
+                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

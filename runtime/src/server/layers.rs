@@ -7,33 +7,50 @@
 //!    their refusals are inside it.
 //! 3. `PropagateRequestId`: the id goes back in the response whoever answered (a handler, a
 //!    layer's refusal, the router's 404), so a client can quote it.
+//! 4. `CatchPanic`: a handler that panics gets a JSON 500 (and a log line) instead of a dropped
+//!    connection; inside the id layers, so that answer carries the id too.
+//! 5. JSON errors ([`json_errors`]): an error answer that is not JSON (the router's 404 and 405,
+//!    an extractor's plain-text rejection) gets the `{"error": ...}` body every other error has,
+//!    its status and headers (`Allow`, ...) kept.
+//! 6. head limits: more than [`MAX_HEADERS`] headers or [`MAX_HEAD_BYTES`] of them get a JSON 431
+//!    (hyper's parser allows more, so that this layer, not the parser's bare 431, answers).
+//!
+//! Every route of a port ([`body_deadline`]), inside those: the whole body must arrive within
+//! `--body-timeout` of the head (408 after), so a slow body cannot hold a connection and its
+//! handler; whatever reads the body (an extractor, the body limit below) meets the deadline.
 //!
 //! Inference routes ([`inference`]), inside those:
-//! 4. request metrics: outcome and latency of every inference request; outside the three below,
+//! 7. request metrics: outcome and latency of every inference request; outside the three below,
 //!    so their refusals (timeout, 413, 429) are counted too;
-//! 5. timeout (`--request-timeout`, off by default): outside the body limit, so a slow body
+//! 8. timeout (`--request-timeout`, off by default): outside the body limit, so a slow body
 //!    counts against it, and outside admission, so a request waiting in the queue does too;
-//! 6. body limit: the body is read whole under `--max-body-bytes` (JSON 413 beyond it) before
+//! 9. body limit: the body is read whole under `--max-body-bytes` (JSON 413 beyond it) before
 //!    admission, so the refused client still sending reads its answer, not a reset connection;
-//! 7. admission: 429 at once when the queue is full, before the body is parsed: under overload
+//! 10. admission: 429 at once when the queue is full, before the body is parsed: under overload
 //!    the CPU goes to the model, not to parsing requests that will be refused anyway.
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode};
-use axum::middleware::{from_fn_with_state, Next};
-use axum::response::Response;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use dyce_api::ErrorBody;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
-use super::error::ApiError;
+use super::error::{ApiError, BodyTimeout};
 use crate::service::Runtime;
 
 /// Header carrying a request's id, in both directions.
@@ -55,7 +72,8 @@ impl Answered {
     }
 }
 
-/// Request ids, tracing and the id in the response: layers 1–3 above, on a whole port.
+/// Request ids, tracing, the id in the response, panics and non-JSON errors answered as JSON,
+/// head limits: layers 1–6 above, on a whole port.
 pub fn traced<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     // At debug level, like the layer's own request and response events: at the default level
     // a span per request would cost every request and show in nothing (handlers log rarely).
@@ -73,11 +91,119 @@ pub fn traced<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> 
                     // not worth an error line per request.
                     .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
             )
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(from_fn(json_errors))
+            .layer(from_fn(head_limits)),
     )
 }
 
-/// Layers 4–7 above, on the inference routes of `router`.
+/// Most request headers answered by a handler; more get 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// Most bytes of request target and headers (names, values and separators); more get 431.
+pub const MAX_HEAD_BYTES: usize = 32 << 10;
+
+/// Refuses heads over [`MAX_HEADERS`] or [`MAX_HEAD_BYTES`] with 431.
+async fn head_limits(req: Request, next: Next) -> Result<Response, ApiError> {
+    let headers = req.headers();
+    let bytes = req.uri().to_string().len()
+        + headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEAD_BYTES {
+        return Err(ApiError::HeadTooLarge(format!(
+            "request head of {} headers and {bytes} bytes is over the limits of {MAX_HEADERS} headers and {MAX_HEAD_BYTES} bytes",
+            headers.len()
+        )));
+    }
+    Ok(next.run(req).await)
+}
+
+/// The `--body-timeout` deadline on every route of `router`.
+pub fn body_deadline<S: Clone + Send + Sync + 'static>(router: Router<S>, limit: Duration) -> Router<S> {
+    router.layer(from_fn_with_state(limit, with_deadline))
+}
+
+async fn with_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = Body::new(TimedBody { inner: body, deadline: Box::pin(tokio::time::sleep(limit)), limit });
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// A request body that fails once its deadline has passed.
+struct TimedBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(this.limit))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The answer to a request whose handler panicked.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "a request handler panicked");
+    ApiError::Internal("the request handler panicked".into()).into_response()
+}
+
+/// Gives an error answer that is not JSON the body every error has, keeping status and headers.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // Such bodies are a line of text from axum or tower-http; a larger one is not read.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let error = match status {
+        StatusCode::NOT_FOUND => format!("no route for {method} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => format!("method {method} is not allowed on {path}"),
+        _ if !text.is_empty() => text,
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = serde_json::to_vec(&ErrorBody { error }).unwrap_or_default();
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Layers 6–9 above, on the inference routes of `router`.
 pub fn inference(router: OpenApiRouter<Arc<Runtime>>, rt: &Arc<Runtime>) -> OpenApiRouter<Arc<Runtime>> {
     router.route_layer(
         ServiceBuilder::new()
@@ -135,7 +261,10 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut stream = body.into_data_stream();
     let (mut buf, mut seen) = (Vec::new(), 0usize);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        let chunk = chunk.map_err(|e| match BodyTimeout::find(&e) {
+            Some(t) => ApiError::RequestTimeout(t.to_string()),
+            None => ApiError::BadRequest(format!("reading the body: {e}")),
+        })?;
         seen += chunk.len();
         if seen <= limit {
             buf.extend_from_slice(&chunk);

@@ -13,11 +13,13 @@ pub mod binary;
 pub mod classify;
 pub mod error;
 pub mod layers;
+mod listen;
 pub mod oip;
 pub mod oip_types;
 pub mod openapi;
 pub mod routes;
 mod run;
 
+pub use listen::ConnLimits;
 pub use routes::{admin_document, admin_router, data_document, data_router, to_text};
 pub use run::{run, serve, Server};

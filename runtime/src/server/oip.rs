@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -15,6 +16,9 @@ use super::oip_types::*;
 use super::openapi::{BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable};
 use crate::input::normalise;
 use crate::service::Runtime;
+
+/// Input datatypes the model takes.
+const ACCEPTED_DATATYPES: [&str; 2] = ["UINT8", "FP32"];
 
 /// Output names, in the order they are returned.
 pub const OUTPUTS: [&str; 4] = ["probabilities", "label", "confidence", "exit_position"];
@@ -53,13 +57,15 @@ pub async fn server_meta() -> Json<ServerMetadata> {
         lists only models ready for inference.", content_type = "application/json"),
     responses(
         (status = 200, description = "The models.", body = Vec<RepositoryModel>),
-        (status = 400, response = BadRequest)
+        (status = 400, response = BadRequest),
+        (status = 413, response = TooLarge)
     )
 )]
 pub async fn repository_index(
     State(rt): State<Arc<Runtime>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
+    let body = body?;
     let req: RepositoryIndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RepositoryIndexRequest::default()
     } else {
@@ -89,25 +95,34 @@ pub async fn live() -> StatusCode {
     StatusCode::OK
 }
 
-/// `GET /v2/health/ready`: only after the model is loaded and warmed up.
+/// 503 with the reason when the runtime is not ready.
+fn readiness(rt: &Runtime) -> Result<StatusCode, ApiError> {
+    if rt.is_ready() {
+        Ok(StatusCode::OK)
+    } else if !rt.queue.is_running() {
+        Err(ApiError::Unavailable(
+            "not ready: the model thread has stopped and the process is exiting".into(),
+        ))
+    } else {
+        Err(ApiError::Unavailable("not ready: warming up".into()))
+    }
+}
+
+/// `GET /v2/health/ready`: only after the model is loaded and warmed up, and while it runs.
 #[utoipa::path(
     get,
     path = "/v2/health/ready",
     tag = "oip",
     responses(
-        (status = 200, description = "Loaded and warmed up at every batch size (no body)."),
-        (status = 503, description = "Not ready yet (no body).")
+        (status = 200, description = "Loaded, warmed up at every batch size and running (no body)."),
+        (status = 503, response = Unavailable)
     )
 )]
-pub async fn ready(State(rt): State<Arc<Runtime>>) -> StatusCode {
-    if rt.is_ready() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
+pub async fn ready(State(rt): State<Arc<Runtime>>) -> Result<StatusCode, ApiError> {
+    readiness(&rt)
 }
 
-/// `GET /v2/models/{name}/ready`: whether the model is loaded and warmed up.
+/// `GET /v2/models/{name}/ready`: whether the model is loaded, warmed up and running.
 #[utoipa::path(
     get,
     path = "/v2/models/{name}/ready",
@@ -115,7 +130,7 @@ pub async fn ready(State(rt): State<Arc<Runtime>>) -> StatusCode {
     params(("name" = String, Path, description = "The served model's name.")),
     responses(
         (status = 200, description = "Ready (no body)."),
-        (status = 503, description = "Not ready yet (no body)."),
+        (status = 503, response = Unavailable),
         (status = 404, response = NotFound)
     )
 )]
@@ -124,7 +139,7 @@ pub async fn model_ready(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     check_model(&rt, &name)?;
-    Ok(if rt.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE })
+    readiness(&rt)
 }
 
 /// `GET /v2/models/{name}`: what a generic v2 client needs to build a request.
@@ -184,12 +199,30 @@ fn decode(rt: &Runtime, input: &InferInput, binary: Option<&[u8]>) -> Result<(Ve
     if dims.len() != 4 || dims[1..] != [c, h, w] || dims[0] == 0 || dims[0] > 1 << 16 {
         return bad(format!("input shape {:?} does not match [N, {c}, {h}, {w}] with N ≥ 1", input.shape));
     }
+    // Before the data, whose length means nothing in another datatype (BYTES elements, for one,
+    // are length-prefixed strings, not pixels).
+    if !ACCEPTED_DATATYPES.contains(&input.datatype.as_str()) {
+        return bad(format!(
+            "{} is not supported for input {:?}; send UINT8 (pixels 0-255) or FP32 (pixels scaled to [0, 1])",
+            input.datatype, input.name
+        ));
+    }
     let n = dims[0];
     let per = c * h * w;
+    // Never more images than the queue could ever take: refused before anything is allocated.
+    let limit = rt.queue.limit();
+    if n > limit {
+        return Err(ApiError::TooLarge(format!(
+            "{n} images in one request, more than the queue limit {limit}"
+        )));
+    }
     let mut buf = Vec::new();
     let raw: &[f64] = match (binary, &input.data) {
         (Some(bytes), None) => {
-            buf.reserve(n * per);
+            // What the bytes sent can hold, not what the shape declares: a declared shape
+            // reserved up front once took 79 GB for a 224×224 model (and aborted the process).
+            let width = if input.datatype == "FP32" { 4 } else { 1 };
+            buf.reserve((n * per).min(bytes.len() / width));
             binary::decode(&input.datatype, bytes, &mut buf)?;
             &buf
         }

@@ -38,9 +38,10 @@ pub struct NotFound(#[allow(dead_code)] ErrorBody);
 #[response(description = "Stale generation: the active configuration is newer than this write.")]
 pub struct Conflict(#[allow(dead_code)] ErrorBody);
 
-/// Body over `--max-body-bytes`, or a decoded image over the pixel limit.
+/// Body over the port's limit, or a decoded image over the pixel limit.
 #[derive(ToResponse)]
-#[response(description = "Body over `--max-body-bytes` (default 8 MiB), or image over 4096×4096 pixels.")]
+#[response(description = "Body over the limit (data port: `--max-body-bytes`, default 8 MiB; admin port: \
+    64 KiB), or image over 4096×4096 pixels.")]
 pub struct TooLarge(#[allow(dead_code)] ErrorBody);
 
 /// The queue is full.
@@ -51,10 +52,11 @@ pub struct TooLarge(#[allow(dead_code)] ErrorBody);
 )]
 pub struct Overloaded(#[allow(dead_code)] ErrorBody);
 
-/// Shutting down.
+/// Not ready, shutting down, or too slow.
 #[derive(ToResponse)]
 #[response(
-    description = "Shutting down: the model no longer takes work.",
+    description = "Not ready (warming up, or the model thread stopped and the process is exiting), \
+        shutting down, or no answer within `--request-timeout`.",
     headers(("Retry-After" = u32, description = "Seconds to wait: `1`."))
 )]
 pub struct Unavailable(#[allow(dead_code)] ErrorBody);
@@ -99,7 +101,7 @@ pub struct DataDoc;
         (name = "admin", description = "What the controller reads and writes"),
         (name = "meta", description = "This document and metrics")
     ),
-    components(schemas(ErrorBody), responses(BadRequest, Unauthorized, NotFound, Conflict)),
+    components(schemas(ErrorBody), responses(BadRequest, Unauthorized, NotFound, Conflict, TooLarge)),
     modifiers(&BearerAuth)
 )]
 pub struct AdminDoc;

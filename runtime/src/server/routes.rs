@@ -46,8 +46,11 @@ fn admin_routes() -> Routes {
 /// The data port: OIP v2 and `/v1/classify`; never the admin API.
 pub fn data_router(rt: Arc<Runtime>) -> Router {
     let (router, _) = data_routes(|r| layers::inference(r, &rt)).split_for_parts();
-    // The inference routes' own layer enforces `--max-body-bytes`, to answer with a JSON 413.
-    layers::traced(router.layer(DefaultBodyLimit::disable()).with_state(rt))
+    // The inference routes' own layer reads their bodies under `--max-body-bytes` (JSON 413);
+    // the same limit bounds the other bodies the port reads (the repository index's).
+    let limit = DefaultBodyLimit::max(rt.max_body_bytes);
+    let router = layers::body_deadline(router.layer(limit), rt.body_timeout);
+    layers::traced(router.with_state(rt))
 }
 
 /// The admin port, every route (its document included) behind the bearer-token check when one
@@ -55,7 +58,10 @@ pub fn data_router(rt: Arc<Runtime>) -> Router {
 /// public anyway in docs/openapi-admin.json.
 pub fn admin_router(rt: Arc<Runtime>) -> Router {
     let (router, _) = admin_routes().split_for_parts();
-    let router = router.route_layer(axum::middleware::from_fn_with_state(rt.clone(), admin::auth));
+    let router = router
+        .route_layer(axum::middleware::from_fn_with_state(rt.clone(), admin::auth))
+        .layer(DefaultBodyLimit::max(admin::MAX_BODY_BYTES));
+    let router = layers::body_deadline(router, rt.body_timeout);
     layers::traced(router.with_state(rt))
 }
 

@@ -1,7 +1,6 @@
 //! Start-up and shutdown of a runtime's two ports: what `dyce serve`, `dyce up` and `dyce demo`
 //! run. One cancellation token stops everything.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -9,6 +8,7 @@ use std::thread::JoinHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::listen::{serve_port, ConnLimits};
 use super::routes::{admin_router, data_router};
 use crate::model::Bundle;
 use crate::service::{start, warm_up, Runtime, ServeConfig, ServeError};
@@ -20,6 +20,7 @@ pub struct Server {
     data: TcpListener,
     admin: TcpListener,
     max_batch: usize,
+    limits: ConnLimits,
 }
 
 impl Server {
@@ -31,7 +32,8 @@ impl Server {
         admin: TcpListener,
     ) -> Result<Self, ServeError> {
         let (rt, model_thread) = start(bundle, cfg)?;
-        Ok(Self { rt, model_thread, data, admin, max_batch: cfg.max_batch })
+        let limits = ConnLimits { header_timeout: cfg.header_timeout, drain_timeout: cfg.drain_timeout };
+        Ok(Self { rt, model_thread, data, admin, max_batch: cfg.max_batch, limits })
     }
 
     /// The bound addresses: data port, admin port (tests and scripts bind port 0).
@@ -46,6 +48,11 @@ impl Server {
 
     /// Warms up in the background (ready when done) and serves both ports until `shutdown` is
     /// cancelled; then finishes in-flight requests, drains the queue and joins the model thread.
+    ///
+    /// If the model thread dies while serving (a panic), the runtime is unready at once
+    /// (`Runtime::is_ready`), the ports stop as on shutdown, and this returns
+    /// `ServeError::ModelStopped`: `dyce serve` then exits non-zero and the orchestrator starts a
+    /// fresh process, rather than a pod that answers 503 forever staying in service.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let (d, a) = self.local_addrs()?;
         tracing::info!(data = %d, admin = %a, model = %self.rt.bundle.manifest.name, "listening");
@@ -58,10 +65,32 @@ impl Server {
                 Err(e) => tracing::error!(error = %e, "warm-up failed"),
             }
         });
-        serve(self.rt, self.data, self.admin, shutdown).await?;
+        let stop = shutdown.child_token();
+        let life = self.rt.queue.life();
+        let watch = tokio::spawn({
+            let (life, stop) = (life.clone(), stop.clone());
+            async move {
+                let panic = life.stopped().await;
+                if !stop.is_cancelled() {
+                    let reason = panic.as_deref().unwrap_or("it returned");
+                    tracing::error!(
+                        reason,
+                        "the model thread stopped while serving: unready, stopping the ports, exiting"
+                    );
+                    stop.cancel();
+                }
+            }
+        });
+        // The last handle on the queue goes with `serve`, so the model thread can drain and end.
+        serve(self.rt, self.data, self.admin, self.limits, stop).await?;
+        watch.abort();
         let thread = self.model_thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        Ok(())
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let panic = life.stopped().await;
+        Err(ServeError::ModelStopped(panic.unwrap_or_else(|| "it returned".into())))
     }
 }
 
@@ -77,18 +106,18 @@ pub async fn run(
 }
 
 /// Serves both ports of `rt` until `shutdown` is cancelled, then finishes in-flight requests
-/// and closes the queue (the model thread drains it and exits).
+/// (closing connections still open after `limits.drain_timeout`) and closes the queue (the model
+/// thread drains it and exits).
 pub async fn serve(
     rt: Arc<Runtime>,
     data: TcpListener,
     admin: TcpListener,
+    limits: ConnLimits,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let data_srv =
-        axum::serve(data, data_router(rt.clone())).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let admin_srv =
-        axum::serve(admin, admin_router(rt.clone())).with_graceful_shutdown(shutdown.cancelled_owned());
-    let (a, b) = tokio::join!(data_srv.into_future(), admin_srv.into_future());
+    let data_srv = serve_port(data, data_router(rt.clone()), limits, shutdown.clone());
+    let admin_srv = serve_port(admin, admin_router(rt.clone()), limits, shutdown);
+    let (a, b) = tokio::join!(data_srv, admin_srv);
     a?;
     b?;
     rt.queue.close();

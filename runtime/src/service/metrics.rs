@@ -73,6 +73,8 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Images in the running batch.
     pub in_flight: Gauge,
+    /// 1 while the model thread runs.
+    pub model_up: Gauge,
     /// Images per batch.
     pub batch_size: Histogram,
     /// Samples answered by each exit.
@@ -105,6 +107,7 @@ impl Metrics {
             batch_compute: seconds(),
             queue_depth: Gauge::default(),
             in_flight: Gauge::default(),
+            model_up: Gauge::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             exits: Family::default(),
             macs: Counter::default(),
@@ -140,6 +143,11 @@ impl Metrics {
             "dyce_in_flight_requests",
             "Images in the batch being computed",
             m.in_flight.clone(),
+        );
+        registry.register(
+            "dyce_model_up",
+            "1 while the model thread runs; 0 once it has stopped (the runtime is then unready and exits)",
+            m.model_up.clone(),
         );
         registry.register("dyce_batch_size", "Images per batch", m.batch_size.clone());
         registry.register(

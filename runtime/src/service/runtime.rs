@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use super::load::SharedWindow;
 use super::metrics::{ConfigLabel, Metrics, OutcomeLabel};
 use crate::engine::queue::{self, BatchObserver, JobOutput, ModelQueue, QueueConfig, SubmitError};
@@ -20,6 +22,8 @@ pub struct ServeConfig {
     pub max_queued: usize,
     /// Kernel threads (default: the CPUs available to the process).
     pub threads: Option<usize>,
+    /// Most images decoded at once (default: the kernel threads, or the CPUs available).
+    pub decode_concurrency: Option<usize>,
     /// Bearer token required on the admin port.
     pub admin_token: Option<String>,
     /// Window of `/v1/load` statistics.
@@ -28,8 +32,18 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Longest an inference request may take, body and queue included (none by default).
     pub request_timeout: Option<Duration>,
+    /// Longest a connection may wait for a whole request head, from its opening or its previous
+    /// answer (the keep-alive idle timeout too).
+    pub header_timeout: Duration,
+    /// Longest a request body may take to arrive, from the end of its head.
+    pub body_timeout: Duration,
+    /// Longest shutdown waits for open connections before closing them.
+    pub drain_timeout: Duration,
     /// Config to start on (default: the full model).
     pub initial_config: Option<String>,
+    /// Fault injection for the tests of a dead model thread: it panics at the first batch on
+    /// this config (`dyce serve` reads `DYCE_FAULT_PANIC_ON_CONFIG` in debug builds only).
+    pub panic_on_config: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -38,11 +52,16 @@ impl Default for ServeConfig {
             max_batch: 32,
             max_queued: 256,
             threads: None,
+            decode_concurrency: None,
             admin_token: None,
             load_window: Duration::from_secs(2),
             max_body_bytes: 8 << 20,
             request_timeout: None,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(20),
             initial_config: None,
+            panic_on_config: None,
         }
     }
 }
@@ -56,6 +75,10 @@ pub enum ServeError {
     /// A listener failed.
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
+    /// The model thread stopped while serving (a panic): the process should end and be
+    /// replaced.
+    #[error("the model thread stopped while serving: {0}")]
+    ModelStopped(String),
 }
 
 /// State shared by every handler.
@@ -76,13 +99,19 @@ pub struct Runtime {
     pub max_body_bytes: usize,
     /// Longest an inference request may take.
     pub request_timeout: Option<Duration>,
+    /// Longest a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// One permit per image decode in progress (`--decode-concurrency`): what bounds the memory
+    /// images take, since a decode runs before admission and may take ~200 MiB.
+    pub decode_permits: Arc<Semaphore>,
     ready: AtomicBool,
 }
 
 impl Runtime {
-    /// Whether the model is loaded and warmed up.
+    /// Whether the model is loaded, warmed up and still running: a runtime whose model thread
+    /// died answers every inference with 503, so it must leave the Service at once.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.queue.is_running()
     }
 
     /// Refuses at once when the queue has no room for even one image: lets a server refuse a
@@ -168,8 +197,11 @@ pub fn start(
     let load = Arc::new(SharedWindow::new(cfg.load_window, cfg.max_batch));
     let metrics = Arc::new(Metrics::new());
     let observer = Arc::new(Observer { load: load.clone(), metrics: metrics.clone() });
-    let qcfg =
-        QueueConfig { max_batch: cfg.max_batch.max(1), max_queued: cfg.max_queued.max(cfg.max_batch).max(1) };
+    let qcfg = QueueConfig {
+        max_batch: cfg.max_batch.max(1),
+        max_queued: cfg.max_queued.max(cfg.max_batch).max(1),
+        panic_on_config: cfg.panic_on_config.clone(),
+    };
     let (queue, handle) = queue::spawn(bundle.clone(), switch.clone(), backend, qcfg, observer);
     let rt = Arc::new(Runtime {
         bundle,
@@ -180,10 +212,21 @@ pub fn start(
         admin_token: cfg.admin_token.clone(),
         max_body_bytes: cfg.max_body_bytes,
         request_timeout: cfg.request_timeout,
+        body_timeout: cfg.body_timeout,
+        decode_permits: Arc::new(Semaphore::new(decode_concurrency(cfg))),
         ready: AtomicBool::new(false),
     });
     rt.publish_active();
     Ok((rt, handle))
+}
+
+/// Decodes at once: `--decode-concurrency`, else one per kernel thread (decoding is CPU work
+/// too; more at once would only queue for the CPUs while holding their memory).
+pub fn decode_concurrency(cfg: &ServeConfig) -> usize {
+    cfg.decode_concurrency
+        .or(cfg.threads)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
 
 /// Runs one batch of every size up to `max_batch` (powers of two and the maximum), so the
