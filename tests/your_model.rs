@@ -165,7 +165,9 @@ fn bad_inputs_name_the_file_or_field_and_exit_2() {
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
     let run = |args: Vec<String>| {
-        let out = Command::new(env!("CARGO_BIN_EXE_dyce")).args(&args).output().unwrap();
+        // Progress logs off: what is left on stderr is the error, which must be one line.
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_dyce")).args(&args).env("RUST_LOG", "warn").output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).trim().to_string())
     };
     // Too few images to search on.

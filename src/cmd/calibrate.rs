@@ -40,9 +40,10 @@ pub struct CalibrateArgs {
     /// Fashion-MNIST directory (gzipped IDX files).
     #[arg(long, env = "DYCE_DATA", default_value = data::DEFAULT_DIR)]
     data: PathBuf,
-    /// Model name written into the bundle (served as /v2/models/NAME).
-    #[arg(long, env = "DYCE_MODEL_NAME", default_value = "fmnist-resnet")]
-    name: String,
+    /// Model name written into the bundle (served as /v2/models/NAME); default: the --out
+    /// folder's name for --weights, `fmnist-resnet` for --train-dir.
+    #[arg(long, env = "DYCE_MODEL_NAME")]
+    name: Option<String>,
     /// Exit types trained at every position, comma-separated.
     #[arg(long, env = "DYCE_EXIT_TYPES", value_delimiter = ',', default_value = "mlp1,mlp2x256,mlp3x512")]
     exit_types: Vec<String>,
@@ -221,6 +222,16 @@ impl Bars {
     }
 }
 
+/// The bundle's model name: `--name`, else the output folder's name for a user's model.
+fn model_name(args: &CalibrateArgs) -> String {
+    let out_name = || args.out.file_name().map(|n| n.to_string_lossy().into_owned());
+    match (&args.name, &args.folder.weights) {
+        (Some(n), _) => n.clone(),
+        (None, Some(_)) => out_name().unwrap_or_else(|| "model".into()),
+        (None, None) => "fmnist-resnet".into(),
+    }
+}
+
 /// Runs `dyce calibrate`.
 pub fn run(args: &CalibrateArgs) -> Result<()> {
     if args.report_only {
@@ -236,7 +247,7 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
         None => idx_source(args)?,
     };
     let cfg = CalibrateConfig {
-        name: args.name.clone(),
+        name: model_name(args),
         exits: ExitTrainConfig {
             types: args.exit_types.clone(),
             epochs: args.exit_epochs,
