@@ -25,7 +25,8 @@ pub struct BackboneMacs {
 
 fn conv_macs(g: &ConvGeom, h: usize, w: usize) -> (u64, usize, usize) {
     let (ho, wo) = (g.out_size(h), g.out_size(w));
-    let macs = (g.cout * ho * wo * g.cin * g.k * g.k) as u64;
+    // Saturating: validation bounds every factor, not their product for a huge input size.
+    let macs = [g.cout, ho, wo, g.cin, g.k, g.k].iter().fold(1u64, |m, &x| m.saturating_mul(x as u64));
     (macs, ho, wo)
 }
 
@@ -45,20 +46,20 @@ pub fn backbone_macs(spec: &BackboneSpec, h: usize, w: usize) -> BackboneMacs {
         let (mut bh, mut bw, mut m) = (h, w, 0);
         for c in &b.convs {
             let (cm, ho, wo) = conv_macs(c, bh, bw);
-            m += cm;
+            m = cm.saturating_add(m);
             (bh, bw) = (ho, wo);
         }
         if let Some(d) = &b.downsample {
-            m += conv_macs(d, h, w).0;
+            m = conv_macs(d, h, w).0.saturating_add(m);
         }
         (h, w) = (bh, bw);
-        acc += m;
+        acc = acc.saturating_add(m);
         blocks.push(m);
         cumulative.push(acc);
         shapes.push((b.out_channels, h, w));
     }
-    let head = (spec.features() * spec.num_classes) as u64;
-    BackboneMacs { stem, blocks, cumulative, shapes, head, total: acc + head }
+    let head = (spec.features() as u64).saturating_mul(spec.num_classes as u64);
+    BackboneMacs { stem, blocks, cumulative, shapes, head, total: acc.saturating_add(head) }
 }
 
 /// MACs of an exit head on `channels` pooled features.
@@ -100,5 +101,15 @@ mod tests {
         assert_eq!(exit_macs(&t, 64, 10), 64 * 256 + 256 * 10);
         let t: ExitType = "mlp1".parse().unwrap();
         assert_eq!(exit_macs(&t, 64, 10), 640);
+    }
+
+    /// Within the spec's bounds the count saturates instead of overflowing (a width of 2^29
+    /// overflowed it, a panic under overflow checks, before the bounds: found by fuzzing).
+    #[test]
+    fn counts_saturate_at_the_largest_valid_spec() {
+        use super::super::spec::{MAX_STAGE_DEPTH, MAX_WIDTH};
+        let big = BackboneSpec::small(vec![MAX_STAGE_DEPTH], vec![MAX_WIDTH], MAX_WIDTH, 5);
+        big.validate().unwrap();
+        assert_eq!(backbone_macs(&big, 4096, 4096).total, u64::MAX);
     }
 }

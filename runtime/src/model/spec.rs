@@ -5,6 +5,15 @@ use serde::{Deserialize, Serialize};
 
 use super::ModelError;
 
+/// Most stages a backbone may have.
+pub const MAX_STAGES: usize = 16;
+/// Most residual blocks in one stage.
+pub const MAX_STAGE_DEPTH: usize = 1024;
+/// Widest stage, stem or input, in channels (before a bottleneck's expansion).
+pub const MAX_WIDTH: usize = 1 << 16;
+/// Most classes.
+pub const MAX_CLASSES: usize = 1 << 20;
+
 /// Residual block family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,6 +166,17 @@ impl BackboneSpec {
         if self.stem_width == 0 || self.in_channels == 0 || self.num_classes == 0 {
             return bad("stem_width, in_channels and num_classes must be positive");
         }
+        // Bounds far above any ResNet (resnet152: 36 blocks in a stage, widths to 512), so a
+        // manifest's number cannot make `blocks()` loop for ever or the MACs overflow.
+        if self.depths.len() > MAX_STAGES || self.depths.iter().any(|&d| d > MAX_STAGE_DEPTH) {
+            return bad(&format!("at most {MAX_STAGES} stages of at most {MAX_STAGE_DEPTH} blocks"));
+        }
+        if self.widths.iter().chain([&self.stem_width, &self.in_channels]).any(|&w| w > MAX_WIDTH) {
+            return bad(&format!("widths, stem_width and in_channels must be at most {MAX_WIDTH}"));
+        }
+        if self.num_classes > MAX_CLASSES {
+            return bad(&format!("num_classes must be at most {MAX_CLASSES}"));
+        }
         Ok(())
     }
 
@@ -248,5 +268,17 @@ mod tests {
         let mut s = BackboneSpec::builtin("resnet20").unwrap();
         s.widths.pop();
         assert!(s.validate().is_err());
+    }
+
+    /// Found by fuzzing the manifest: a depth of u64::MAX made `blocks()` loop for ever and a
+    /// width of 2^29 overflowed the MACs count (a panic under overflow checks).
+    #[test]
+    fn absurd_sizes_are_refused_before_anything_is_derived() {
+        let deep = BackboneSpec::small(vec![3, 3, usize::MAX], vec![16, 32, 64], 1, 10);
+        assert!(matches!(deep.validate(), Err(ModelError::BadSpec(m)) if m.contains("1024 blocks")));
+        let wide = BackboneSpec::small(vec![2, 1, 1], vec![4, 8, 1 << 29], 1, 5);
+        assert!(matches!(wide.validate(), Err(ModelError::BadSpec(m)) if m.contains("at most 65536")));
+        let classes = BackboneSpec::small(vec![1], vec![4], 1, usize::MAX);
+        assert!(classes.validate().is_err());
     }
 }
