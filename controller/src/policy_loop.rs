@@ -11,10 +11,10 @@ use dyce_control_core::law::{Decision, Direction, Observation};
 use dyce_control_core::policy::SloPolicySpec;
 use dyce_control_core::signals::{RuntimeCounts, RuntimeTrack};
 use dyce_control_core::source::SignalSource;
-use dyce_control_core::step::{ControlStep, DecisionRecord, PushTarget, Steering};
+use dyce_control_core::step::{ControlStep, DecisionRecord, Steering};
 use serde::Serialize;
 
-use crate::actuate::{push_all, Retry};
+use crate::actuate::{PushOutcome, Pusher, Retry};
 use crate::client::AdminClient;
 use crate::metrics::{ControllerMetrics, DecisionLabel, PolicyLabel, RuntimeStateLabel};
 use crate::poll::HttpRuntimes;
@@ -47,6 +47,12 @@ pub struct PolicyStatus {
 
 const KEPT_CHANGES: usize = 200;
 
+/// How long a tick waits for the runtimes' `/v1/load` answers: half the interval, so that one
+/// runtime that hangs cannot slow the tick (its poll is carried over, see `poll.rs`).
+fn poll_wait(spec: &SloPolicySpec) -> std::time::Duration {
+    spec.control.interval.0 / 2
+}
+
 /// The loop of one policy.
 pub struct PolicyLoop {
     name: String,
@@ -55,6 +61,9 @@ pub struct PolicyLoop {
     tracks: Vec<RuntimeTrack>,
     source: Box<dyn SignalSource>,
     step: Option<ControlStep>,
+    pusher: Pusher,
+    /// Tries at loading the config table, to spread them over the fresh runtimes.
+    table_tries: usize,
     dry_run: bool,
     metrics: Arc<ControllerMetrics>,
     status: PolicyStatus,
@@ -74,8 +83,10 @@ impl PolicyLoop {
         let client = AdminClient::new(spec.control.request_timeout().0, token);
         let mut l = Self {
             name: name.to_string(),
+            source: Box::new(HttpRuntimes::new(client.clone(), name, poll_wait(&spec))),
             spec,
-            source: Box::new(HttpRuntimes::new(client.clone(), name)),
+            pusher: Pusher::new(client.clone(), Retry::default()),
+            table_tries: 0,
             client,
             tracks: Vec::new(),
             step: None,
@@ -95,7 +106,7 @@ impl PolicyLoop {
     /// Reads the law's signals from Prometheus instead of the runtimes' `/v1/load` (the runtimes
     /// are still polled for their active config, which actuation needs).
     pub fn with_prometheus(mut self, prom: PromSource) -> Self {
-        let runtimes = HttpRuntimes::new(self.client.clone(), &self.name);
+        let runtimes = HttpRuntimes::new(self.client.clone(), &self.name, poll_wait(&self.spec));
         self.source = Box::new(Prometheus { runtimes, prom });
         self
     }
@@ -106,6 +117,7 @@ impl PolicyLoop {
             self.tracks.drain(..).map(|t| (t.url.clone(), t)).collect();
         self.tracks =
             urls.iter().map(|u| old.remove(u).unwrap_or_else(|| RuntimeTrack::new(u.clone()))).collect();
+        self.pusher.retain(urls);
     }
 
     /// The policy spec.
@@ -128,10 +140,15 @@ impl PolicyLoop {
             return Ok(());
         }
         let stale = self.spec.control.stale_after().secs();
-        let Some(t) = self.tracks.iter().find(|t| t.is_fresh(now, stale)) else {
+        let fresh: Vec<&RuntimeTrack> = self.tracks.iter().filter(|t| t.is_fresh(now, stale)).collect();
+        if fresh.is_empty() {
             return Err("no runtime has answered yet".into());
-        };
-        let view = self.client.configs(&t.url).await.map_err(|e| e.to_string())?;
+        }
+        // Round robin over the fresh runtimes: one whose /v1/configs fails or hangs does not
+        // keep the policy from ever loading its table.
+        let url = fresh[self.table_tries % fresh.len()].url.clone();
+        self.table_tries += 1;
+        let view = self.client.configs(&url).await.map_err(|e| e.to_string())?;
         let table = ConfigTable { model: view.model.clone(), configs: view.configs };
         let steering = Steering::new(&self.spec, &table).map_err(|e| {
             let e = e.to_string();
@@ -153,6 +170,9 @@ impl PolicyLoop {
     /// One tick at `now` (seconds on the controller's monotonic clock): observe, step, push.
     pub async fn tick(&mut self, now: f64) -> Option<Decision> {
         self.source.poll(&mut self.tracks, now).await;
+        for o in self.pusher.drain() {
+            self.pushed(o);
+        }
         if let Err(e) = self.ensure_step(now).await {
             self.status.last_error = Some(e);
             self.publish_counts(RuntimeCounts {
@@ -188,29 +208,30 @@ impl PolicyLoop {
         self.record_metrics(d, record, out.counts);
         self.status.last = Some(out.record.clone());
         if !self.dry_run {
-            self.push(&out.record.config, out.pushes).await;
+            for target in out.pushes {
+                self.pusher.submit(target, &out.record.config);
+            }
         }
         Some(out.decision)
     }
 
-    async fn push(&mut self, id: &str, targets: Vec<PushTarget>) {
-        if targets.is_empty() {
-            return;
-        }
-        for o in push_all(&self.client, targets, id, Retry::default()).await {
-            let track = self.tracks.iter_mut().find(|t| t.url == o.url);
-            match o.result {
-                Ok(active) => {
-                    if let Some((_, r)) = track.and_then(|t| t.last.as_mut()) {
+    /// A push's outcome, as it comes back from the runtime's worker.
+    fn pushed(&mut self, o: PushOutcome) {
+        let track = self.tracks.iter_mut().find(|t| t.url == o.url);
+        match o.result {
+            Ok(active) => {
+                // A poll that already saw a newer generation wins over this answer.
+                if let Some((_, r)) = track.and_then(|t| t.last.as_mut()) {
+                    if r.active.generation <= active.generation {
                         r.active = active;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(policy = %self.name, error = %e, attempts = o.attempts, "push failed");
-                    self.metrics.push_errors.get_or_create(&self.label()).inc();
-                    self.status.push_errors += 1;
-                    self.status.last_error = Some(e.to_string());
-                }
+            }
+            Err(e) => {
+                tracing::warn!(policy = %self.name, runtime = %o.url, config = %o.id, error = %e, attempts = o.attempts, "push failed");
+                self.metrics.push_errors.get_or_create(&self.label()).inc();
+                self.status.push_errors += 1;
+                self.status.last_error = Some(e.to_string());
             }
         }
     }
