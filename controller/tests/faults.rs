@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dyce_control_core::policy::PolicyDocument;
+use dyce_controller::body::{LARGE_ANSWER_CAP, SMALL_ANSWER_CAP};
+use dyce_controller::client::{AdminClient, CallError};
 use dyce_controller::local::{run_local, LocalConfig};
+use dyce_controller::prom::{PromConfig, PromSource};
 use fake::{Fake, Fault};
 use tokio_util::sync::CancellationToken;
 
@@ -75,4 +78,65 @@ async fn a_hung_runtime_does_not_slow_the_others() {
         assert!(rate >= 6.0, "{hung:?}: {rate:.1} ticks/s");
         assert!(puts >= 4.0, "{hung:?}: {puts:.1} pushes/s to a healthy runtime");
     }
+}
+
+/// Whether an error is of the expected kind.
+type IsKind = fn(&CallError) -> bool;
+
+/// Each broken answer to `/v1/load` is a typed error naming the runtime, in bounded time and
+/// memory: a hang times out, garbage is a decode error, a body that never ends stops at the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_answers_are_bounded_errors_naming_the_runtime() {
+    let timeout = Duration::from_millis(500);
+    let client = AdminClient::new(timeout, None);
+    let cases: [(Fault, IsKind, &str); 3] = [
+        (Fault::HangLoad, |e| matches!(e, CallError::Timeout { .. }), "no answer within"),
+        (Fault::Garbage, |e| matches!(e, CallError::Decode { .. }), "unexpected answer"),
+        (
+            Fault::Endless,
+            |e| matches!(e, CallError::TooLarge { cap: SMALL_ANSWER_CAP, .. }),
+            "cap of 1048576 bytes",
+        ),
+    ];
+    for (fault, kind, text) in cases {
+        let f = Fake::start(fault).await;
+        let start = Instant::now();
+        let e = client.load(&f.url).await.expect_err("a broken answer is an error");
+        let (took, msg) = (start.elapsed(), e.to_string());
+        assert!(kind(&e), "{fault:?}: {e:?}");
+        assert!(msg.contains(&f.url) && msg.contains(text), "{fault:?}: {msg}");
+        assert!(took < timeout + Duration::from_millis(500), "{fault:?} took {took:?}");
+    }
+}
+
+/// A refused connection says why, not only reqwest's "error sending request".
+#[tokio::test]
+async fn a_transport_error_keeps_its_cause() {
+    let e = AdminClient::new(Duration::from_millis(500), None).load("http://127.0.0.1:1").await.unwrap_err();
+    assert!(matches!(e, CallError::Transport { .. }), "{e:?}");
+    assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+}
+
+/// A Prometheus whose answer never ends is an error at the cap, not the controller's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_prometheus_answer_stops_at_the_cap() {
+    use axum::body::{Body, Bytes};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let endless = || async {
+        let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+        Body::from_stream(futures::stream::repeat_with(move || {
+            Ok::<_, std::convert::Infallible>(chunk.clone())
+        }))
+    };
+    let app = axum::Router::new().route("/api/v1/query", axum::routing::get(endless));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let src = PromSource::new(PromConfig {
+        url,
+        selector: "job=\"x\"".into(),
+        window: Duration::from_secs(10),
+        timeout: Duration::from_secs(5),
+    });
+    let e = src.observe(0.99, &Default::default(), "full").await.unwrap_err();
+    assert!(e.to_string().contains(&format!("cap of {LARGE_ANSWER_CAP} bytes")), "{e}");
 }
