@@ -20,9 +20,37 @@ pub struct PushOutcome {
     /// The config pushed.
     pub id: String,
     /// The runtime's active config after the push, or the last error.
-    pub result: Result<ActiveConfig, CallError>,
+    pub result: Result<ActiveConfig, PushError>,
     /// Calls made.
     pub attempts: u32,
+}
+
+/// The highest generation a runtime accepts: it refuses higher ones with 400, and at this one
+/// refuses a write without a generation with 409 (the next one does not exist).
+pub const MAX_GENERATION: u64 = i64::MAX as u64;
+
+/// Why a push failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PushError {
+    /// The call failed (after retries where they can help).
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The runtime's generation leaves no next one to fence the write with.
+    #[error(
+        "{url}: generation {generation} is at the ceiling ({MAX_GENERATION}): no fenced push can follow; \
+         restart the runtime to reset its generation"
+    )]
+    GenerationCeiling {
+        /// Admin URL.
+        url: String,
+        /// The generation the runtime reported.
+        generation: u64,
+    },
+}
+
+/// The generation after `g`, if the runtime can accept one.
+fn next_generation(g: u64) -> Option<u64> {
+    g.checked_add(1).filter(|&n| n <= MAX_GENERATION)
 }
 
 /// Retry policy of a push.
@@ -42,7 +70,11 @@ impl Default for Retry {
 
 /// Pushes `id` to one runtime, fenced by the generation after the one it reported.
 pub async fn push_one(client: AdminClient, target: PushTarget, id: String, retry: Retry) -> PushOutcome {
-    let mut generation = target.generation + 1;
+    let ceiling = |url: String, generation| PushError::GenerationCeiling { url, generation };
+    let Some(mut generation) = next_generation(target.generation) else {
+        let result = Err(ceiling(target.url.clone(), target.generation));
+        return PushOutcome { url: target.url, id, result, attempts: 0 };
+    };
     let mut wait = retry.backoff;
     let mut attempts = 0;
     loop {
@@ -56,7 +88,7 @@ pub async fn push_one(client: AdminClient, target: PushTarget, id: String, retry
             Err(_) => true,
         };
         if !retryable || attempts >= retry.attempts.max(1) {
-            return PushOutcome { url: target.url, id, result, attempts };
+            return PushOutcome { url: target.url, id, result: result.map_err(PushError::from), attempts };
         }
         if let Err(e) = &result {
             if e.status() == Some(409) {
@@ -65,7 +97,13 @@ pub async fn push_one(client: AdminClient, target: PushTarget, id: String, retry
                     Ok(v) if v.active.id == id => {
                         return PushOutcome { url: target.url, id, result: Ok(v.active), attempts }
                     }
-                    Ok(v) => generation = v.active.generation + 1,
+                    Ok(v) => match next_generation(v.active.generation) {
+                        Some(g) => generation = g,
+                        None => {
+                            let result = Err(ceiling(target.url.clone(), v.active.generation));
+                            return PushOutcome { url: target.url, id, result, attempts };
+                        }
+                    },
                     Err(_) => {}
                 }
             }

@@ -259,7 +259,8 @@ impl PolicyLoop {
         }
         m.saturated.get_or_create(&label).set(i64::from(d.saturated));
         if let Some(n) = d.desired_replicas {
-            m.desired_replicas.get_or_create(&label).set(n as i64);
+            // The law caps the count; the conversion saturates rather than wrap to -1 regardless.
+            m.desired_replicas.get_or_create(&label).set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         self.publish_counts(counts);
     }

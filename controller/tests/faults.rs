@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dyce_control_core::policy::PolicyDocument;
+use dyce_controller::actuate::{push_one, PushError, PushTarget, Retry, MAX_GENERATION};
 use dyce_controller::body::{LARGE_ANSWER_CAP, SMALL_ANSWER_CAP};
 use dyce_controller::client::{AdminClient, CallError};
 use dyce_controller::local::{run_local, LocalConfig};
@@ -139,4 +140,28 @@ async fn an_endless_prometheus_answer_stops_at_the_cap() {
     });
     let e = src.observe(0.99, &Default::default(), "full").await.unwrap_err();
     assert!(e.to_string().contains(&format!("cap of {LARGE_ANSWER_CAP} bytes")), "{e}");
+}
+
+/// Generations near the runtimes' ceiling (2^63 - 1): the last one is pushed, past it the push
+/// stops before calling with an error that says what to do; nothing wraps.
+#[tokio::test]
+async fn pushes_stop_at_the_generation_ceiling() {
+    let client = AdminClient::new(Duration::from_millis(500), None);
+    let cases = [(MAX_GENERATION - 1, Some(MAX_GENERATION)), (MAX_GENERATION, None), (u64::MAX, None)];
+    for (reported, pushed) in cases {
+        let f = Fake::start(Fault::None).await;
+        let target = PushTarget { index: 0, url: f.url.clone(), generation: reported };
+        let o = push_one(client.clone(), target, "full".into(), Retry::default()).await;
+        match pushed {
+            Some(g) => assert_eq!(o.result.unwrap().generation, g),
+            None => {
+                let e = o.result.unwrap_err();
+                assert!(
+                    matches!(e, PushError::GenerationCeiling { generation, .. } if generation == reported)
+                );
+                assert!(e.to_string().contains("restart the runtime"), "{e}");
+                assert_eq!(f.puts.load(Ordering::Relaxed), 0, "no call past the ceiling");
+            }
+        }
+    }
 }
