@@ -3,7 +3,7 @@
 //! status and metrics. Transport-agnostic about where the runtime URLs come from (a policy file,
 //! the command line, or Kubernetes pods).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use dyce_api::ConfigTable;
@@ -43,9 +43,14 @@ pub struct PolicyStatus {
     pub push_errors: u64,
     /// The last problem (no table, a push error, ...).
     pub last_error: Option<String>,
+    /// The last poll error of a runtime that is not answering, if any.
+    pub runtime_error: Option<String>,
 }
 
 const KEPT_CHANGES: usize = 200;
+
+/// Seconds between warnings about a runtime whose pushes keep failing.
+const FAILING_LOG_EVERY: f64 = 30.0;
 
 /// How long a tick waits for the runtimes' `/v1/load` answers: half the interval, so that one
 /// runtime that hangs cannot slow the tick (its poll is carried over, see `poll.rs`).
@@ -64,6 +69,14 @@ pub struct PolicyLoop {
     pusher: Pusher,
     /// Tries at loading the config table, to spread them over the fresh runtimes.
     table_tries: usize,
+    /// Runtimes seen restarting (generation went back), until the push that re-steers them.
+    restarted: HashSet<String>,
+    /// Per runtime, pushes failed in a row and when that was last logged as a warning.
+    failing: HashMap<String, (u32, f64)>,
+    /// Whether the last tick had no fresh signals, and whether the signal source failed: logged
+    /// when they change, not every tick.
+    holding: bool,
+    source_failing: bool,
     dry_run: bool,
     metrics: Arc<ControllerMetrics>,
     status: PolicyStatus,
@@ -87,6 +100,10 @@ impl PolicyLoop {
             spec,
             pusher: Pusher::new(client.clone(), Retry::default()),
             table_tries: 0,
+            restarted: HashSet::new(),
+            failing: HashMap::new(),
+            holding: false,
+            source_failing: false,
             client,
             tracks: Vec::new(),
             step: None,
@@ -118,6 +135,8 @@ impl PolicyLoop {
         self.tracks =
             urls.iter().map(|u| old.remove(u).unwrap_or_else(|| RuntimeTrack::new(u.clone()))).collect();
         self.pusher.retain(urls);
+        self.failing.retain(|u, _| urls.contains(u));
+        self.restarted.retain(|u| urls.contains(u));
     }
 
     /// The policy spec.
@@ -169,9 +188,15 @@ impl PolicyLoop {
 
     /// One tick at `now` (seconds on the controller's monotonic clock): observe, step, push.
     pub async fn tick(&mut self, now: f64) -> Option<Decision> {
+        let before: HashMap<String, u64> = self
+            .tracks
+            .iter()
+            .filter_map(|t| Some((t.url.clone(), t.last.as_ref()?.1.active.generation)))
+            .collect();
         self.source.poll(&mut self.tracks, now).await;
+        self.note_restarts(&before);
         for o in self.pusher.drain() {
-            self.pushed(o);
+            self.pushed(o, now);
         }
         if let Err(e) = self.ensure_step(now).await {
             self.status.last_error = Some(e);
@@ -184,13 +209,32 @@ impl PolicyLoop {
         }
         let step = self.step.as_mut().expect("ensured");
         let obs = match self.source.observe(&self.tracks, step.steering(), now).await {
-            Ok(o) => o,
+            Ok(o) => {
+                if std::mem::take(&mut self.source_failing) {
+                    tracing::info!(policy = %self.name, "signal source answering again");
+                }
+                o
+            }
             Err(e) => {
-                tracing::warn!(policy = %self.name, error = %e, "signal source did not answer");
+                if !std::mem::replace(&mut self.source_failing, true) {
+                    tracing::warn!(policy = %self.name, error = %e, "signal source did not answer");
+                }
                 Observation::Missing
             }
         };
         let out = step.step(&self.tracks, &obs, now);
+        let missing = matches!(obs, Observation::Missing);
+        if missing != std::mem::replace(&mut self.holding, missing) {
+            if missing {
+                let (fresh, all) = (out.counts.fresh, self.tracks.len());
+                tracing::warn!(
+                    policy = %self.name, config = %out.record.config, direction = out.record.direction,
+                    fresh, runtimes = all, "no fresh signals: onMissingSignals decides until they are back"
+                );
+            } else {
+                tracing::info!(policy = %self.name, fresh = out.counts.fresh, "signals back: steering by the load");
+            }
+        }
         let (d, record) = (&out.decision, &out.record);
         if d.direction == Direction::Hold {
             tracing::debug!(policy = %self.name, config = %record.config, reason = %d.reason, "hold");
@@ -208,18 +252,45 @@ impl PolicyLoop {
         self.record_metrics(d, record, out.counts);
         self.status.last = Some(out.record.clone());
         if !self.dry_run {
+            let id = &out.record.config;
             for target in out.pushes {
-                self.pusher.submit(target, &out.record.config);
+                let url = target.url.clone();
+                if self.pusher.submit(target, id) && self.restarted.remove(&url) {
+                    tracing::info!(policy = %self.name, runtime = %url, config = %id, "re-pushing the config to a restarted runtime");
+                }
             }
+            // A runtime that restarted on the decided config needs no push.
+            let pusher = &self.pusher;
+            self.restarted.retain(|url| pusher.busy(url));
         }
         Some(out.decision)
     }
 
-    /// A push's outcome, as it comes back from the runtime's worker.
-    fn pushed(&mut self, o: PushOutcome) {
+    /// Runtimes whose generation went back since the last tick: they restarted on their default
+    /// config, which the step will correct.
+    fn note_restarts(&mut self, before: &HashMap<String, u64>) {
+        for t in &self.tracks {
+            let (Some(&was), Some((_, r))) = (before.get(&t.url), t.last.as_ref()) else { continue };
+            if r.active.generation < was {
+                tracing::info!(
+                    policy = %self.name, runtime = %t.url, generation = r.active.generation, was,
+                    config = %r.active.id, "runtime restarted"
+                );
+                self.restarted.insert(t.url.clone());
+            }
+        }
+    }
+
+    /// A push's outcome, as it comes back from the runtime's worker. A failing runtime is
+    /// logged when it starts failing, then every [`FAILING_LOG_EVERY`] seconds with a count,
+    /// and when it succeeds again: not every tick.
+    fn pushed(&mut self, o: PushOutcome, now: f64) {
         let track = self.tracks.iter_mut().find(|t| t.url == o.url);
         match o.result {
             Ok(active) => {
+                if let Some((n, _)) = self.failing.remove(&o.url) {
+                    tracing::info!(policy = %self.name, runtime = %o.url, config = %o.id, failed_pushes = n, "push succeeded again");
+                }
                 // A poll that already saw a newer generation wins over this answer.
                 if let Some((_, r)) = track.and_then(|t| t.last.as_mut()) {
                     if r.active.generation <= active.generation {
@@ -228,7 +299,17 @@ impl PolicyLoop {
                 }
             }
             Err(e) => {
-                tracing::warn!(policy = %self.name, runtime = %o.url, config = %o.id, error = %e, attempts = o.attempts, "push failed");
+                let (n, logged) = self.failing.entry(o.url.clone()).or_insert((0, f64::NEG_INFINITY));
+                *n += 1;
+                if *n == 1 {
+                    *logged = now;
+                    tracing::warn!(policy = %self.name, runtime = %o.url, config = %o.id, error = %e, attempts = o.attempts, "push failed");
+                } else if now - *logged >= FAILING_LOG_EVERY {
+                    *logged = now;
+                    tracing::warn!(policy = %self.name, runtime = %o.url, config = %o.id, error = %e, failed_pushes = *n, "push still failing");
+                } else {
+                    tracing::debug!(policy = %self.name, runtime = %o.url, error = %e, failed_pushes = *n, "push failed");
+                }
                 self.metrics.push_errors.get_or_create(&self.label()).inc();
                 self.status.push_errors += 1;
                 self.status.last_error = Some(e.to_string());
@@ -246,6 +327,7 @@ impl PolicyLoop {
         self.status.runtimes_fresh = counts.fresh;
         self.status.runtimes_stale = counts.stale;
         self.status.runtimes_unknown = counts.unknown;
+        self.status.runtime_error = self.tracks.iter().find_map(|t| t.last_error.clone());
     }
 
     fn record_metrics(&mut self, d: &Decision, r: &DecisionRecord, counts: RuntimeCounts) {

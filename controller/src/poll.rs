@@ -78,7 +78,12 @@ impl HttpRuntimes {
 
     fn record(&self, t: &mut RuntimeTrack, r: Result<LoadReport, CallError>, now: f64) {
         match r {
-            Ok(report) => t.observe(now, report),
+            Ok(report) => {
+                if t.failures > 0 {
+                    tracing::info!(policy = %self.policy, runtime = %t.url, failed_polls = t.failures, "runtime answering again");
+                }
+                t.observe(now, report)
+            }
             Err(e) => {
                 if t.failures == 0 {
                     tracing::warn!(policy = %self.policy, runtime = %t.url, error = %e, "runtime did not answer");

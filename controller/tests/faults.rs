@@ -165,3 +165,97 @@ async fn pushes_stop_at_the_generation_ceiling() {
         }
     }
 }
+
+/// Everything the tests' controllers log at info and above (one subscriber per test binary).
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+fn logs() -> &'static Logs {
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let l = Logs::default();
+        tracing_subscriber::fmt().with_writer(l.clone()).with_ansi(false).init();
+        l
+    })
+}
+
+/// The log lines that mention `url` and `what`.
+fn logged(url: &str, what: &str) -> bool {
+    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).to_string();
+    text.lines().any(|l| l.contains(url) && l.contains(what))
+}
+
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within 5 s: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A runtime that restarts (back on its default config at generation 0) is seen restarting,
+/// re-steered, and both are logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_runtime_is_re_pushed_and_logged() {
+    logs();
+    let f = Fake::start(Fault::None).await;
+    let (_, stop) = controller(std::slice::from_ref(&f)).await;
+    eventually("first push", || f.active().id == "full").await;
+    f.restart();
+    eventually("re-push after the restart", || f.active().id == "full").await;
+    stop.cancel();
+    assert!(logged(&f.url, "runtime restarted"), "restart not logged");
+    assert!(logged(&f.url, "re-pushing the config to a restarted runtime"), "re-push not logged");
+}
+
+/// `/readyz` is 503 with a JSON reason while none of the policy's runtimes answers within
+/// `staleAfter`, and 200 again once one does; the comeback is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_whether_any_runtime_answers() {
+    logs();
+    let f = Fake::start(Fault::None).await;
+    let (base, stop) = controller(std::slice::from_ref(&f)).await;
+    let ready = || async { reqwest::get(format!("{base}/readyz")).await.unwrap() };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ready().await.status() != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f.down.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body: serde_json::Value = loop {
+        let r = ready().await;
+        if r.status() == 503 {
+            break r.json().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "still ready with no runtime answering");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("staleAfter") && error.contains(&f.url), "{error}");
+    f.down.store(false, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ready().await.status() != 200 {
+        assert!(Instant::now() < deadline, "not ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    assert!(logged(&f.url, "runtime answering again"), "comeback not logged");
+}

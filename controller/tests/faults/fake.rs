@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
@@ -38,6 +38,8 @@ pub struct Fake {
     pub loads: AtomicU64,
     pub puts: AtomicU64,
     pub url: String,
+    /// While set, `/v1/load` hangs (a runtime that stops answering for a while).
+    pub down: AtomicBool,
 }
 
 impl Fake {
@@ -51,6 +53,7 @@ impl Fake {
             loads: AtomicU64::new(0),
             puts: AtomicU64::new(0),
             url,
+            down: AtomicBool::new(false),
         });
         let app = Router::new()
             .route("/v1/load", get(load))
@@ -113,6 +116,9 @@ fn report(active: ActiveConfig, n: u64) -> LoadReport {
 
 async fn load(State(f): State<Arc<Fake>>) -> Response {
     f.loads.fetch_add(1, Ordering::Relaxed);
+    if f.down.load(Ordering::Relaxed) {
+        return std::future::pending().await;
+    }
     match f.fault {
         Fault::HangLoad => std::future::pending().await,
         Fault::Garbage => "<html>not json</html>".into_response(),
