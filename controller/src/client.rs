@@ -1,9 +1,12 @@
-//! HTTP calls to a runtime's admin port, each with its own timeout.
+//! HTTP calls to a runtime's admin port, each with its own total timeout (connect, head and
+//! body) and a cap on the answer's size.
 
 use std::time::Duration;
 
 use dyce_api::{ActiveConfig, ConfigsView, ErrorBody, LoadReport, SwitchRequest};
 use serde::de::DeserializeOwned;
+
+use crate::body::{chain, read_capped, BodyError, LARGE_ANSWER_CAP, SMALL_ANSWER_CAP};
 
 /// A failed call to a runtime.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -16,7 +19,7 @@ pub enum CallError {
         /// The limit.
         timeout: Duration,
     },
-    /// Connection refused, reset, DNS, ...
+    /// Connection refused, reset, DNS, ... (`message` holds the whole chain of causes).
     #[error("{url}: {message}")]
     Transport {
         /// Called URL.
@@ -33,6 +36,14 @@ pub enum CallError {
         status: u16,
         /// The runtime's `error` text.
         message: String,
+    },
+    /// An answer larger than the cap (a body that never ends, or a huge one).
+    #[error("{url}: answer larger than the cap of {cap} bytes")]
+    TooLarge {
+        /// Called URL.
+        url: String,
+        /// The cap, bytes.
+        cap: usize,
     },
     /// A body that is not the contract's JSON.
     #[error("{url}: unexpected answer: {message}")]
@@ -77,31 +88,32 @@ impl AdminClient {
         &self,
         req: reqwest::RequestBuilder,
         url: &str,
+        cap: usize,
     ) -> Result<T, CallError> {
         let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
         let sent = tokio::time::timeout(self.timeout, async {
-            let resp = req.send().await?;
+            let resp = req.send().await.map_err(BodyError::Transport)?;
             let status = resp.status();
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, body))
+            Ok::<_, BodyError>((status, read_capped(resp, cap).await?))
         })
         .await;
+        let url = url.to_string();
         let (status, body) = match sent {
-            Err(_) => return Err(CallError::Timeout { url: url.to_string(), timeout: self.timeout }),
-            Ok(Err(e)) => return Err(CallError::Transport { url: url.to_string(), message: e.to_string() }),
+            Err(_) => return Err(CallError::Timeout { url, timeout: self.timeout }),
+            Ok(Err(BodyError::TooLarge { cap })) => return Err(CallError::TooLarge { url, cap }),
+            Ok(Err(BodyError::Transport(e))) => return Err(CallError::Transport { url, message: chain(&e) }),
             Ok(Ok(x)) => x,
         };
         if !status.is_success() {
             let message = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|b| b.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
-            return Err(CallError::Status { url: url.to_string(), status: status.as_u16(), message });
+            return Err(CallError::Status { url, status: status.as_u16(), message });
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| CallError::Decode { url: url.to_string(), message: e.to_string() })
+        serde_json::from_slice(&body).map_err(|e| CallError::Decode { url, message: e.to_string() })
     }
 
     fn url(base: &str, path: &str) -> String {
@@ -111,18 +123,18 @@ impl AdminClient {
     /// `GET /v1/load`.
     pub async fn load(&self, base: &str) -> Result<LoadReport, CallError> {
         let url = Self::url(base, "/v1/load");
-        self.call(self.http.get(&url), &url).await
+        self.call(self.http.get(&url), &url, SMALL_ANSWER_CAP).await
     }
 
     /// `GET /v1/configs`.
     pub async fn configs(&self, base: &str) -> Result<ConfigsView, CallError> {
         let url = Self::url(base, "/v1/configs");
-        self.call(self.http.get(&url), &url).await
+        self.call(self.http.get(&url), &url, LARGE_ANSWER_CAP).await
     }
 
     /// `PUT /v1/config`.
     pub async fn switch(&self, base: &str, req: &SwitchRequest) -> Result<ActiveConfig, CallError> {
         let url = Self::url(base, "/v1/config");
-        self.call(self.http.put(&url).json(req), &url).await
+        self.call(self.http.put(&url).json(req), &url, SMALL_ANSWER_CAP).await
     }
 }

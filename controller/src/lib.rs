@@ -8,6 +8,7 @@
 //! HTTP; it never links candle.
 
 pub mod actuate;
+pub mod body;
 pub mod client;
 pub mod kube;
 pub mod local;

@@ -45,10 +45,12 @@ pub enum LocalError {
 }
 
 /// What the endpoints show in local mode: the one policy's status, ready after its first
-/// decision.
+/// decision and while at least one of its runtimes answered within `staleAfter` (a controller
+/// that hears from none steers nothing, and says so).
 struct Local {
     metrics: Arc<ControllerMetrics>,
     status: Mutex<PolicyStatus>,
+    stale_after: std::time::Duration,
 }
 
 impl Local {
@@ -60,10 +62,18 @@ impl Local {
 impl ControllerView for Local {
     fn ready(&self) -> Result<(), String> {
         let st = self.status();
-        match st.last {
-            Some(_) => Ok(()),
-            None => Err(st.last_error.clone().unwrap_or_else(|| "no decision yet".into())),
+        if st.last.is_none() {
+            return Err(st.last_error.clone().unwrap_or_else(|| "no decision yet".into()));
         }
+        if st.runtimes_fresh == 0 {
+            let n = st.runtimes_stale + st.runtimes_unknown;
+            let why = st.runtime_error.as_deref().map_or(String::new(), |e| format!(" (last error: {e})"));
+            return Err(format!(
+                "none of the policy's {n} runtime(s) answered within staleAfter ({:?}){why}",
+                self.stale_after
+            ));
+        }
+        Ok(())
     }
 
     fn status(&self) -> Response {
@@ -97,7 +107,8 @@ pub async fn run_local(
         tracing::info!(url = %p.url, selector = %p.selector, "signals from prometheus");
         lp = lp.with_prometheus(PromSource::new(p));
     }
-    let view = Arc::new(Local { metrics, status: Mutex::new(lp.status().clone()) });
+    let stale_after = lp.spec().control.stale_after().0;
+    let view = Arc::new(Local { metrics, status: Mutex::new(lp.status().clone()), stale_after });
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, policy = %name, runtimes = ?runtimes, dry_run = cfg.dry_run, "controller started");
     let server = tokio::spawn(server::serve(listener, view.clone(), shutdown.clone()));

@@ -3,7 +3,7 @@
 //! status and metrics. Transport-agnostic about where the runtime URLs come from (a policy file,
 //! the command line, or Kubernetes pods).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use dyce_api::ConfigTable;
@@ -11,10 +11,10 @@ use dyce_control_core::law::{Decision, Direction, Observation};
 use dyce_control_core::policy::SloPolicySpec;
 use dyce_control_core::signals::{RuntimeCounts, RuntimeTrack};
 use dyce_control_core::source::SignalSource;
-use dyce_control_core::step::{ControlStep, DecisionRecord, PushTarget, Steering};
+use dyce_control_core::step::{ControlStep, DecisionRecord, Steering};
 use serde::Serialize;
 
-use crate::actuate::{push_all, Retry};
+use crate::actuate::{PushOutcome, Pusher, Retry};
 use crate::client::AdminClient;
 use crate::metrics::{ControllerMetrics, DecisionLabel, PolicyLabel, RuntimeStateLabel};
 use crate::poll::HttpRuntimes;
@@ -43,9 +43,20 @@ pub struct PolicyStatus {
     pub push_errors: u64,
     /// The last problem (no table, a push error, ...).
     pub last_error: Option<String>,
+    /// The last poll error of a runtime that is not answering, if any.
+    pub runtime_error: Option<String>,
 }
 
 const KEPT_CHANGES: usize = 200;
+
+/// Seconds between warnings about a runtime whose pushes keep failing.
+const FAILING_LOG_EVERY: f64 = 30.0;
+
+/// How long a tick waits for the runtimes' `/v1/load` answers: half the interval, so that one
+/// runtime that hangs cannot slow the tick (its poll is carried over, see `poll.rs`).
+fn poll_wait(spec: &SloPolicySpec) -> std::time::Duration {
+    spec.control.interval.0 / 2
+}
 
 /// The loop of one policy.
 pub struct PolicyLoop {
@@ -55,6 +66,17 @@ pub struct PolicyLoop {
     tracks: Vec<RuntimeTrack>,
     source: Box<dyn SignalSource>,
     step: Option<ControlStep>,
+    pusher: Pusher,
+    /// Tries at loading the config table, to spread them over the fresh runtimes.
+    table_tries: usize,
+    /// Runtimes seen restarting (generation went back), until the push that re-steers them.
+    restarted: HashSet<String>,
+    /// Per runtime, pushes failed in a row and when that was last logged as a warning.
+    failing: HashMap<String, (u32, f64)>,
+    /// Whether the last tick had no fresh signals, and whether the signal source failed: logged
+    /// when they change, not every tick.
+    holding: bool,
+    source_failing: bool,
     dry_run: bool,
     metrics: Arc<ControllerMetrics>,
     status: PolicyStatus,
@@ -74,8 +96,14 @@ impl PolicyLoop {
         let client = AdminClient::new(spec.control.request_timeout().0, token);
         let mut l = Self {
             name: name.to_string(),
+            source: Box::new(HttpRuntimes::new(client.clone(), name, poll_wait(&spec))),
             spec,
-            source: Box::new(HttpRuntimes::new(client.clone(), name)),
+            pusher: Pusher::new(client.clone(), Retry::default()),
+            table_tries: 0,
+            restarted: HashSet::new(),
+            failing: HashMap::new(),
+            holding: false,
+            source_failing: false,
             client,
             tracks: Vec::new(),
             step: None,
@@ -95,7 +123,7 @@ impl PolicyLoop {
     /// Reads the law's signals from Prometheus instead of the runtimes' `/v1/load` (the runtimes
     /// are still polled for their active config, which actuation needs).
     pub fn with_prometheus(mut self, prom: PromSource) -> Self {
-        let runtimes = HttpRuntimes::new(self.client.clone(), &self.name);
+        let runtimes = HttpRuntimes::new(self.client.clone(), &self.name, poll_wait(&self.spec));
         self.source = Box::new(Prometheus { runtimes, prom });
         self
     }
@@ -106,6 +134,9 @@ impl PolicyLoop {
             self.tracks.drain(..).map(|t| (t.url.clone(), t)).collect();
         self.tracks =
             urls.iter().map(|u| old.remove(u).unwrap_or_else(|| RuntimeTrack::new(u.clone()))).collect();
+        self.pusher.retain(urls);
+        self.failing.retain(|u, _| urls.contains(u));
+        self.restarted.retain(|u| urls.contains(u));
     }
 
     /// The policy spec.
@@ -128,10 +159,15 @@ impl PolicyLoop {
             return Ok(());
         }
         let stale = self.spec.control.stale_after().secs();
-        let Some(t) = self.tracks.iter().find(|t| t.is_fresh(now, stale)) else {
+        let fresh: Vec<&RuntimeTrack> = self.tracks.iter().filter(|t| t.is_fresh(now, stale)).collect();
+        if fresh.is_empty() {
             return Err("no runtime has answered yet".into());
-        };
-        let view = self.client.configs(&t.url).await.map_err(|e| e.to_string())?;
+        }
+        // Round robin over the fresh runtimes: one whose /v1/configs fails or hangs does not
+        // keep the policy from ever loading its table.
+        let url = fresh[self.table_tries % fresh.len()].url.clone();
+        self.table_tries += 1;
+        let view = self.client.configs(&url).await.map_err(|e| e.to_string())?;
         let table = ConfigTable { model: view.model.clone(), configs: view.configs };
         let steering = Steering::new(&self.spec, &table).map_err(|e| {
             let e = e.to_string();
@@ -152,7 +188,16 @@ impl PolicyLoop {
 
     /// One tick at `now` (seconds on the controller's monotonic clock): observe, step, push.
     pub async fn tick(&mut self, now: f64) -> Option<Decision> {
+        let before: HashMap<String, u64> = self
+            .tracks
+            .iter()
+            .filter_map(|t| Some((t.url.clone(), t.last.as_ref()?.1.active.generation)))
+            .collect();
         self.source.poll(&mut self.tracks, now).await;
+        self.note_restarts(&before);
+        for o in self.pusher.drain() {
+            self.pushed(o, now);
+        }
         if let Err(e) = self.ensure_step(now).await {
             self.status.last_error = Some(e);
             self.publish_counts(RuntimeCounts {
@@ -164,13 +209,32 @@ impl PolicyLoop {
         }
         let step = self.step.as_mut().expect("ensured");
         let obs = match self.source.observe(&self.tracks, step.steering(), now).await {
-            Ok(o) => o,
+            Ok(o) => {
+                if std::mem::take(&mut self.source_failing) {
+                    tracing::info!(policy = %self.name, "signal source answering again");
+                }
+                o
+            }
             Err(e) => {
-                tracing::warn!(policy = %self.name, error = %e, "signal source did not answer");
+                if !std::mem::replace(&mut self.source_failing, true) {
+                    tracing::warn!(policy = %self.name, error = %e, "signal source did not answer");
+                }
                 Observation::Missing
             }
         };
         let out = step.step(&self.tracks, &obs, now);
+        let missing = matches!(obs, Observation::Missing);
+        if missing != std::mem::replace(&mut self.holding, missing) {
+            if missing {
+                let (fresh, all) = (out.counts.fresh, self.tracks.len());
+                tracing::warn!(
+                    policy = %self.name, config = %out.record.config, direction = out.record.direction,
+                    fresh, runtimes = all, "no fresh signals: onMissingSignals decides until they are back"
+                );
+            } else {
+                tracing::info!(policy = %self.name, fresh = out.counts.fresh, "signals back: steering by the load");
+            }
+        }
         let (d, record) = (&out.decision, &out.record);
         if d.direction == Direction::Hold {
             tracing::debug!(policy = %self.name, config = %record.config, reason = %d.reason, "hold");
@@ -188,29 +252,67 @@ impl PolicyLoop {
         self.record_metrics(d, record, out.counts);
         self.status.last = Some(out.record.clone());
         if !self.dry_run {
-            self.push(&out.record.config, out.pushes).await;
+            let id = &out.record.config;
+            for target in out.pushes {
+                let url = target.url.clone();
+                if self.pusher.submit(target, id) && self.restarted.remove(&url) {
+                    tracing::info!(policy = %self.name, runtime = %url, config = %id, "re-pushing the config to a restarted runtime");
+                }
+            }
+            // A runtime that restarted on the decided config needs no push.
+            let pusher = &self.pusher;
+            self.restarted.retain(|url| pusher.busy(url));
         }
         Some(out.decision)
     }
 
-    async fn push(&mut self, id: &str, targets: Vec<PushTarget>) {
-        if targets.is_empty() {
-            return;
+    /// Runtimes whose generation went back since the last tick: they restarted on their default
+    /// config, which the step will correct.
+    fn note_restarts(&mut self, before: &HashMap<String, u64>) {
+        for t in &self.tracks {
+            let (Some(&was), Some((_, r))) = (before.get(&t.url), t.last.as_ref()) else { continue };
+            if r.active.generation < was {
+                tracing::info!(
+                    policy = %self.name, runtime = %t.url, generation = r.active.generation, was,
+                    config = %r.active.id, "runtime restarted"
+                );
+                self.restarted.insert(t.url.clone());
+            }
         }
-        for o in push_all(&self.client, targets, id, Retry::default()).await {
-            let track = self.tracks.iter_mut().find(|t| t.url == o.url);
-            match o.result {
-                Ok(active) => {
-                    if let Some((_, r)) = track.and_then(|t| t.last.as_mut()) {
+    }
+
+    /// A push's outcome, as it comes back from the runtime's worker. A failing runtime is
+    /// logged when it starts failing, then every [`FAILING_LOG_EVERY`] seconds with a count,
+    /// and when it succeeds again: not every tick.
+    fn pushed(&mut self, o: PushOutcome, now: f64) {
+        let track = self.tracks.iter_mut().find(|t| t.url == o.url);
+        match o.result {
+            Ok(active) => {
+                if let Some((n, _)) = self.failing.remove(&o.url) {
+                    tracing::info!(policy = %self.name, runtime = %o.url, config = %o.id, failed_pushes = n, "push succeeded again");
+                }
+                // A poll that already saw a newer generation wins over this answer.
+                if let Some((_, r)) = track.and_then(|t| t.last.as_mut()) {
+                    if r.active.generation <= active.generation {
                         r.active = active;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(policy = %self.name, error = %e, attempts = o.attempts, "push failed");
-                    self.metrics.push_errors.get_or_create(&self.label()).inc();
-                    self.status.push_errors += 1;
-                    self.status.last_error = Some(e.to_string());
+            }
+            Err(e) => {
+                let (n, logged) = self.failing.entry(o.url.clone()).or_insert((0, f64::NEG_INFINITY));
+                *n += 1;
+                if *n == 1 {
+                    *logged = now;
+                    tracing::warn!(policy = %self.name, runtime = %o.url, config = %o.id, error = %e, attempts = o.attempts, "push failed");
+                } else if now - *logged >= FAILING_LOG_EVERY {
+                    *logged = now;
+                    tracing::warn!(policy = %self.name, runtime = %o.url, config = %o.id, error = %e, failed_pushes = *n, "push still failing");
+                } else {
+                    tracing::debug!(policy = %self.name, runtime = %o.url, error = %e, failed_pushes = *n, "push failed");
                 }
+                self.metrics.push_errors.get_or_create(&self.label()).inc();
+                self.status.push_errors += 1;
+                self.status.last_error = Some(e.to_string());
             }
         }
     }
@@ -225,6 +327,7 @@ impl PolicyLoop {
         self.status.runtimes_fresh = counts.fresh;
         self.status.runtimes_stale = counts.stale;
         self.status.runtimes_unknown = counts.unknown;
+        self.status.runtime_error = self.tracks.iter().find_map(|t| t.last_error.clone());
     }
 
     fn record_metrics(&mut self, d: &Decision, r: &DecisionRecord, counts: RuntimeCounts) {
@@ -238,7 +341,8 @@ impl PolicyLoop {
         }
         m.saturated.get_or_create(&label).set(i64::from(d.saturated));
         if let Some(n) = d.desired_replicas {
-            m.desired_replicas.get_or_create(&label).set(n as i64);
+            // The law caps the count; the conversion saturates rather than wrap to -1 regardless.
+            m.desired_replicas.get_or_create(&label).set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         self.publish_counts(counts);
     }

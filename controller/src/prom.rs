@@ -14,6 +14,7 @@ use dyce_control_core::source::{BoxFuture, SignalError, SignalSource};
 use dyce_control_core::step::Steering;
 use serde::Deserialize;
 
+use crate::body::{chain, read_capped, LARGE_ANSWER_CAP};
 use crate::poll::HttpRuntimes;
 
 /// Where and how to query.
@@ -25,7 +26,7 @@ pub struct PromConfig {
     pub selector: String,
     /// Rate and quantile window.
     pub window: Duration,
-    /// Per-query timeout.
+    /// Per-query total timeout (connect, head and body).
     pub timeout: Duration,
 }
 
@@ -82,8 +83,9 @@ impl PromSource {
         let err = |message: String| PromError::Query { query: q.to_string(), message };
         let base = format!("{}/api/v1/query", self.cfg.url.trim_end_matches('/'));
         let url = reqwest::Url::parse_with_params(&base, &[("query", q)]).map_err(|e| err(e.to_string()))?;
-        let resp = self.http.get(url).send().await.map_err(|e| err(e.to_string()))?;
-        let a: Answer = resp.json().await.map_err(|e| err(e.to_string()))?;
+        let resp = self.http.get(url).send().await.map_err(|e| err(chain(&e)))?;
+        let body = read_capped(resp, LARGE_ANSWER_CAP).await.map_err(|e| err(e.to_string()))?;
+        let a: Answer = serde_json::from_slice(&body).map_err(|e| err(e.to_string()))?;
         if a.status != "success" {
             return Err(err(a.error.unwrap_or(a.status)));
         }

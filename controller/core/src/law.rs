@@ -245,7 +245,7 @@ impl Law {
         // Replicas for the richest allowed config at the target: what a replica autoscaler should
         // converge to. dyce absorbs a burst within a tick by degrading; the replicas then follow
         // so that quality comes back, and they shrink again when the full model has headroom.
-        let desired = util(top).map_or(n, |u| ((n as f64 * u / p.target_utilization).ceil() as usize).max(1));
+        let desired = util(top).map_or(n, |u| replicas_for(n, u, p.target_utilization));
         // Feedback. The latency quantile covers a window, so right after a degrade it still
         // shows the old config's slow requests: it may act again only once the window has
         // turned over. The queue is instantaneous and always counts.
@@ -334,6 +334,22 @@ impl Law {
         state.rank = rank;
         Decision { rank, direction, reason, saturated, desired_replicas, utilization }
     }
+}
+
+/// The most replicas the law asks for. An estimate beyond it says that a measurement is off (a
+/// cost per image of hours), not that a fleet that size would help; it also keeps the count far
+/// from the integer limits of the metric it is exported as.
+pub const MAX_DESIRED_REPLICAS: usize = 10_000;
+
+/// Replicas for `n` runtimes at utilisation `u` to run at `target`, in 1..=MAX_DESIRED_REPLICAS.
+/// A cast of f64 to usize saturates (inf and huge values to usize::MAX, which the metric read as
+/// -1): clamp in f64 first. NaN (no usable estimate) keeps the current count.
+fn replicas_for(n: usize, u: f64, target: f64) -> usize {
+    let x = n as f64 * u / target;
+    if x.is_nan() {
+        return n.clamp(1, MAX_DESIRED_REPLICAS);
+    }
+    x.ceil().clamp(1.0, MAX_DESIRED_REPLICAS as f64) as usize
 }
 
 #[cfg(test)]

@@ -263,3 +263,22 @@ fn premature_restore_doubles_the_next_dwell() {
     let up = ds.iter().find(|(_, d)| d.direction == Direction::Restore).map(|(t, _)| *t);
     assert_eq!(up, Some(16.5));
 }
+
+#[test]
+fn desired_replicas_stay_in_range_whatever_the_inputs() {
+    let max = MAX_DESIRED_REPLICAS;
+    let cases: [(usize, f64, f64, usize); 9] = [
+        (2, 0.8, 0.8, 2),
+        (2, 0.81, 0.8, 3),
+        (3, 0.0, 0.8, 1),
+        (3, -1.0, 0.8, 1),
+        (3, f64::NAN, 0.8, 3),
+        (3, f64::INFINITY, 0.8, max),
+        (3, f64::NEG_INFINITY, 0.8, 1),
+        (3, 1e300, 0.8, max),
+        (3, 1.0, 0.0, max),
+    ];
+    for (n, u, target, want) in cases {
+        assert_eq!(replicas_for(n, u, target), want, "n={n} u={u} target={target}");
+    }
+}

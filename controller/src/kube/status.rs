@@ -153,7 +153,7 @@ pub fn running_status(
         offered_per_second: last.and_then(|l| l.offered_per_second).map(|r| (r * 10.0).round() / 10.0),
         runtimes: Some(i.runtimes as u32),
         runtimes_answering: Some(st.runtimes_fresh as u32),
-        desired_replicas: last.and_then(|l| l.desired_replicas).map(|n| n as u32),
+        desired_replicas: last.and_then(|l| l.desired_replicas).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
         reason: last_change.map(|c| c.reason.clone()),
         conditions: stamp(conds, prev_conds, i.generation, now),
     }
