@@ -10,7 +10,7 @@ use candle_core::Tensor;
 use clap::Args;
 use dyce_calibrate::dataset::SplitData;
 use dyce_calibrate::pipeline::Dataset;
-use dyce_data::{DecodeLimits, Interpolation, Preprocess, SplitFractions, Transform};
+use dyce_data::{DecodeLimits, Interpolation, SplitFractions, Transform};
 use dyce_runtime::model::{BackboneSpec, InputSpec, StemKind};
 
 /// Fewest images a split may have: with fewer, one image moves accuracy by more than a point
@@ -167,22 +167,15 @@ pub fn dataset(a: &FolderArgs, spec: &BackboneSpec, limit: Option<usize>, traini
     let (mean, std) = normalisation(a, c)?;
     let transform = parse_resize(a, size)?;
     let shape = [c, size as usize, size as usize];
-    // Calibration reads files it trusts more than network input, but a corrupt file must still
-    // not take gigabytes: 64 megapixels is more than any camera.
-    let limits = DecodeLimits { max_pixels: 64 << 20, max_alloc: 8 * (64 << 20) };
-    let preprocess = Preprocess { shape, transform, mean: mean.clone(), std: std.clone(), limits };
+    let labels = class_names(a, &splits.classes, spec.num_classes)?;
+    let input = InputSpec { shape, mean, std, labels, transform };
+    let preprocess = input.preprocess(DecodeLimits::FILES);
     let files = |s: Vec<dyce_data::Sample>| SplitData::Files { samples: s, preprocess: preprocess.clone() };
     let data = Dataset {
         train: files(splits.train),
         calibration: files(splits.calibration),
         test: files(splits.test),
-        input: InputSpec {
-            shape,
-            mean,
-            std,
-            labels: class_names(a, &splits.classes, spec.num_classes)?,
-            transform,
-        },
+        input,
     };
     for (name, split, needed) in [
         ("train", &data.train, training),

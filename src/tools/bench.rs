@@ -66,15 +66,7 @@ fn inputs(b: &Bundle, args: &BenchArgs, n: usize) -> Result<Vec<f32>> {
     let per: usize = b.manifest.input.shape.iter().product();
     if let Some(root) = &args.images {
         let (_, samples) = dyce_data::folder::scan(root)?;
-        let input = &b.manifest.input;
-        let limits = dyce_data::DecodeLimits { max_pixels: 64 << 20, max_alloc: 8 * (64 << 20) };
-        let pre = dyce_data::Preprocess {
-            shape: input.shape,
-            transform: input.transform,
-            mean: input.mean.clone(),
-            std: input.std.clone(),
-            limits,
-        };
+        let pre = b.manifest.input.preprocess(dyce_data::DecodeLimits::FILES);
         // Spread over the classes (folders list their files class by class).
         let step = (samples.len() / n.min(samples.len()).max(1)).max(1);
         let mut out = Vec::with_capacity(n * per);

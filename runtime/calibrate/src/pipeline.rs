@@ -107,9 +107,9 @@ fn pretrained_exits(dir: &Path) -> Result<HashMap<String, Tensor>, CalibrateErro
     Ok(exits)
 }
 
-/// The cache key of one split: the backbone (architecture and every weight), the input
-/// settings and the split's files.
-fn cache_key(job: &Job, split: &SplitData) -> Result<String, CalibrateError> {
+/// The model's part of the cache keys: architecture, every weight and the input settings.
+/// Hashed once per run, not per split: a ResNet-50 has 100 MB of weights.
+fn model_hash(job: &Job) -> Result<Fnv, CalibrateError> {
     let mut h = Fnv::default();
     h.write(b"dyce-features-v1");
     h.write(serde_json::to_string(job.spec).expect("plain struct").as_bytes());
@@ -121,8 +121,14 @@ fn cache_key(job: &Job, split: &SplitData) -> Result<String, CalibrateError> {
         let v: Vec<f32> = job.backbone[name].flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
         h.write(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
     }
+    Ok(h)
+}
+
+/// The cache key of one split: the model's hash extended with the split's files.
+fn cache_key(model: Fnv, split: &SplitData) -> String {
+    let mut h = model;
     split.fingerprint(&mut h);
-    Ok(format!("{:016x}", h.0))
+    format!("{:016x}", h.0)
 }
 
 /// Writes `predictions.csv`: the full model's answer for every file of the calibration and
@@ -169,8 +175,9 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
         ("test", job.data.test.limited(cfg.limit)),
     ];
     let mut feats = Vec::new();
+    let model = model_hash(&job)?;
     for (name, set) in &sets {
-        let dir = job.cache.join(format!("{name}-{}", cache_key(&job, set)?));
+        let dir = job.cache.join(format!("{name}-{}", cache_key(model, set)));
         let phase = format!("features {name}");
         let (t0, mut first) = (Instant::now(), None);
         feats.push(extract(&net, &mut be, set, &dir, job.batch, &mut |p: Progress| {

@@ -17,6 +17,13 @@ pub struct DecodeLimits {
     pub max_alloc: u64,
 }
 
+impl DecodeLimits {
+    /// For image files a user points dyce at (calibration, benchmarks): trusted more than
+    /// network input, but a corrupt file must still not take gigabytes; 64 megapixels is
+    /// more than any camera.
+    pub const FILES: DecodeLimits = DecodeLimits { max_pixels: 64 << 20, max_alloc: 8 * (64 << 20) };
+}
+
 impl Default for DecodeLimits {
     /// 4096 × 4096 pixels, and 8 bytes per pixel of that.
     fn default() -> Self {

@@ -38,6 +38,19 @@ pub struct InputSpec {
     pub transform: Transform,
 }
 
+impl InputSpec {
+    /// The whole preprocessing of this input (decode, transform, normalise) under `limits`.
+    pub fn preprocess(&self, limits: dyce_data::DecodeLimits) -> dyce_data::Preprocess {
+        dyce_data::Preprocess {
+            shape: self.shape,
+            transform: self.transform,
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+            limits,
+        }
+    }
+}
+
 fn is_default_transform(t: &Transform) -> bool {
     *t == Transform::default()
 }
