@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{get, serve_with, Server};
-use kube_stub::{Kind, Stub};
+use kube_stub::{Kind, Route, Stub};
 use serde_json::{json, Value};
 
 struct Api {
@@ -228,4 +228,63 @@ fn missing_crd_exits_with_an_install_hint() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("SloPolicy CRD") && err.contains("dyce crd | kubectl apply"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+/// Kubernetes API errors injected in the stub: pods that cannot be listed and a Lease that cannot
+/// be read delay steering but do not end the process; status and Event writes that fail do not
+/// stop steering, and the status is written once the API takes it; a leader that cannot renew
+/// its Lease stops acting, and leads again when the API is back.
+#[test]
+fn api_errors_delay_steering_but_do_not_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("controller.log");
+    let api = start_api(false);
+    let rt = serve_with(&["--initial-config", "c00"], Duration::from_secs(120));
+    api.stub.put(Kind::Pod, pod("rt-0", port_of(&rt.admin)));
+    api.stub.put(Kind::Policy, policy("fmnist", 0.92));
+    for route in [Route::Pods, Route::Lease, Route::Status, Route::Events] {
+        // 500, not 503: kube's client retries 503 and 429 itself before the controller sees them.
+        api.stub.fail(route, Some(500));
+    }
+    let c = controller(&kubeconfig(dir.path(), &api.url), &log);
+    let log_text = || std::fs::read_to_string(&log).unwrap();
+    wait_for("the failing watch and Lease logged", Duration::from_secs(10), &log, || {
+        let t = log_text();
+        (t.contains("watch failed; retrying") && t.contains("lease renewal failed")).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(active(&rt), "c00", "steered without seeing pods or holding the Lease");
+    let (code, _) = get(&format!("{}/healthz", c.addr));
+    assert_eq!(code, 200, "alive while the API fails");
+
+    // Pods and the Lease come back; status and Event writes still fail: steering goes on.
+    api.stub.fail(Route::Pods, None);
+    api.stub.fail(Route::Lease, None);
+    wait_for("runtime on full while status writes fail", Duration::from_secs(30), &log, || {
+        (active(&rt) == "full").then_some(())
+    });
+    wait_for("the failed status write logged", Duration::from_secs(10), &log, || {
+        log_text().contains("could not write status").then_some(())
+    });
+    assert!(api.stub.object(Kind::Policy, "ml", "fmnist").unwrap()["status"].is_null());
+
+    // The API takes status writes again: the status is written.
+    api.stub.fail(Route::Status, None);
+    api.stub.fail(Route::Events, None);
+    wait_for("status: Steady on full", Duration::from_secs(15), &log, || {
+        let s = api.stub.object(Kind::Policy, "ml", "fmnist")?["status"].clone();
+        (s["config"] == "full" && s["state"] == "Steady").then_some(())
+    });
+
+    // The Lease cannot be renewed (3 s lease): leadership is given up, then taken back.
+    api.stub.fail(Route::Lease, Some(500));
+    wait_for("leadership lost", Duration::from_secs(10), &log, || {
+        let (_, s) = get(&format!("{}/v1/status", c.addr));
+        (s["leader"] == false).then_some(())
+    });
+    api.stub.fail(Route::Lease, None);
+    wait_for("leader again", Duration::from_secs(15), &log, || {
+        let (_, s) = get(&format!("{}/v1/status", c.addr));
+        (s["leader"] == true).then_some(())
+    });
 }

@@ -45,6 +45,8 @@ pub struct PolicyStatus {
     pub last_error: Option<String>,
     /// The last poll error of a runtime that is not answering, if any.
     pub runtime_error: Option<String>,
+    /// Why the signal source (Prometheus) gave no signals at the last tick, if it did not.
+    pub signal_error: Option<String>,
 }
 
 const KEPT_CHANGES: usize = 200;
@@ -123,8 +125,9 @@ impl PolicyLoop {
     /// Reads the law's signals from Prometheus instead of the runtimes' `/v1/load` (the runtimes
     /// are still polled for their active config, which actuation needs).
     pub fn with_prometheus(mut self, prom: PromSource) -> Self {
-        let runtimes = HttpRuntimes::new(self.client.clone(), &self.name, poll_wait(&self.spec));
-        self.source = Box::new(Prometheus { runtimes, prom });
+        let wait = poll_wait(&self.spec);
+        let runtimes = HttpRuntimes::new(self.client.clone(), &self.name, wait);
+        self.source = Box::new(Prometheus::new(runtimes, prom, wait));
         self
     }
 
@@ -210,6 +213,7 @@ impl PolicyLoop {
         let step = self.step.as_mut().expect("ensured");
         let obs = match self.source.observe(&self.tracks, step.steering(), now).await {
             Ok(o) => {
+                self.status.signal_error = None;
                 if std::mem::take(&mut self.source_failing) {
                     tracing::info!(policy = %self.name, "signal source answering again");
                 }
@@ -219,6 +223,7 @@ impl PolicyLoop {
                 if !std::mem::replace(&mut self.source_failing, true) {
                     tracing::warn!(policy = %self.name, error = %e, "signal source did not answer");
                 }
+                self.status.signal_error = Some(e.to_string());
                 Observation::Missing
             }
         };

@@ -6,6 +6,7 @@
 //! answered images (`dyce_exits_total`) plus refused requests (one image each by default).
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use dyce_control_core::law::{Observation, Signals};
@@ -13,6 +14,7 @@ use dyce_control_core::signals::{scale_to_full, RuntimeTrack};
 use dyce_control_core::source::{BoxFuture, SignalError, SignalSource};
 use dyce_control_core::step::Steering;
 use serde::Deserialize;
+use tokio::task::JoinHandle;
 
 use crate::body::{chain, read_capped, LARGE_ANSWER_CAP};
 use crate::poll::HttpRuntimes;
@@ -106,27 +108,31 @@ impl PromSource {
         full_id: &str,
     ) -> Result<Observation, PromError> {
         let (sel, w) = (&self.cfg.selector, format!("{}s", self.cfg.window.as_secs().max(1)));
-        let up = self.scalar(&format!("count(up{{{sel}}} == 1)")).await?.unwrap_or(0.0);
+        // The five queries go out together: a tick waits for the slowest, not for their sum.
+        let queries = [
+            format!("count(up{{{sel}}} == 1)"),
+            format!(
+                "sum(rate(dyce_exits_total{{{sel}}}[{w}])) + sum(rate(dyce_requests_total{{{sel},outcome=\"shed\"}}[{w}]))"
+            ),
+            format!(
+                "max(histogram_quantile({quantile}, sum by (instance, le) (rate(dyce_request_duration_seconds_bucket{{{sel}}}[{w}]))))"
+            ),
+            format!("max(dyce_queue_depth{{{sel}}} - dyce_in_flight_requests{{{sel}}})"),
+            format!("avg by (config) (dyce_saturated_compute_seconds{{{sel}}})"),
+        ];
+        let (up, offered, latency, queue, costs) = tokio::try_join!(
+            self.scalar(&queries[0]),
+            self.scalar(&queries[1]),
+            self.scalar(&queries[2]),
+            self.scalar(&queries[3]),
+            self.query(&queries[4]),
+        )?;
+        let up = up.unwrap_or(0.0);
         if up < 1.0 {
             return Ok(Observation::Missing);
         }
-        let offered = self
-            .scalar(&format!(
-                "sum(rate(dyce_exits_total{{{sel}}}[{w}])) + sum(rate(dyce_requests_total{{{sel},outcome=\"shed\"}}[{w}]))"
-            ))
-            .await?
-            .unwrap_or(0.0);
-        let latency = self
-            .scalar(&format!(
-                "max(histogram_quantile({quantile}, sum by (instance, le) (rate(dyce_request_duration_seconds_bucket{{{sel}}}[{w}]))))"
-            ))
-            .await?;
-        let queue = self
-            .scalar(&format!("max(dyce_queue_depth{{{sel}}} - dyce_in_flight_requests{{{sel}}})"))
-            .await?
-            .unwrap_or(0.0)
-            .max(0.0);
-        let costs = self.query(&format!("avg by (config) (dyce_saturated_compute_seconds{{{sel}}})")).await?;
+        let offered = offered.unwrap_or(0.0);
+        let queue = queue.unwrap_or(0.0).max(0.0);
         let by_config: BTreeMap<String, f64> =
             costs.into_iter().filter_map(|(m, v)| Some((m.get("config")?.clone(), v))).collect();
         let full = scale_to_full(&by_config, ratios, &[full_id]);
@@ -143,11 +149,54 @@ impl PromSource {
 
 /// Prometheus as the law's signal source; the runtimes are still polled over HTTP for the
 /// configs they run, which actuation needs.
+///
+/// Like the runtimes' polls, a query that outlives the tick's deadline (`wait`) is carried over,
+/// not cancelled or repeated: the tick goes on with `Missing` signals (the policy's
+/// `onMissingSignals` decides), and the answer counts at the tick that sees it. So a Prometheus
+/// that hangs costs each tick at most `wait`, and at most one query set is in flight.
 pub struct Prometheus {
-    /// Polls the runtimes.
-    pub runtimes: HttpRuntimes,
-    /// Reads the signals.
-    pub prom: PromSource,
+    runtimes: HttpRuntimes,
+    prom: PromSource,
+    wait: Duration,
+    inflight: Mutex<Option<JoinHandle<Result<Observation, PromError>>>>,
+}
+
+impl Prometheus {
+    /// Signals from `prom`, runtimes polled by `runtimes`; a tick waits at most `wait` for
+    /// Prometheus.
+    pub fn new(runtimes: HttpRuntimes, prom: PromSource, wait: Duration) -> Self {
+        Self { runtimes, prom, wait, inflight: Mutex::new(None) }
+    }
+
+    async fn observe_within(&self, steering: &Steering) -> Result<Observation, SignalError> {
+        // Taken out of the lock while waiting: `observe` runs once per tick, never concurrently,
+        // but a guard must not be held across an await.
+        let carried = self.inflight.lock().expect("not poisoned").take();
+        let mut task = carried.unwrap_or_else(|| {
+            let (prom, quantile) = (self.prom.clone(), steering.quantile);
+            let (ratios, full_id) = (steering.ratios.clone(), steering.full_id.clone());
+            tokio::spawn(async move { prom.observe(quantile, &ratios, &full_id).await })
+        });
+        match tokio::time::timeout(self.wait, &mut task).await {
+            Ok(Ok(r)) => r.map_err(|e| SignalError(e.to_string())),
+            Ok(Err(join)) => Err(SignalError(format!("prometheus query task failed: {join}"))),
+            Err(_) => {
+                *self.inflight.lock().expect("not poisoned") = Some(task);
+                Err(SignalError(format!(
+                    "prometheus did not answer within {} ms (query carried over to the next tick)",
+                    self.wait.as_millis()
+                )))
+            }
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(t) = self.inflight.get_mut().ok().and_then(Option::take) {
+            t.abort();
+        }
+    }
 }
 
 impl SignalSource for Prometheus {
@@ -161,12 +210,7 @@ impl SignalSource for Prometheus {
         steering: &'a Steering,
         _now: f64,
     ) -> BoxFuture<'a, Result<Observation, SignalError>> {
-        Box::pin(async move {
-            self.prom
-                .observe(steering.quantile, &steering.ratios, &steering.full_id)
-                .await
-                .map_err(|e| SignalError(e.to_string()))
-        })
+        Box::pin(self.observe_within(steering))
     }
 }
 

@@ -25,6 +25,19 @@ pub enum Kind {
 
 type Key = (Kind, String, String);
 
+/// A group of API calls that can be made to fail (fault injection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Route {
+    /// Pod list and watch.
+    Pods,
+    /// SloPolicy status patches.
+    Status,
+    /// Event creation and patches.
+    Events,
+    /// Lease get, create and update.
+    Lease,
+}
+
 #[derive(Default)]
 pub struct Recorded {
     pub status_patches: Vec<Value>,
@@ -36,6 +49,8 @@ struct Inner {
     rv: u64,
     objects: BTreeMap<Key, Value>,
     recorded: Recorded,
+    /// Routes answering an error status instead, as an API server under trouble does.
+    failing: BTreeMap<Route, u16>,
 }
 
 /// The stub's state; clone freely.
@@ -56,7 +71,12 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
 impl Stub {
     pub fn new(crd_missing: bool) -> Self {
         let (tx, _) = broadcast::channel(1024);
-        let inner = Inner { rv: 1, objects: BTreeMap::new(), recorded: Recorded::default() };
+        let inner = Inner {
+            rv: 1,
+            objects: BTreeMap::new(),
+            recorded: Recorded::default(),
+            failing: BTreeMap::new(),
+        };
         Self { inner: Arc::new(Mutex::new(inner)), tx, crd_missing }
     }
 
@@ -91,6 +111,21 @@ impl Stub {
 
     pub fn object(&self, kind: Kind, ns: &str, name: &str) -> Option<Value> {
         self.lock().objects.get(&(kind, ns.into(), name.into())).cloned()
+    }
+
+    /// Makes `route` answer `code` (500, 503, 429...) until called again with `None`.
+    pub fn fail(&self, route: Route, code: Option<u16>) {
+        match code {
+            Some(c) => self.lock().failing.insert(route, c),
+            None => self.lock().failing.remove(&route),
+        };
+    }
+
+    /// The injected error for `route`, if it is failing; counted in the recorded requests.
+    fn injected(&self, route: Route) -> Option<Response> {
+        let code = *self.lock().failing.get(&route)?;
+        note(self, format!("FAIL {route:?} {code}"));
+        Some(status(code, "InternalError", "stub: injected fault"))
     }
 
     pub fn with_recorded<R>(&self, f: impl FnOnce(&Recorded) -> R) -> R {
@@ -166,9 +201,15 @@ fn note(s: &Stub, what: String) {
 }
 
 async fn pods_all(State(s): State<Stub>, Query(q): Q) -> Response {
+    if let Some(r) = s.injected(Route::Pods) {
+        return r;
+    }
     s.list_or_watch(Kind::Pod, None, &q)
 }
 async fn pods_ns(State(s): State<Stub>, Path(ns): Path<String>, Query(q): Q) -> Response {
+    if let Some(r) = s.injected(Route::Pods) {
+        return r;
+    }
     s.list_or_watch(Kind::Pod, Some(ns), &q)
 }
 async fn policies_all(State(s): State<Stub>, Query(q): Q) -> Response {
@@ -190,6 +231,9 @@ async fn policy_status(
     Query(q): Q,
     body: Bytes,
 ) -> Response {
+    if let Some(r) = s.injected(Route::Status) {
+        return r;
+    }
     let patch: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return status(400, "BadRequest", &e.to_string()),
@@ -205,6 +249,9 @@ async fn policy_status(
 }
 
 async fn event_create(State(s): State<Stub>, Path(ns): Path<String>, Json(ev): Json<Value>) -> Response {
+    if let Some(r) = s.injected(Route::Events) {
+        return r;
+    }
     note(&s, format!("POST event {ns}"));
     s.lock().recorded.events.push(ev.clone());
     (StatusCode::CREATED, Json(ev)).into_response()
@@ -215,12 +262,18 @@ async fn event_patch(
     Path((ns, name)): Path<(String, String)>,
     Json(ev): Json<Value>,
 ) -> Response {
+    if let Some(r) = s.injected(Route::Events) {
+        return r;
+    }
     note(&s, format!("PATCH event {ns}/{name}"));
     s.lock().recorded.events.push(ev.clone());
     Json(ev).into_response()
 }
 
 async fn lease_get(State(s): State<Stub>, Path((ns, name)): Path<(String, String)>) -> Response {
+    if let Some(r) = s.injected(Route::Lease) {
+        return r;
+    }
     match s.object(Kind::Lease, &ns, &name) {
         Some(l) => Json(l).into_response(),
         None => status(404, "NotFound", "lease not found"),
@@ -228,6 +281,9 @@ async fn lease_get(State(s): State<Stub>, Path((ns, name)): Path<(String, String
 }
 
 async fn lease_create(State(s): State<Stub>, Path(ns): Path<String>, Json(mut l): Json<Value>) -> Response {
+    if let Some(r) = s.injected(Route::Lease) {
+        return r;
+    }
     let name = l["metadata"]["name"].as_str().unwrap_or_default().to_string();
     if s.object(Kind::Lease, &ns, &name).is_some() {
         return status(409, "AlreadyExists", "lease exists");
@@ -242,6 +298,9 @@ async fn lease_put(
     Path((ns, name)): Path<(String, String)>,
     Json(mut l): Json<Value>,
 ) -> Response {
+    if let Some(r) = s.injected(Route::Lease) {
+        return r;
+    }
     let Some(cur) = s.object(Kind::Lease, &ns, &name) else {
         return status(404, "NotFound", "lease not found");
     };

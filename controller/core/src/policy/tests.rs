@@ -96,6 +96,14 @@ fn rejections_print_the_field_once() {
             "spec.control.staleAfter: must be at least the interval (100ms) and at most 10m, got 50ms",
         ),
         (
+            with_spec("  control: {restore: {after: 2h}}\n"),
+            "spec.control.restore.after: must be at least the interval (100ms) and at most 1h, got 2h",
+        ),
+        (
+            with_spec("  control: {restore: {step: 3601s}}\n"),
+            "spec.control.restore.step: must be at least the interval (100ms) and at most 1h, got 1h 1s",
+        ),
+        (
             with_spec("  control: {staleAfter: 1h}\n"),
             "spec.control.staleAfter: must be at least the interval (100ms) and at most 10m, got 1h",
         ),

@@ -11,6 +11,11 @@ use super::error::PolicyError;
 /// it); ten minutes is 3 × the longest interval (60s) with room to spare.
 pub const MAX_STALE_AFTER: Duration = Duration::from_secs(600);
 
+/// Longest `restore.after` and `restore.step`. A policy that waits longer than an hour of calm
+/// before restoring accuracy is a typo (`60m` meant as `60s`, a value in ms read as seconds),
+/// and serving the cheap config that long is the costly way to find out.
+pub const MAX_RESTORE: Duration = Duration::from_secs(3600);
+
 fn check(ok: bool, field: &str, message: impl FnOnce() -> String) -> Result<(), PolicyError> {
     if ok {
         Ok(())
@@ -115,11 +120,11 @@ impl PolicyDocument {
         check(r.headroom > 0.0 && r.headroom < 1.0, "spec.control.restore.headroom", || {
             format!("must be in (0, 1): restoring needs headroom below the target, got {}", r.headroom)
         })?;
-        check(r.after.0 >= iv, "spec.control.restore.after", || {
-            format!("must be at least the interval ({}), got {}", c.interval, r.after)
+        check(r.after.0 >= iv && r.after.0 <= MAX_RESTORE, "spec.control.restore.after", || {
+            format!("must be at least the interval ({}) and at most 1h, got {}", c.interval, r.after)
         })?;
-        check(r.step.0 >= iv, "spec.control.restore.step", || {
-            format!("must be at least the interval ({}), got {}", c.interval, r.step)
+        check(r.step.0 >= iv && r.step.0 <= MAX_RESTORE, "spec.control.restore.step", || {
+            format!("must be at least the interval ({}) and at most 1h, got {}", c.interval, r.step)
         })?;
         let stale = c.stale_after();
         check(stale.0 >= iv && stale.0 <= MAX_STALE_AFTER, "spec.control.staleAfter", || {
