@@ -74,6 +74,10 @@ pub struct EngineFlags {
     /// Kernel threads (default: the CPUs available to this process, cgroup quota included).
     #[arg(long, env = "DYCE_THREADS")]
     pub threads: Option<usize>,
+    /// Answer each request as soon as its images exit (`true`, the default), or only when
+    /// the whole batch it ran in ends (`false`, for side-by-side comparisons).
+    #[arg(long, env = "DYCE_ANSWER_AT_EXIT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub answer_at_exit: bool,
 }
 
 impl EngineFlags {
@@ -83,6 +87,7 @@ impl EngineFlags {
             max_batch: self.max_batch,
             max_queued: self.max_queue,
             threads: self.threads,
+            answer_at_exit: self.answer_at_exit,
             ..ServeConfig::default()
         }
     }

@@ -42,6 +42,22 @@ pub trait Profiler {
     fn stage(&mut self, stage: Stage, rows: usize, macs: u64, took: Duration);
 }
 
+/// Told about each sample as soon as it is answered (at its exit or at the final head), while
+/// the rest of its batch may still be running: what lets the queue reply to a request whose
+/// images have all exited without waiting for the deepest image of the batch.
+pub trait AnswerSink: Sync {
+    /// Sample `index` of the batch is answered with `result`. Called once per sample, from the
+    /// thread running its shard.
+    fn answered(&self, index: usize, result: &SampleResult);
+}
+
+/// No one to tell: answers are only returned at the end.
+struct NoSink;
+
+impl AnswerSink for NoSink {
+    fn answered(&self, _: usize, _: &SampleResult) {}
+}
+
 /// The profiler of the serving path: no clock reads.
 struct Off;
 
@@ -61,7 +77,7 @@ pub fn run_profiled<B: Backend, P: Profiler>(
     prof: &mut P,
 ) -> Result<Vec<SampleResult>, EngineError> {
     check_input(bundle, input, n)?;
-    run_whole(bundle, backend, cfg, input, n, prof)
+    run_whole(bundle, backend, cfg, Rows { input, n, first: 0 }, prof, &NoSink)
 }
 
 /// Runs `n` normalised NCHW images under `cfg`; results are in input order.
@@ -76,9 +92,22 @@ pub fn run_batch<B: Backend>(
     input: &[f32],
     n: usize,
 ) -> Result<Vec<SampleResult>, EngineError> {
+    run_batch_answering(bundle, backend, cfg, input, n, &NoSink)
+}
+
+/// [`run_batch`], telling `sink` about every sample the moment it is answered.
+pub fn run_batch_answering<B: Backend>(
+    bundle: &Bundle,
+    backend: &mut B,
+    cfg: &ResolvedConfig,
+    input: &[f32],
+    n: usize,
+    sink: &dyn AnswerSink,
+) -> Result<Vec<SampleResult>, EngineError> {
     let per = check_input(bundle, input, n)?;
     let run = |b: &mut B, r: std::ops::Range<usize>| {
-        run_whole(bundle, b, cfg, &input[r.start * per..r.end * per], r.len(), &mut Off)
+        let rows = Rows { input: &input[r.start * per..r.end * per], n: r.len(), first: r.start };
+        run_whole(bundle, b, cfg, rows, &mut Off, sink)
     };
     let mut out = Vec::with_capacity(n);
     for part in backend.sharded_or_whole(n, &run) {
@@ -96,14 +125,22 @@ fn check_input(bundle: &Bundle, input: &[f32], n: usize) -> Result<usize, Engine
     Ok(per)
 }
 
+/// A contiguous part of a batch: `n` images starting at batch index `first`.
+struct Rows<'a> {
+    input: &'a [f32],
+    n: usize,
+    first: usize,
+}
+
 fn run_whole<B: Backend, P: Profiler>(
     bundle: &Bundle,
     backend: &mut B,
     cfg: &ResolvedConfig,
-    input: &[f32],
-    n: usize,
+    rows_in: Rows<'_>,
     prof: &mut P,
+    sink: &dyn AnswerSink,
 ) -> Result<Vec<SampleResult>, EngineError> {
+    let Rows { input, n, first } = rows_in;
     let mut clock = P::ON.then(Instant::now);
     let mut lap = |prof: &mut P, stage: Stage, rows: usize, macs: u64| {
         if let Some(c) = clock.as_mut() {
@@ -139,8 +176,9 @@ fn run_whole<B: Backend, P: Profiler>(
             let (label, confidence) = argmax(row);
             if confidence >= slot.threshold {
                 let macs = bundle.macs.cumulative[p] + exit_macs;
-                results[alive[j]] =
-                    Some(SampleResult { probs: row.to_vec(), label, confidence, exit: Some(p), macs });
+                let r = SampleResult { probs: row.to_vec(), label, confidence, exit: Some(p), macs };
+                sink.answered(first + alive[j], &r);
+                results[alive[j]] = Some(r);
             } else {
                 keep.push(j);
             }
@@ -167,8 +205,9 @@ fn run_whole<B: Backend, P: Profiler>(
         for (j, row) in probs.chunks_exact(classes).enumerate() {
             let (label, confidence) = argmax(row);
             let macs = bundle.macs.total + exit_macs;
-            results[alive[j]] =
-                Some(SampleResult { probs: row.to_vec(), label, confidence, exit: None, macs });
+            let r = SampleResult { probs: row.to_vec(), label, confidence, exit: None, macs };
+            sink.answered(first + alive[j], &r);
+            results[alive[j]] = Some(r);
         }
         lap(prof, Stage::Backbone, alive.len(), bundle.macs.head * alive.len() as u64);
     }

@@ -7,11 +7,12 @@ pub mod candle_backend;
 pub mod executor;
 pub mod fast_backend;
 pub mod queue;
+mod replies;
 
 pub use active::{ActiveConfig, ConfigSwitch, ExitSlot, ResolvedConfig};
 pub use backend::Backend;
 pub use candle_backend::CandleBackend;
-pub use executor::{run_batch, run_profiled, Profiler, SampleResult, Stage};
+pub use executor::{run_batch, run_batch_answering, run_profiled, AnswerSink, Profiler, SampleResult, Stage};
 pub use fast_backend::{default_pool, FastBackend};
 
 /// Errors of the engine layer.

@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 use tokio_util::sync::CancellationToken;
 
 use super::active::ConfigSwitch;
 use super::backend::Backend;
-use super::executor::{run_batch, SampleResult};
+use super::executor::{run_batch_answering, SampleResult};
+use super::replies::{Job, Replies};
 use super::EngineError;
 use crate::model::Bundle;
 
@@ -31,6 +32,9 @@ pub struct QueueConfig {
     /// Fault injection, for the tests of a dead model thread: the thread panics when it starts
     /// a batch on this config.
     pub panic_on_config: Option<String>,
+    /// Answer each request as soon as its images are answered (at their exits), not when the
+    /// whole batch ends.
+    pub answer_at_exit: bool,
 }
 
 /// What a job gets back.
@@ -44,7 +48,8 @@ pub struct JobOutput {
     pub generation: u64,
     /// Seconds from enqueue to the start of compute.
     pub queue_seconds: f64,
-    /// Seconds of compute of the whole batch the job ran in.
+    /// Seconds from the start of the batch's compute to this answer: the whole batch, or less
+    /// when the job was answered at its images' exits.
     pub batch_seconds: f64,
     /// Images in that batch.
     pub batch_size: usize,
@@ -77,19 +82,15 @@ pub enum SubmitError {
     Engine(#[from] EngineError),
 }
 
-struct Job {
-    input: Vec<f32>,
-    n: usize,
-    enqueued: Instant,
-    reply: oneshot::Sender<Result<JobOutput, EngineError>>,
-    _permit: OwnedSemaphorePermit,
-}
-
 /// Observer of the model thread's work, for metrics and load reports.
 pub trait BatchObserver: Send + Sync {
     /// A batch of `images` ran on `config_id` in `seconds`; `dropped` jobs were abandoned by
     /// their clients before compute.
-    fn batch(&self, config_id: &str, images: usize, seconds: f64, results: &[SampleResult], dropped: usize);
+    fn batch(&self, config_id: &str, images: usize, seconds: f64, dropped: usize);
+
+    /// A job's images were answered; called just before its reply is sent (so its exits are
+    /// counted before the client sees the answer), at its exit or at the end of the batch.
+    fn answered(&self, results: &[SampleResult]);
 }
 
 /// The submitting side of the queue; cheap to clone.
@@ -184,7 +185,7 @@ impl ModelQueue {
         };
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { input, n, enqueued: Instant::now(), reply, _permit: permit })
+            .send(Job { input, n, enqueued: Instant::now(), reply, permit })
             .map_err(|_| SubmitError::Stopped)?;
         Ok(rx)
     }
@@ -320,7 +321,7 @@ impl<B: Backend> ModelThread<B> {
                 alive
             });
             if jobs.is_empty() {
-                self.observer.batch("", 0, 0.0, &[], dropped);
+                self.observer.batch("", 0, 0.0, dropped);
                 continue;
             }
             self.batch(jobs, images, dropped);
@@ -340,36 +341,16 @@ impl<B: Backend> ModelThread<B> {
         }
         self.running.store(images, Ordering::Relaxed);
         let start = Instant::now();
-        let out = run_batch(&self.bundle, &mut self.backend, &cfg_now, &input, images);
+        let cfg_key = (cfg_now.id.as_str(), cfg_now.generation);
+        let replies = Replies::new(jobs, cfg_key, start, self.cfg.answer_at_exit, self.observer.clone());
+        let out = run_batch_answering(&self.bundle, &mut self.backend, &cfg_now, &input, images, &replies);
         let secs = start.elapsed().as_secs_f64();
         self.running.store(0, Ordering::Relaxed);
-        match out {
-            Ok(results) => {
-                self.observer.batch(&cfg_now.id, images, secs, &results, dropped);
-                let mut rest = results.into_iter();
-                for Job { n, enqueued, reply, _permit: permit, .. } in jobs {
-                    let mine: Vec<SampleResult> = rest.by_ref().take(n).collect();
-                    // Room is given back before the answer, so a client that sends its next
-                    // request on receipt finds the queue as it should.
-                    drop(permit);
-                    let _ = reply.send(Ok(JobOutput {
-                        results: mine,
-                        config_id: cfg_now.id.clone(),
-                        generation: cfg_now.generation,
-                        queue_seconds: start.duration_since(enqueued).as_secs_f64(),
-                        batch_seconds: secs,
-                        batch_size: images,
-                    }));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "batch failed");
-                for Job { reply, _permit: permit, .. } in jobs {
-                    drop(permit);
-                    let _ = reply.send(Err(EngineError::Tensor(e.to_string())));
-                }
-            }
+        match &out {
+            Ok(_) => self.observer.batch(&cfg_now.id, images, secs, dropped),
+            Err(e) => tracing::error!(error = %e, "batch failed"),
         }
+        replies.finish(&out);
     }
 }
 

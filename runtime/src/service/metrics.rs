@@ -201,9 +201,13 @@ impl Metrics {
     }
 
     /// Records a computed batch.
-    pub fn batch(&self, images: usize, seconds: f64, results: &[SampleResult]) {
+    pub fn batch(&self, images: usize, seconds: f64) {
         self.batch_compute.observe(seconds);
         self.batch_size.observe(images as f64);
+    }
+
+    /// A request's images, answered: counted by exit position, with their MACs.
+    pub fn answered(&self, results: &[SampleResult]) {
         for r in results {
             let position = r.exit.map_or_else(|| "final".to_string(), |p| p.to_string());
             self.exits.get_or_create(&PositionLabel { position }).inc();

@@ -41,6 +41,8 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// Config to start on (default: the full model).
     pub initial_config: Option<String>,
+    /// Answer each request when its images exit, not when their batch ends (the default).
+    pub answer_at_exit: bool,
     /// Fault injection for the tests of a dead model thread: it panics at the first batch on
     /// this config (`dyce serve` reads `DYCE_FAULT_PANIC_ON_CONFIG` in debug builds only).
     pub panic_on_config: Option<String>,
@@ -61,6 +63,7 @@ impl Default for ServeConfig {
             body_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(20),
             initial_config: None,
+            answer_at_exit: true,
             panic_on_config: None,
         }
     }
@@ -170,7 +173,7 @@ struct Observer {
 }
 
 impl BatchObserver for Observer {
-    fn batch(&self, config_id: &str, images: usize, seconds: f64, results: &[SampleResult], dropped: usize) {
+    fn batch(&self, config_id: &str, images: usize, seconds: f64, dropped: usize) {
         if dropped > 0 {
             self.metrics
                 .requests
@@ -179,8 +182,12 @@ impl BatchObserver for Observer {
         }
         if images > 0 {
             self.load.batch(config_id, images, seconds);
-            self.metrics.batch(images, seconds, results);
+            self.metrics.batch(images, seconds);
         }
+    }
+
+    fn answered(&self, results: &[SampleResult]) {
+        self.metrics.answered(results);
     }
 }
 
@@ -201,6 +208,7 @@ pub fn start(
         max_batch: cfg.max_batch.max(1),
         max_queued: cfg.max_queued.max(cfg.max_batch).max(1),
         panic_on_config: cfg.panic_on_config.clone(),
+        answer_at_exit: cfg.answer_at_exit,
     };
     let (queue, handle) = queue::spawn(bundle.clone(), switch.clone(), backend, qcfg, observer);
     let rt = Arc::new(Runtime {
