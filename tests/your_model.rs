@@ -132,6 +132,32 @@ fn a_torchvision_checkpoint_and_an_image_folder_become_a_served_bundle() {
     let reported = rep["full_accuracy"]["test"].as_f64().unwrap();
     assert!((accuracy - reported).abs() < 1e-9, "served {accuracy} vs reported {reported}");
     assert!(accuracy > 0.8, "the shipped backbone classifies its own images: {accuracy}");
+
+    // `dyce load` sends the same test split, prepared for the bundle's input, over OIP (both
+    // encodings): 4 requests of 60 images send each once, so its accuracy is the report's.
+    for encoding in ["json", "binary"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_dyce"))
+            .args(["load", "--url", &server.data, "--images", s(&images), "--bundle", s(&bundle)])
+            .args([
+                "--profile",
+                "constant:4",
+                "--arrivals",
+                "constant",
+                "--duration",
+                "1",
+                "--images-per-request",
+                "60",
+            ])
+            .args(["--encoding", encoding])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "dyce load: {err}");
+        let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(sum["images_answered"], 240, "{encoding}: {sum}");
+        let got = sum["accuracy"].as_f64().unwrap();
+        assert!((got - reported).abs() < 1e-9, "{encoding}: load measured {got} vs reported {reported}");
+    }
 }
 
 #[test]

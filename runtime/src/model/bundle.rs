@@ -137,6 +137,14 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ModelError> {
 }
 
 impl Manifest {
+    /// Reads and checks a bundle directory's `manifest.json` alone, without its weights: what
+    /// a tool that only needs the input description (`dyce load --bundle`) reads.
+    pub fn read(dir: &Path) -> Result<Self, ModelError> {
+        let m: Manifest = read_json(&dir.join("manifest.json"))?;
+        m.validate()?;
+        Ok(m)
+    }
+
     /// Fills in the derived fields (positions, full MACs, exit MACs) from the backbone.
     pub fn fill_derived(&mut self) -> Result<(), ModelError> {
         let m = self.derive_macs();

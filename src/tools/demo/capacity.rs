@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::tools::load::images::LabelledImages;
 use anyhow::Result;
-use dyce_data::fashion_mnist::Images;
 
 use crate::tools::load::client;
 use crate::tools::load::record::{Outcome, Record};
@@ -42,13 +42,13 @@ impl Probe {
 pub async fn probe(
     base: &str,
     model: &str,
-    images: Arc<Images>,
+    images: Arc<LabelledImages>,
     seconds: f64,
     encoding: client::Encoding,
 ) -> Result<Probe> {
     let timeout = Duration::from_secs(5);
     let http = client::http(timeout)?;
-    let (url, _) = client::preflight(&http, base, Some(model), timeout).await?;
+    let (url, _) = client::preflight(&http, base, Some(model), images.shape, timeout).await?;
     let warm = Duration::from_secs_f64((seconds / 5.0).max(0.5));
     let start = Instant::now();
     let (measure_from, end) = (start + warm, start + warm + Duration::from_secs_f64(seconds));

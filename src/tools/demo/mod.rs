@@ -25,6 +25,7 @@ use dyce_data::fashion_mnist as data;
 
 use crate::cmd::serve::load_bundle;
 use crate::tools::load::client::Encoding;
+use crate::tools::load::images::LabelledImages;
 use runs::Variant;
 
 /// Arguments of `dyce demo`.
@@ -155,7 +156,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let sc = args.scenario()?;
     let policy = crate::cmd::up::policy_or_default(args.policy.as_deref())?;
     // Local inputs first: a missing data set fails before anything starts.
-    let images = Arc::new(data::load(&args.data)?.test);
+    let images: Arc<LabelledImages> = Arc::new(data::load(&args.data)?.test.into());
     ensure!(!images.is_empty(), "{}: the test split is empty", args.data.display());
     let bundle = load_bundle(args.model.as_deref())?;
     let ladder = Ladder::new(&bundle.configs, policy.spec.accuracy_limits())?;
@@ -173,7 +174,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         },
         Variant { name: "dyce".into(), key: "dyce", initial: full.clone(), controller: true },
     ];
-    let env = runs::Env::new(bundle.clone(), serve.clone(), policy.clone(), images, args.data.clone())?;
+    let env = runs::Env::new(bundle.clone(), serve.clone(), policy.clone(), images)?;
     let capacity = env.capacity(&sc, &full, &cheapest)?;
     eprintln!(
         "dyce demo: capacity {:.0} req/s on {full}{}; trace {:.0} req/s, {:.0} req/s from {:.1} s to {:.1} s, {:.0} s per run",

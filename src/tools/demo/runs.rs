@@ -5,13 +5,12 @@
 //! two processes, so neither's tasks queue behind the other's; they still share the cores,
 //! which is the point of measuring capacity through HTTP.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::tools::load::images::LabelledImages;
 use anyhow::{Context, Result};
 use dyce_control_core::policy::PolicyDocument;
-use dyce_data::fashion_mnist::Images;
 use dyce_runtime::model::Bundle;
 use dyce_runtime::service::ServeConfig;
 use tokio::runtime::Runtime;
@@ -70,9 +69,7 @@ pub struct Env {
     bundle: Bundle,
     serve: ServeConfig,
     policy: PolicyDocument,
-    images: Arc<Images>,
-    /// Where the images came from (for the load summary).
-    data: PathBuf,
+    images: Arc<LabelledImages>,
 }
 
 fn tokio(name: &str) -> Result<Runtime> {
@@ -84,16 +81,15 @@ fn tokio(name: &str) -> Result<Runtime> {
 }
 
 impl Env {
-    /// Two tokio runtimes and the inputs: `images` are the test images read from `data`.
+    /// Two tokio runtimes and the inputs: `images` are the labelled test images to send.
     pub fn new(
         bundle: Bundle,
         serve: ServeConfig,
         policy: PolicyDocument,
-        images: Arc<Images>,
-        data: PathBuf,
+        images: Arc<LabelledImages>,
     ) -> Result<Env> {
         let (stack_rt, load_rt) = (tokio("demo-stack")?, tokio("demo-load")?);
-        Ok(Env { stack_rt, load_rt, bundle, serve, policy, images, data })
+        Ok(Env { stack_rt, load_rt, bundle, serve, policy, images })
     }
 
     fn start(&self, initial: &str, controller: bool) -> Result<Stack> {
@@ -158,7 +154,6 @@ impl Env {
             max_in_flight: 4096,
             timeout: Duration::from_secs_f64(sc.timeout),
             slo_ms: Some(self.policy.spec.objective.latency.threshold.secs() * 1e3),
-            data: self.data.clone(),
             log: None,
             log_format: None,
         };

@@ -5,17 +5,14 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use dyce_data::fashion_mnist::{Images, PIXELS};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::images::LabelledImages;
 use super::record::{Outcome, Record};
 
 /// How long the pre-flight check waits for a model that is still warming up.
 const READY_WAIT: Duration = Duration::from_secs(30);
-
-/// The input Fashion-MNIST images fit: `[N, 1, 28, 28]`.
-const INPUT_SHAPE: [i64; 4] = [-1, 1, 28, 28];
 
 /// The HTTP client of a run. No proxy: a proxy in the path would be measured as the server.
 pub fn http(timeout: Duration) -> Result<reqwest::Client> {
@@ -49,12 +46,14 @@ async fn repository_index(http: &reqwest::Client, base: &str, timeout: Duration)
 }
 
 /// Checks that `base` speaks OIP v2, picks the model (`model`, else the server's only model from
-/// its metadata or its repository index), checks its input is Fashion-MNIST's and waits until it is ready.
+/// its metadata or its repository index), checks its input takes UINT8 images of `shape`
+/// (`[c, h, w]`, the images to be sent) and waits until it is ready.
 /// Returns the infer URL and the model name.
 pub async fn preflight(
     http: &reqwest::Client,
     base: &str,
     model: Option<&str>,
+    shape: [usize; 3],
     timeout: Duration,
 ) -> Result<(String, String)> {
     let (status, meta) = get_json(http, &format!("{base}/v2"), timeout).await?;
@@ -84,10 +83,12 @@ pub async fn preflight(
         s => bail!("{meta_url} answered HTTP {s}"),
     }
     let input = &m["inputs"][0];
-    let shape: Vec<i64> = input["shape"].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
-    if shape != INPUT_SHAPE || input["datatype"] != "UINT8" {
+    let takes: Vec<i64> = input["shape"].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
+    let sending = [-1, shape[0] as i64, shape[1] as i64, shape[2] as i64];
+    if takes != sending || input["datatype"] != "UINT8" {
         bail!(
-            "model {model:?} takes {} {shape:?}, not Fashion-MNIST's UINT8 {INPUT_SHAPE:?}",
+            "model {model:?} takes {} {takes:?}, but the images to send are UINT8 {sending:?} \
+             (Fashion-MNIST by default; --images DIR --bundle DIR sends a folder's images prepared for a bundle)",
             input["datatype"]
         );
     }
@@ -135,14 +136,15 @@ impl From<&str> for RequestBody {
 const OUTPUTS: &str = r#""outputs":[{"name":"label"},{"name":"exit_position"}]"#;
 
 /// An infer request for `idx` as UINT8 data in `encoding`.
-pub fn body(images: &Images, idx: &[usize], encoding: Encoding) -> RequestBody {
+pub fn body(images: &LabelledImages, idx: &[usize], encoding: Encoding) -> RequestBody {
     let n = idx.len();
+    let ([c, h, w], per) = (images.shape, images.per_image());
     let head = |params: &str| {
-        format!(r#"{{"inputs":[{{"name":"input","datatype":"UINT8","shape":[{n},1,28,28]{params}"#)
+        format!(r#"{{"inputs":[{{"name":"input","datatype":"UINT8","shape":[{n},{c},{h},{w}]{params}"#)
     };
     match encoding {
         Encoding::Json => {
-            let mut s = String::with_capacity(n * PIXELS * 4 + 200);
+            let mut s = String::with_capacity(n * per * 4 + 200);
             s.push_str(&head(r#","data":["#));
             for (k, &i) in idx.iter().enumerate() {
                 for (j, p) in images.image(i).iter().enumerate() {
@@ -156,9 +158,8 @@ pub fn body(images: &Images, idx: &[usize], encoding: Encoding) -> RequestBody {
             RequestBody { bytes: s.into_bytes(), header_len: None }
         }
         Encoding::Binary => {
-            let header =
-                head(&format!(r#","parameters":{{"binary_data_size":{}}}}}],{OUTPUTS}}}"#, n * PIXELS));
-            let mut bytes = Vec::with_capacity(header.len() + n * PIXELS);
+            let header = head(&format!(r#","parameters":{{"binary_data_size":{}}}}}],{OUTPUTS}}}"#, n * per));
+            let mut bytes = Vec::with_capacity(header.len() + n * per);
             bytes.extend_from_slice(header.as_bytes());
             for &i in idx {
                 bytes.extend_from_slice(images.image(i));
@@ -253,12 +254,14 @@ pub async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dyce_data::fashion_mnist::{Images, PIXELS};
     use serde_json::json;
 
     #[test]
     fn body_is_an_oip_request_of_the_chosen_images() {
-        let images =
-            Images { pixels: (0..3 * PIXELS).map(|i| (i % 256) as u8).collect(), labels: vec![1, 2, 3] };
+        let images: LabelledImages =
+            Images { pixels: (0..3 * PIXELS).map(|i| (i % 256) as u8).collect(), labels: vec![1, 2, 3] }
+                .into();
         let v: Value = serde_json::from_slice(&body(&images, &[2, 0], Encoding::Json).bytes).unwrap();
         let input = &v["inputs"][0];
         assert_eq!(input["shape"], json!([2, 1, 28, 28]));
@@ -270,8 +273,9 @@ mod tests {
 
     #[test]
     fn binary_body_is_a_json_header_and_the_raw_pixels() {
-        let images =
-            Images { pixels: (0..3 * PIXELS).map(|i| (i % 251) as u8).collect(), labels: vec![1, 2, 3] };
+        let images: LabelledImages =
+            Images { pixels: (0..3 * PIXELS).map(|i| (i % 251) as u8).collect(), labels: vec![1, 2, 3] }
+                .into();
         let b = body(&images, &[2, 0], Encoding::Binary);
         let len = b.header_len.unwrap();
         let v: Value = serde_json::from_slice(&b.bytes[..len]).unwrap();
@@ -281,6 +285,19 @@ mod tests {
         assert!(input.get("data").is_none());
         assert_eq!(&b.bytes[len..len + PIXELS], images.image(2));
         assert_eq!(&b.bytes[len + PIXELS..], images.image(0));
+    }
+
+    #[test]
+    fn bodies_take_the_shape_of_the_images() {
+        let images = LabelledImages {
+            shape: [3, 4, 5],
+            pixels: (0..120).map(|i| i as u8).collect(),
+            labels: vec![7, 9],
+        };
+        let v: Value = serde_json::from_slice(&body(&images, &[1], Encoding::Json).bytes).unwrap();
+        assert_eq!(v["inputs"][0]["shape"], json!([1, 3, 4, 5]));
+        assert_eq!(v["inputs"][0]["data"].as_array().unwrap().len(), 60);
+        assert_eq!(v["inputs"][0]["data"][0], json!(60));
     }
 
     #[test]

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use dyce_data::fashion_mnist::Images;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::client;
+use super::images::LabelledImages;
 use super::profile::RateCurve;
 use super::record::{LogWriter, Record};
 use super::schedule::Schedule;
@@ -59,7 +59,7 @@ enum Event {
 struct Shared {
     http: reqwest::Client,
     url: String,
-    images: Arc<Images>,
+    images: Arc<LabelledImages>,
     timeout: Duration,
     encoding: client::Encoding,
     start: Instant,
@@ -169,7 +169,7 @@ pub(super) async fn drive(
     cfg: &LoadConfig,
     http: reqwest::Client,
     url: String,
-    images: Arc<Images>,
+    images: Arc<LabelledImages>,
     log: Option<LogWriter>,
 ) -> Result<(Vec<Record>, Instant)> {
     let curve = cfg.profile.curve(cfg.duration);

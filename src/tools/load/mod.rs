@@ -10,6 +10,7 @@
 
 pub(crate) mod client;
 mod driver;
+pub(crate) mod images;
 pub(crate) mod profile;
 pub(crate) mod record;
 pub(crate) mod schedule;
@@ -21,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
 use clap::Args;
-use dyce_data::fashion_mnist::{self as data, Images};
+use dyce_data::fashion_mnist as data;
 use serde_json::{json, Value};
 
 use client::Encoding;
+use images::LabelledImages;
 use profile::Profile;
 use record::{LogFormat, LogWriter, Record};
 use schedule::Arrivals;
@@ -56,9 +58,28 @@ pub struct LoadArgs {
     /// Images in each request.
     #[arg(long, env = "DYCE_LOAD_IMAGES_PER_REQUEST", default_value_t = 1)]
     images_per_request: usize,
-    /// Directory of the Fashion-MNIST IDX files; the 10,000 test images are sent.
+    /// Directory of the Fashion-MNIST IDX files; the 10,000 test images are sent (unless
+    /// --images is given).
     #[arg(long, env = "DYCE_DATA", default_value = data::DEFAULT_DIR)]
     data: PathBuf,
+    /// An image folder (torchvision `ImageFolder` layout, as `dyce calibrate --images` takes) whose
+    /// test split is sent instead of Fashion-MNIST, prepared for --bundle's input.
+    #[arg(long, env = "DYCE_LOAD_IMAGES", requires = "bundle")]
+    images: Option<PathBuf>,
+    /// The bundle the server serves: its manifest's input (shape, resize, crop) prepares --images.
+    #[arg(long, env = "DYCE_LOAD_BUNDLE", requires = "images")]
+    bundle: Option<PathBuf>,
+    /// Train and calibration fractions of an --images folder without split folders, as given to
+    /// `dyce calibrate` (the rest, the test split, is sent).
+    #[arg(long, env = "DYCE_LOAD_SPLIT", value_delimiter = ',', default_value = "0.6,0.2")]
+    split: Vec<f64>,
+    /// Seed of that split, as given to `dyce calibrate`.
+    #[arg(long, env = "DYCE_LOAD_SPLIT_SEED", default_value_t = 0)]
+    split_seed: u64,
+    /// Most --images test files to prepare (classes taken in turn); they are decoded before the
+    /// run and held in memory.
+    #[arg(long, env = "DYCE_LOAD_IMAGE_LIMIT", default_value_t = 2000)]
+    image_limit: usize,
     /// Seed of the arrival times and of the order images are sent in.
     #[arg(long, env = "DYCE_LOAD_SEED", default_value_t = 1)]
     seed: u64,
@@ -98,7 +119,6 @@ pub(crate) struct LoadConfig {
     pub max_in_flight: usize,
     pub timeout: Duration,
     pub slo_ms: Option<f64>,
-    pub data: PathBuf,
     pub log: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
 }
@@ -142,19 +162,43 @@ impl LoadArgs {
             max_in_flight: self.max_in_flight,
             timeout: Duration::from_secs_f64(self.timeout),
             slo_ms: self.slo_ms,
-            data: self.data.clone(),
             log: self.log.clone(),
             log_format: self.log_format,
         })
     }
 }
 
+impl LoadArgs {
+    /// The labelled images to send: an --images folder's test split prepared for --bundle, or
+    /// Fashion-MNIST's test split.
+    fn images(&self) -> Result<LabelledImages> {
+        let (Some(root), Some(bundle)) = (&self.images, &self.bundle) else {
+            let set = data::load(&self.data)?.test;
+            ensure!(!set.is_empty(), "{}: the test split is empty", self.data.display());
+            return Ok(set.into());
+        };
+        let [train, calibration] = self.split[..] else {
+            bail!("--split takes two fractions: train,calibration")
+        };
+        ensure!(self.image_limit >= 1, "--image-limit must be at least 1");
+        let manifest = dyce_runtime::model::Manifest::read(bundle)?;
+        let src = images::FolderSource {
+            root,
+            fractions: dyce_data::SplitFractions { train, calibration },
+            seed: self.split_seed,
+            limit: self.image_limit,
+        };
+        let set = images::from_folder(&src, &manifest.input.preprocess(images::LIMITS))?;
+        tracing::info!(images = set.len(), shape = ?set.shape, folder = %root.display(), "test images prepared");
+        Ok(set)
+    }
+}
+
 /// Runs `dyce load`: prints live lines on stderr and the summary JSON on stdout.
 pub fn run(args: &LoadArgs) -> Result<()> {
     let cfg = args.config()?;
-    // Local inputs first: a typo in --data or --log fails before the server is contacted.
-    let images = Arc::new(data::load(&cfg.data)?.test);
-    ensure!(!images.is_empty(), "{}: the test split is empty", cfg.data.display());
+    // Local inputs first: a typo in --data, --images or --log fails before the server is contacted.
+    let images = Arc::new(args.images()?);
     let log = match &cfg.log {
         Some(path) => Some(LogWriter::create(path, cfg.log_format)?),
         None => None,
@@ -169,12 +213,13 @@ pub fn run(args: &LoadArgs) -> Result<()> {
 /// the summary. Live lines go to stderr as the run goes; `log` gets every record.
 pub(crate) async fn run_load(
     cfg: &LoadConfig,
-    images: Arc<Images>,
+    images: Arc<LabelledImages>,
     log: Option<LogWriter>,
 ) -> Result<LoadRun> {
     let expected = cfg.profile.curve(cfg.duration).total();
     let http = client::http(cfg.timeout)?;
-    let (url, model) = client::preflight(&http, &cfg.url, cfg.model.as_deref(), cfg.timeout).await?;
+    let (url, model) =
+        client::preflight(&http, &cfg.url, cfg.model.as_deref(), images.shape, cfg.timeout).await?;
     tracing::info!(%url, profile = cfg.profile_text, expected_requests = expected.round(), "load starts");
     let (records, started) = driver::drive(cfg, http, url, images, log).await?;
     let wall_s = started.elapsed().as_secs_f64();

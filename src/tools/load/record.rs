@@ -57,7 +57,7 @@ pub struct Record {
     /// Its generation.
     pub generation: Option<u64>,
     /// True labels of the images sent, in request order.
-    pub labels: Vec<u8>,
+    pub labels: Vec<u32>,
     /// Predicted labels (ok only).
     pub predicted: Vec<i64>,
     /// Exit position of each image, −1 for the original head (ok only).
@@ -68,7 +68,7 @@ pub struct Record {
 
 impl Record {
     /// A request not sent yet: it counts as dropped until an answer says otherwise.
-    pub fn pending(seq: u64, scheduled_s: f64, labels: Vec<u8>) -> Self {
+    pub fn pending(seq: u64, scheduled_s: f64, labels: Vec<u32>) -> Self {
         Self {
             seq,
             scheduled_s,
