@@ -60,7 +60,7 @@ pub use error::KernelError;
 pub use gather::gather_batch;
 pub use isa::{available_isas, best_isa, cpu_model, detect_isa, isa_available, parse_isa_override, Isa};
 pub use norm::{grn_factors, scale_channels, LayerNormC};
-pub use par::Par;
+pub use par::{is_serial, serial, Par};
 pub use pool::{global_avg_pool, global_avg_pool_into, maxpool_3x3_s2_p1};
 pub use team::Team;
 pub use tensor::BlockedTensor;

@@ -1,7 +1,34 @@
 //! Where a kernel's parallel loop runs: the calling thread, a rayon pool or a [`Team`].
 
+use std::cell::Cell;
+
 use crate::team::Team;
 use rayon::prelude::*;
+
+thread_local! {
+    /// Set while this thread runs a shard: loops that pick their threads themselves (the dense
+    /// layers of the heads) stay on it.
+    static SERIAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every self-scheduling loop of this crate kept on the calling thread. A shard
+/// already has its own thread and the others are busy with theirs: a head that split its rows
+/// across the pool would hand half of them to another shard's thread and wait for it.
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _reset = Reset(SERIAL.with(|s| s.replace(true)));
+    f()
+}
+
+/// Whether the calling thread is inside [`serial`].
+pub fn is_serial() -> bool {
+    SERIAL.with(Cell::get)
+}
 
 /// The threads a forward pass may use.
 #[derive(Clone, Copy, Debug)]
@@ -72,5 +99,24 @@ unsafe impl Sync for SharedMut {}
 impl SharedMut {
     pub(crate) fn get(self) -> *mut f32 {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod serial_tests {
+    use super::*;
+
+    #[test]
+    fn serial_scopes_nest_and_reset() {
+        assert!(!is_serial());
+        serial(|| {
+            assert!(is_serial());
+            serial(|| assert!(is_serial()));
+            assert!(is_serial(), "an inner scope leaves the outer one serial");
+        });
+        assert!(!is_serial());
+        let caught = std::panic::catch_unwind(|| serial(|| panic!("inside")));
+        assert!(caught.is_err());
+        assert!(!is_serial(), "reset even when the scope panics");
     }
 }

@@ -239,7 +239,11 @@ impl Backend for FastBackend {
         }
         let shards = &mut self.shards[..ways];
         Some(self.pool.install(|| {
-            shards.par_iter_mut().enumerate().map(|(k, s)| f(s, k * n / ways..(k + 1) * n / ways)).collect()
+            shards
+                .par_iter_mut()
+                .enumerate()
+                .map(|(k, s)| dyce_kernels::serial(|| f(s, k * n / ways..(k + 1) * n / ways)))
+                .collect()
         }))
     }
 

@@ -114,8 +114,9 @@ impl PackedDense {
         out.resize(n * self.outputs, 0.0);
         // Split the rows between the pool's threads when there is enough work to pay for the
         // hand-off (each thread streams the whole weight panel, so splitting rows costs no
-        // extra compute, only L2 traffic). Called inside `pool.install`, this uses that pool.
-        let threads = rayon::current_num_threads();
+        // extra compute, only L2 traffic). Called inside `pool.install`, this uses that pool;
+        // inside a shard (`par::serial`), the calling thread alone.
+        let threads = if crate::par::is_serial() { 1 } else { rayon::current_num_threads() };
         if threads > 1 && n >= 4 && n * self.inputs * self.outputs >= PARALLEL_MACS {
             let rows = n.div_ceil(threads);
             out.par_chunks_mut(rows * self.outputs)
