@@ -8,6 +8,9 @@ module), and over HTTP with `tritonclient.http` for reference. Prints one JSON l
 
 `flood`: --requests concurrent one-image infers; prints the count of each gRPC status code,
 so a test can see a full queue answer RESOURCE_EXHAUSTED.
+
+`peak`: a rough gRPC peak: --in-flight one-image raw infers kept outstanding for --seconds;
+prints answered images/s and the client's own CPU seconds (Python is often the bottleneck).
 """
 
 import argparse
@@ -103,17 +106,46 @@ def flood(args) -> dict:
     return counts
 
 
+def peak(args) -> dict:
+    import time
+    client = grpcclient.InferenceServerClient(url=args.grpc)
+    pixels = test_images(1)
+    x = grpcclient.InferInput("input", list(pixels.shape), "UINT8")
+    x.set_data_from_numpy(pixels)
+    counts = {"ok": 0, "refused": 0}
+    lock = threading.Lock()
+    slots = threading.Semaphore(args.in_flight)
+    stop_at = time.monotonic() + args.seconds
+
+    def answered(result, error):
+        with lock:
+            counts["ok" if error is None else "refused"] += 1
+        slots.release()
+
+    cpu0, t0 = time.process_time(), time.monotonic()
+    while time.monotonic() < stop_at:
+        slots.acquire()
+        client.async_infer(args.model, [x], callback=answered)
+    for _ in range(args.in_flight):
+        slots.acquire()
+    elapsed = time.monotonic() - t0
+    return {"ok_per_second": counts["ok"] / elapsed, "refused": counts["refused"], "seconds": elapsed,
+            "client_cpu_seconds": time.process_time() - cpu0}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["check", "flood"])
+    ap.add_argument("mode", choices=["check", "flood", "peak"])
     ap.add_argument("--grpc", required=True, help="gRPC port host:port")
     ap.add_argument("--http", help="data port host:port (check)")
     ap.add_argument("--model", required=True, help="model name")
     ap.add_argument("--images", type=int, default=16, help="test images (check)")
     ap.add_argument("--requests", type=int, default=64, help="concurrent requests (flood)")
+    ap.add_argument("--in-flight", type=int, default=64, help="requests outstanding (peak)")
+    ap.add_argument("--seconds", type=float, default=10, help="duration (peak)")
     args = ap.parse_args()
     try:
-        out = check(args) if args.mode == "check" else flood(args)
+        out = {"check": check, "flood": flood, "peak": peak}[args.mode](args)
     except InferenceServerException as e:
         print(f"{args.mode}: {e}", file=sys.stderr)
         return 1

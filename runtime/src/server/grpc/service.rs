@@ -6,14 +6,14 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use super::infer;
+use super::infer::{self, check_version};
 use super::proto::grpc_inference_service_server::GrpcInferenceService;
 use super::proto::model_metadata_response::TensorMetadata;
 use super::proto::*;
 use crate::server::error::ApiError;
 use crate::server::layers::outcome;
 use crate::server::oip_types;
-use crate::server::tensor::{self, check_model};
+use crate::server::tensor;
 use crate::service::Runtime;
 
 /// `inference.GRPCInferenceService` over a runtime.
@@ -47,16 +47,6 @@ impl InferenceService {
                 ApiError::Unavailable(format!("no answer within the request timeout of {limit:?}"))
             })?,
         }
-    }
-}
-
-/// Refuses a model version other than the one served (empty means "the server's choice").
-pub(super) fn check_version(rt: &Runtime, name: &str, version: &str) -> Result<(), ApiError> {
-    check_model(rt, name)?;
-    if version.is_empty() || version == tensor::VERSION {
-        Ok(())
-    } else {
-        Err(ApiError::UnknownModel(format!("{name}/versions/{version}")))
     }
 }
 
