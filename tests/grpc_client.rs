@@ -82,3 +82,33 @@ fn tritonclient_grpc_sees_resource_exhausted_on_a_full_queue() {
     let metrics = get(&format!("{}/metrics", s.admin)).1;
     assert!(metrics.as_str().unwrap().contains("dyce_requests_total{outcome=\"shed\"}"));
 }
+
+#[test]
+fn grpc_port_can_be_turned_off() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    tiny_bundle(dir.path());
+    for (args, env) in [(&["--grpc-addr", "off"][..], None), (&[][..], Some(""))] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dyce"));
+        cmd.args(["serve", "--model", dir.path().to_str().unwrap()])
+            .args(["--data-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped());
+        if let Some(v) = env {
+            cmd.env("DYCE_GRPC_ADDR", v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let addrs: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(addrs["grpc"], Value::Null, "{args:?} {env:?}: {line}");
+        assert!(addrs["data"].is_string());
+    }
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_dyce")).args(["serve", "--grpc-addr", "nowhere"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give HOST:PORT, or off"));
+}
