@@ -20,6 +20,6 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/dyce /usr/local/bin/dyce
 USER 65532:65532
 # 8080 data port (OIP v2), 9090 runtime admin port, 9100 controller.
-EXPOSE 8080 9090 9100
+EXPOSE 8080 8081 9090 9100
 ENTRYPOINT ["/usr/local/bin/dyce"]
 CMD ["serve"]
