@@ -19,7 +19,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/dyce /usr/local/bin/dyce
 USER 65532:65532
-# 8080 data port (OIP v2), 9090 runtime admin port, 9100 controller.
-EXPOSE 8080 9090 9100
+# 8080 data port (OIP v2), 8081 gRPC (KServe v2), 9090 runtime admin port, 9100 controller.
+EXPOSE 8080 8081 9090 9100
 ENTRYPOINT ["/usr/local/bin/dyce"]
 CMD ["serve"]

@@ -14,7 +14,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import onnxruntime, onnx, numpy, safetensors, pytest, tritonclient.http' 2>/dev/null; then
+if ! python3 -c 'import onnxruntime, onnx, numpy, safetensors, pytest, tritonclient.http, tritonclient.grpc' 2>/dev/null; then
     echo "setup: pip install -r scripts/peers/requirements.txt"
     python3 -m pip install -q -r scripts/peers/requirements.txt
 fi

@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// be a loopback address.
     #[arg(long, env = "DYCE_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
     pub admin_addr: SocketAddr,
+    /// Address of the gRPC port (KServe v2 `inference.GRPCInferenceService`, what
+    /// `tritonclient.grpc` speaks); `off` or an empty value serves no gRPC.
+    #[arg(long, env = "DYCE_GRPC_ADDR", default_value = "0.0.0.0:8081", value_parser = OptionalAddr::parse)]
+    pub grpc_addr: OptionalAddr,
     /// File holding the bearer token the admin port requires.
     #[arg(long, env = "DYCE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
@@ -60,6 +64,28 @@ pub struct ServeArgs {
     /// connections still open after it are closed. Keep it below the orchestrator's grace period.
     #[arg(long, env = "DYCE_DRAIN_TIMEOUT", default_value_t = 20.0)]
     pub drain_timeout: f64,
+}
+
+/// An address, or none (`off` or empty): for ports that can be turned off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl OptionalAddr {
+    /// `off` or empty → none; else a socket address.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "off" => Ok(Self(None)),
+            a => a.parse().map(|a| Self(Some(a))).map_err(|e| format!("{e}: give HOST:PORT, or off")),
+        }
+    }
+
+    /// Binds the address, when there is one.
+    pub async fn bind(self) -> Result<Option<tokio::net::TcpListener>> {
+        match self.0 {
+            Some(a) => bind(a).await.map(Some),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Batching, admission and threads: the runtime flags `serve`, `up` and `demo` share.
@@ -204,10 +230,15 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     tokio.block_on(async move {
         let data = bind(args.data_addr).await?;
         let admin = bind(args.admin_addr).await?;
-        let server = Server::new(bundle, &cfg, data, admin)?;
-        // One JSON line with the bound addresses: tests and scripts bind port 0.
+        let mut server = Server::new(bundle, &cfg, data, admin)?;
+        if let Some(grpc) = args.grpc_addr.bind().await? {
+            server = server.with_grpc(grpc);
+        }
+        // One JSON line with the bound addresses (gRPC: null when off): tests and scripts bind
+        // port 0.
         let (d, a) = server.local_addrs()?;
-        println!("{}", serde_json::json!({"data": d.to_string(), "admin": a.to_string()}));
+        let g = server.grpc_addr()?.map(|g| g.to_string());
+        println!("{}", serde_json::json!({"data": d.to_string(), "admin": a.to_string(), "grpc": g}));
         server.run(cancel_on_signal()).await?;
         Ok(())
     })

@@ -19,6 +19,8 @@ pub struct Listeners {
     pub data: TcpListener,
     /// The runtime's admin port (loopback: the stack sets no token).
     pub admin: TcpListener,
+    /// The runtime's gRPC port, when it serves one.
+    pub grpc: Option<TcpListener>,
     /// The controller's endpoints, when a controller runs.
     pub controller: Option<TcpListener>,
 }
@@ -47,9 +49,16 @@ impl Stack {
         listeners: Listeners,
         stop: CancellationToken,
     ) -> Result<Stack> {
-        let server = Server::new(bundle, serve, listeners.data, listeners.admin)?;
+        let mut server = Server::new(bundle, serve, listeners.data, listeners.admin)?;
+        if let Some(grpc) = listeners.grpc {
+            server = server.with_grpc(grpc);
+        }
         let (data, admin) = server.local_addrs()?;
-        println!("{}", serde_json::json!({"data": data.to_string(), "admin": admin.to_string()}));
+        let grpc = server.grpc_addr()?.map(|g| g.to_string());
+        println!(
+            "{}",
+            serde_json::json!({"data": data.to_string(), "admin": admin.to_string(), "grpc": grpc})
+        );
         let (data_url, admin_url) = (format!("http://{data}"), format!("http://{admin}"));
         let runtime = tokio::spawn(server.run(stop.clone()));
         let (controller, controller_task) = match (policy, listeners.controller) {

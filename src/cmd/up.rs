@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use dyce_control_core::policy::PolicyDocument;
 
-use crate::cmd::serve::{bind, cancel_on_signal, load_bundle};
+use crate::cmd::serve::{bind, cancel_on_signal, load_bundle, OptionalAddr};
 use crate::cmd::stack::{Listeners, Stack};
 
 /// The policy `dyce up` uses unless given another.
@@ -27,6 +27,9 @@ pub struct UpArgs {
     /// Data port (OIP v2 inference, /v1/classify).
     #[arg(long, env = "DYCE_DATA_ADDR", default_value = "127.0.0.1:8080")]
     data_addr: SocketAddr,
+    /// gRPC port (KServe v2 `GRPCInferenceService`); `off` or empty serves none.
+    #[arg(long, env = "DYCE_GRPC_ADDR", default_value = "127.0.0.1:8081", value_parser = OptionalAddr::parse)]
+    grpc_addr: OptionalAddr,
     /// Runtime admin port (loopback only: `up` sets no token).
     #[arg(long, env = "DYCE_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
     admin_addr: SocketAddr,
@@ -58,11 +61,13 @@ pub fn run(args: &UpArgs) -> Result<()> {
         let admin = bind(args.admin_addr).await?;
         let ctl = bind(args.controller_addr).await?;
         println!("{}", serde_json::json!({"controller": ctl.local_addr()?.to_string()}));
-        let listeners = Listeners { data, admin, controller: Some(ctl) };
+        let grpc = args.grpc_addr.bind().await?;
+        let listeners = Listeners { data, admin, grpc, controller: Some(ctl) };
         let stack = Stack::start(bundle, &cfg, Some(policy), listeners, stop)?;
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let grpc = args.grpc_addr.0.map_or_else(String::new, |g| format!(" and gRPC on {g}"));
         eprintln!(
-            "dyce up: inference on http://{}/v2/models/{{model}}/infer; controller status on http://{}/v1/status; Ctrl-C stops",
+            "dyce up: inference on http://{}/v2/models/{{model}}/infer{grpc}; controller status on http://{}/v1/status; Ctrl-C stops",
             args.data_addr, args.controller_addr
         );
         stack.join().await

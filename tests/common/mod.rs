@@ -54,6 +54,8 @@ pub struct Server {
     pub child: Child,
     pub data: String,
     pub admin: String,
+    /// The gRPC port, host:port (tests start it on 127.0.0.1:0).
+    pub grpc: Option<String>,
 }
 
 impl Drop for Server {
@@ -78,7 +80,15 @@ pub fn serve_with(extra: &[&str], ready_within: Duration) -> Server {
 /// `serve_with`, with extra environment variables.
 pub fn serve_env(extra: &[&str], env: &[(&str, &str)], ready_within: Duration) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dyce"))
-        .args(["serve", "--data-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--data-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
         .args(extra)
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
@@ -92,6 +102,7 @@ pub fn serve_env(extra: &[&str], env: &[(&str, &str)], ready_within: Duration) -
         child,
         data: format!("http://{}", addrs["data"].as_str().unwrap()),
         admin: format!("http://{}", addrs["admin"].as_str().unwrap()),
+        grpc: addrs["grpc"].as_str().map(str::to_string),
     };
     let deadline = Instant::now() + ready_within;
     while get(&format!("{}/v2/health/ready", s.data)).0 != 200 {

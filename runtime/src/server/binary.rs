@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::error::ApiError;
 use super::oip_types::{InferOutput, OutputParams};
@@ -71,21 +71,55 @@ pub enum Tensor {
 }
 
 impl Tensor {
+    /// The datatype's OIP name.
+    pub fn datatype(&self) -> &'static str {
+        match self {
+            Tensor::F32(..) => "FP32",
+            Tensor::I64(..) => "INT64",
+            Tensor::I32(..) => "INT32",
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Tensor::F32(s, _) | Tensor::I64(s, _) | Tensor::I32(s, _) => s,
+        }
+    }
+
+    /// The values as raw little-endian bytes, row-major.
+    pub fn le_bytes(&self) -> Vec<u8> {
+        match self {
+            Tensor::F32(_, v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Tensor::I64(_, v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Tensor::I32(_, v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+
     /// The output as sent; with `blob`, its data is appended there in binary instead.
     pub fn to_output(&self, name: &str, blob: Option<&mut Vec<u8>>) -> InferOutput {
-        let (datatype, shape, data, bytes): (&'static str, &Vec<usize>, Value, Vec<u8>) = match self {
-            Tensor::F32(s, v) => ("FP32", s, json!(v), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            Tensor::I64(s, v) => ("INT64", s, json!(v), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            Tensor::I32(s, v) => ("INT32", s, json!(v), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        };
         let (data, parameters) = match blob {
             Some(b) => {
+                let bytes = self.le_bytes();
                 b.extend_from_slice(&bytes);
                 (None, Some(OutputParams { binary_data_size: bytes.len() }))
             }
-            None => (Some(data), None),
+            None => {
+                let values = match self {
+                    Tensor::F32(_, v) => json!(v),
+                    Tensor::I64(_, v) => json!(v),
+                    Tensor::I32(_, v) => json!(v),
+                };
+                (Some(values), None)
+            }
         };
-        InferOutput { name: name.to_string(), datatype, shape: shape.clone(), data, parameters }
+        InferOutput {
+            name: name.to_string(),
+            datatype: self.datatype(),
+            shape: self.shape().to_vec(),
+            data,
+            parameters,
+        }
     }
 }
 

@@ -68,6 +68,34 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The gRPC status code of each kind: the same table for the gRPC port, where the HTTP
+    /// status has no meaning. 429 becomes RESOURCE_EXHAUSTED (retry later); 413 becomes
+    /// OUT_OF_RANGE, the code tonic itself gives a message over the size limit, so that "too
+    /// large" is one code and a client retrying on RESOURCE_EXHAUSTED never retries a request
+    /// that can never fit.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            ApiError::BadRequest(_) | ApiError::HeadTooLarge(_) => tonic::Code::InvalidArgument,
+            ApiError::UnknownModel(_) | ApiError::UnknownConfig(_) => tonic::Code::NotFound,
+            ApiError::StaleGeneration(_) => tonic::Code::FailedPrecondition,
+            ApiError::Overloaded(_) => tonic::Code::ResourceExhausted,
+            ApiError::Unauthorized => tonic::Code::Unauthenticated,
+            ApiError::RequestTimeout(_) => tonic::Code::DeadlineExceeded,
+            ApiError::TooLarge(_) => tonic::Code::OutOfRange,
+            ApiError::Unavailable(_) => tonic::Code::Unavailable,
+            ApiError::Internal(_) => tonic::Code::Internal,
+        }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    /// The same reason text as the HTTP answer's `error`.
+    fn from(e: ApiError) -> Self {
+        tonic::Status::new(e.grpc_code(), e.to_string())
+    }
+}
+
 /// The error of a body that did not arrive within `--body-timeout`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the request body did not arrive within the body timeout of {0:?}")]

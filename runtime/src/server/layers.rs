@@ -219,7 +219,15 @@ async fn request_metrics(State(rt): State<Arc<Runtime>>, req: Request, next: Nex
     let start = Instant::now();
     let mut resp = next.run(req).await;
     let status = resp.status();
-    let outcome = if status.is_success() {
+    let answered = resp.extensions_mut().remove::<Answered>().filter(|_| status.is_success());
+    rt.record_request(outcome(status), answered.map(|a| a.0), start.elapsed().as_secs_f64());
+    resp
+}
+
+/// The `outcome` label of an inference request answered with `status` (the gRPC port counts
+/// by the HTTP status its error would have had, so both ports fill the same series).
+pub fn outcome(status: StatusCode) -> &'static str {
+    if status.is_success() {
         "ok"
     } else if status == StatusCode::TOO_MANY_REQUESTS {
         "shed"
@@ -227,10 +235,7 @@ async fn request_metrics(State(rt): State<Arc<Runtime>>, req: Request, next: Nex
         "bad_request"
     } else {
         "error"
-    };
-    let answered = resp.extensions_mut().remove::<Answered>().filter(|_| status.is_success());
-    rt.record_request(outcome, answered.map(|a| a.0), start.elapsed().as_secs_f64());
-    resp
+    }
 }
 
 /// Fails with 503 when the request takes longer than `--request-timeout` (dropping it drops its

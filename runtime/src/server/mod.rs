@@ -1,5 +1,6 @@
-//! HTTP serving: the data port (OIP v2, image classification) and the admin port (configs,
-//! switches, load, metrics), each with its OpenAPI document. Handlers only translate between
+//! Serving: the HTTP data port (OIP v2, image classification) and admin port (configs,
+//! switches, load, metrics), each with its OpenAPI document, and the gRPC port (OIP v2 over
+//! KServe's `GRPCInferenceService`, `grpc/`). Handlers only translate between
 //! HTTP and the runtime service (`crate::service`); what every request goes through is stacked
 //! as layers (`layers.rs`).
 //!
@@ -12,6 +13,7 @@ pub mod admin;
 pub mod binary;
 pub mod classify;
 pub mod error;
+pub mod grpc;
 pub mod layers;
 mod listen;
 pub mod oip;
@@ -19,6 +21,7 @@ pub mod oip_types;
 pub mod openapi;
 pub mod routes;
 mod run;
+pub mod tensor;
 
 pub use listen::ConnLimits;
 pub use routes::{admin_document, admin_router, data_document, data_router, to_text};

@@ -14,22 +14,8 @@ use super::error::ApiError;
 use super::layers::Answered;
 use super::oip_types::*;
 use super::openapi::{BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable};
-use crate::input::normalise;
+use super::tensor::{self, check_model, InputData, InputHeader};
 use crate::service::Runtime;
-
-/// Input datatypes the model takes.
-const ACCEPTED_DATATYPES: [&str; 2] = ["UINT8", "FP32"];
-
-/// Output names, in the order they are returned.
-pub const OUTPUTS: [&str; 4] = ["probabilities", "label", "confidence", "exit_position"];
-
-fn check_model(rt: &Runtime, name: &str) -> Result<(), ApiError> {
-    if name == rt.bundle.manifest.name {
-        Ok(())
-    } else {
-        Err(ApiError::UnknownModel(name.to_string()))
-    }
-}
 
 /// `GET /v2`: server metadata.
 #[utoipa::path(
@@ -78,7 +64,7 @@ pub async fn repository_index(
     }
     Ok(Json(vec![RepositoryModel {
         name: rt.bundle.manifest.name.clone(),
-        version: "1",
+        version: tensor::VERSION,
         state: if ready { "READY" } else { "LOADING" },
         reason: if ready { String::new() } else { "warming up".into() },
     }]))
@@ -159,20 +145,13 @@ pub async fn model_meta(
 ) -> Result<Json<ModelMetadata>, ApiError> {
     check_model(&rt, &name)?;
     let m = &rt.bundle.manifest;
-    let [c, h, w] = m.input.shape.map(|d| d as i64);
-    let classes = m.backbone.num_classes as i64;
-    let tensor = |name, datatype, shape| TensorMetadata { name, datatype, shape };
+    let (inputs, outputs) = tensor::tensors(&rt);
     Ok(Json(ModelMetadata {
         name: m.name.clone(),
-        versions: vec!["1"],
+        versions: vec![tensor::VERSION],
         platform: "dyce",
-        inputs: vec![tensor("input", "UINT8", vec![-1, c, h, w])],
-        outputs: vec![
-            tensor("probabilities", "FP32", vec![-1, classes]),
-            tensor("label", "INT64", vec![-1]),
-            tensor("confidence", "FP32", vec![-1]),
-            tensor("exit_position", "INT32", vec![-1]),
-        ],
+        inputs,
+        outputs,
         parameters: ModelParameters {
             accepted_datatypes: vec!["UINT8 (pixels 0-255)", "FP32 (pixels scaled to [0, 1])"],
             labels: m.input.labels.clone(),
@@ -184,61 +163,6 @@ pub async fn model_meta(
             exit_position: "-1 means the original head",
         },
     }))
-}
-
-/// Checks one input against the model and turns it into normalised NCHW floats; `binary` is
-/// the input's data when it came after the JSON header (binary tensor data extension).
-fn decode(rt: &Runtime, input: &InferInput, binary: Option<&[u8]>) -> Result<(Vec<f32>, usize), ApiError> {
-    let m = &rt.bundle.manifest;
-    let [c, h, w] = m.input.shape;
-    let bad = |s: String| Err(ApiError::BadRequest(s));
-    if input.name != "input" {
-        return bad(format!("unknown input {:?}; the model has one input named \"input\"", input.name));
-    }
-    let dims: Vec<usize> = input.shape.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
-    if dims.len() != 4 || dims[1..] != [c, h, w] || dims[0] == 0 || dims[0] > 1 << 16 {
-        return bad(format!("input shape {:?} does not match [N, {c}, {h}, {w}] with N ≥ 1", input.shape));
-    }
-    // Before the data, whose length means nothing in another datatype (BYTES elements, for one,
-    // are length-prefixed strings, not pixels).
-    if !ACCEPTED_DATATYPES.contains(&input.datatype.as_str()) {
-        return bad(format!(
-            "{} is not supported for input {:?}; send UINT8 (pixels 0-255) or FP32 (pixels scaled to [0, 1])",
-            input.datatype, input.name
-        ));
-    }
-    let n = dims[0];
-    let per = c * h * w;
-    // Never more images than the queue could ever take: refused before anything is allocated.
-    let limit = rt.queue.limit();
-    if n > limit {
-        return Err(ApiError::TooLarge(format!(
-            "{n} images in one request, more than the queue limit {limit}"
-        )));
-    }
-    let mut buf = Vec::new();
-    let raw: &[f64] = match (binary, &input.data) {
-        (Some(bytes), None) => {
-            // What the bytes sent can hold, not what the shape declares: a declared shape
-            // reserved up front once took 79 GB for a 224×224 model (and aborted the process).
-            let width = if input.datatype == "FP32" { 4 } else { 1 };
-            buf.reserve((n * per).min(bytes.len() / width));
-            binary::decode(&input.datatype, bytes, &mut buf)?;
-            &buf
-        }
-        (None, Some(data)) => &data.0,
-        (Some(_), Some(_)) => return bad("input has both JSON data and binary_data_size".into()),
-        (None, None) => return bad("input has no data".into()),
-    };
-    if raw.len() != n * per {
-        return bad(format!(
-            "input data has {} values; shape {:?} needs {}",
-            raw.len(),
-            input.shape,
-            n * per
-        ));
-    }
-    Ok((normalise(&m.input, &input.datatype, raw)?, n))
 }
 
 /// `POST /v2/models/{name}/infer`: classifies a batch of images on the active configuration.
@@ -293,16 +217,11 @@ pub async fn infer(
     let wanted: Vec<(&str, bool)> = match &req.outputs {
         Some(o) if !o.is_empty() => {
             for out in o {
-                if !OUTPUTS.contains(&out.name.as_str()) {
-                    return Err(ApiError::BadRequest(format!(
-                        "unknown output {:?}; outputs are {OUTPUTS:?}",
-                        out.name
-                    )));
-                }
+                tensor::check_output(&out.name)?;
             }
             o.iter().map(|o| (o.name.as_str(), o.parameters.binary_data.unwrap_or(all_binary))).collect()
         }
-        _ => OUTPUTS.iter().map(|&n| (n, all_binary)).collect(),
+        _ => tensor::OUTPUTS.iter().map(|&n| (n, all_binary)).collect(),
     };
     let input = &req.inputs[0];
     let bin = match input.parameters.binary_data_size {
@@ -315,28 +234,25 @@ pub async fn infer(
             tail.len()
         )));
     }
-    let (x, n) = decode(&rt, input, bin)?;
+    let header = InputHeader { name: &input.name, shape: &input.shape, datatype: &input.datatype };
+    let (x, n) = tensor::decode(&rt, header, || match (bin, &input.data) {
+        (Some(bytes), None) => Ok(InputData::Raw(bytes)),
+        (None, Some(data)) => Ok(InputData::Numbers(&data.0)),
+        (Some(_), Some(_)) => {
+            Err(ApiError::BadRequest("input has both JSON data and binary_data_size".into()))
+        }
+        (None, None) => Err(ApiError::BadRequest("input has no data".into())),
+    })?;
     let out = rt.infer(x, n).await?;
-    let classes = rt.bundle.manifest.backbone.num_classes;
     let mut outputs = Vec::new();
     let mut blob = Vec::new();
     for (name, as_binary) in wanted {
-        let r = &out.results;
-        let tensor = match name {
-            "probabilities" => binary::Tensor::F32(
-                vec![n, classes],
-                r.iter().flat_map(|r| r.probs.iter().copied()).collect(),
-            ),
-            "label" => binary::Tensor::I64(vec![n], r.iter().map(|r| r.label as i64).collect()),
-            "confidence" => binary::Tensor::F32(vec![n], r.iter().map(|r| r.confidence).collect()),
-            _ => binary::Tensor::I32(vec![n], r.iter().map(|r| r.exit.map_or(-1, |p| p as i32)).collect()),
-        };
-        outputs.push(tensor.to_output(name, as_binary.then_some(&mut blob)));
+        outputs.push(tensor::output(&rt, &out, name).to_output(name, as_binary.then_some(&mut blob)));
     }
     let resp = InferResponse {
         id: req.id,
         model_name: rt.bundle.manifest.name.clone(),
-        model_version: "1",
+        model_version: tensor::VERSION,
         outputs,
         parameters: InferParams { config_id: out.config_id, config_generation: out.generation },
     };

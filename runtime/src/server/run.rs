@@ -1,5 +1,5 @@
-//! Start-up and shutdown of a runtime's two ports: what `dyce serve`, `dyce up` and `dyce demo`
-//! run. One cancellation token stops everything.
+//! Start-up and shutdown of a runtime's ports (data, admin, and the optional gRPC port): what
+//! `dyce serve`, `dyce up` and `dyce demo` run. One cancellation token stops everything.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::grpc::serve_grpc;
 use super::listen::{serve_port, ConnLimits};
 use super::routes::{admin_router, data_router};
 use crate::model::Bundle;
@@ -19,6 +20,7 @@ pub struct Server {
     model_thread: JoinHandle<()>,
     data: TcpListener,
     admin: TcpListener,
+    grpc: Option<TcpListener>,
     max_batch: usize,
     limits: ConnLimits,
 }
@@ -33,7 +35,18 @@ impl Server {
     ) -> Result<Self, ServeError> {
         let (rt, model_thread) = start(bundle, cfg)?;
         let limits = ConnLimits { header_timeout: cfg.header_timeout, drain_timeout: cfg.drain_timeout };
-        Ok(Self { rt, model_thread, data, admin, max_batch: cfg.max_batch, limits })
+        Ok(Self { rt, model_thread, data, admin, grpc: None, max_batch: cfg.max_batch, limits })
+    }
+
+    /// Also serves the KServe v2 gRPC API on `grpc` (`server/grpc/`).
+    pub fn with_grpc(mut self, grpc: TcpListener) -> Self {
+        self.grpc = Some(grpc);
+        self
+    }
+
+    /// The bound gRPC address, when a gRPC port was given.
+    pub fn grpc_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.grpc.as_ref().map(TcpListener::local_addr).transpose()
     }
 
     /// The bound addresses: data port, admin port (tests and scripts bind port 0).
@@ -55,7 +68,8 @@ impl Server {
     /// fresh process, rather than a pod that answers 503 forever staying in service.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let (d, a) = self.local_addrs()?;
-        tracing::info!(data = %d, admin = %a, model = %self.rt.bundle.manifest.name, "listening");
+        let grpc = self.grpc_addr()?.map_or_else(|| "off".to_string(), |g| g.to_string());
+        tracing::info!(data = %d, admin = %a, %grpc, model = %self.rt.bundle.manifest.name, "listening");
         tracing::info!(isa = %dyce_kernels::detect_isa(), cpu = %dyce_kernels::cpu_model(), "kernels");
         let warm = self.rt.clone();
         let max_batch = self.max_batch;
@@ -82,7 +96,8 @@ impl Server {
             }
         });
         // The last handle on the queue goes with `serve`, so the model thread can drain and end.
-        serve(self.rt, self.data, self.admin, self.limits, stop).await?;
+        let grpc = self.grpc.map(|l| serve_grpc(self.rt.clone(), l, self.limits, stop.clone()));
+        serve(self.rt, self.data, self.admin, grpc, self.limits, stop).await?;
         watch.abort();
         let thread = self.model_thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -105,21 +120,30 @@ pub async fn run(
     Server::new(bundle, cfg, data, admin)?.run(shutdown).await
 }
 
-/// Serves both ports of `rt` until `shutdown` is cancelled, then finishes in-flight requests
-/// (closing connections still open after `limits.drain_timeout`) and closes the queue (the model
+/// Serves both HTTP ports of `rt`, and the gRPC server `grpc` when there is one, until
+/// `shutdown` is cancelled, then finishes in-flight requests (closing connections still open
+/// after `limits.drain_timeout`) and closes the queue once every port has stopped (the model
 /// thread drains it and exits).
 pub async fn serve(
     rt: Arc<Runtime>,
     data: TcpListener,
     admin: TcpListener,
+    grpc: Option<impl std::future::Future<Output = std::io::Result<()>>>,
     limits: ConnLimits,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let data_srv = serve_port(data, data_router(rt.clone()), limits, shutdown.clone());
     let admin_srv = serve_port(admin, admin_router(rt.clone()), limits, shutdown);
-    let (a, b) = tokio::join!(data_srv, admin_srv);
+    let grpc_srv = async {
+        match grpc {
+            Some(g) => g.await,
+            None => Ok(()),
+        }
+    };
+    let (a, b, g) = tokio::join!(data_srv, admin_srv, grpc_srv);
     a?;
     b?;
+    g?;
     rt.queue.close();
     Ok(())
 }

@@ -52,7 +52,7 @@ pub async fn start(bundle: Bundle, serve: ServeConfig, policy: Option<PolicyDocu
         Some(_) => Some(loopback().await?),
         None => None,
     };
-    let listeners = Listeners { data: loopback().await?, admin: loopback().await?, controller };
+    let listeners = Listeners { data: loopback().await?, admin: loopback().await?, grpc: None, controller };
     let stack = Stack::start(bundle, &serve, policy, listeners, CancellationToken::new())?;
     let ready = async {
         let http = http()?;
