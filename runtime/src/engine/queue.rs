@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::active::ConfigSwitch;
 use super::backend::Backend;
-use super::executor::{run_batch_answering, SampleResult};
+use super::executor::run_batch_answering;
+pub use super::replies::{BatchObserver, JobOutput};
 use super::replies::{Job, Replies};
 use super::EngineError;
 use crate::model::Bundle;
@@ -35,24 +36,6 @@ pub struct QueueConfig {
     /// Answer each request as soon as its images are answered (at their exits), not when the
     /// whole batch ends.
     pub answer_at_exit: bool,
-}
-
-/// What a job gets back.
-#[derive(Debug, Clone)]
-pub struct JobOutput {
-    /// One result per image, in order.
-    pub results: Vec<SampleResult>,
-    /// Config the batch ran on.
-    pub config_id: String,
-    /// Its generation.
-    pub generation: u64,
-    /// Seconds from enqueue to the start of compute.
-    pub queue_seconds: f64,
-    /// Seconds from the start of the batch's compute to this answer: the whole batch, or less
-    /// when the job was answered at its images' exits.
-    pub batch_seconds: f64,
-    /// Images in that batch.
-    pub batch_size: usize,
 }
 
 /// Why a job was not run.
@@ -80,17 +63,6 @@ pub enum SubmitError {
     /// The batch failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
-}
-
-/// Observer of the model thread's work, for metrics and load reports.
-pub trait BatchObserver: Send + Sync {
-    /// A batch of `images` ran on `config_id` in `seconds`; `dropped` jobs were abandoned by
-    /// their clients before compute.
-    fn batch(&self, config_id: &str, images: usize, seconds: f64, dropped: usize);
-
-    /// A job's images were answered; called just before its reply is sent (so its exits are
-    /// counted before the client sees the answer), at its exit or at the end of the batch.
-    fn answered(&self, results: &[SampleResult]);
 }
 
 /// The submitting side of the queue; cheap to clone.

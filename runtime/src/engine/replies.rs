@@ -9,8 +9,36 @@ use std::time::Instant;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::executor::{AnswerSink, SampleResult};
-use super::queue::{BatchObserver, JobOutput};
 use super::EngineError;
+
+/// What a job gets back.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    /// One result per image, in order.
+    pub results: Vec<SampleResult>,
+    /// Config the batch ran on.
+    pub config_id: String,
+    /// Its generation.
+    pub generation: u64,
+    /// Seconds from enqueue to the start of compute.
+    pub queue_seconds: f64,
+    /// Seconds from the start of the batch's compute to this answer: the whole batch, or less
+    /// when the job was answered at its images' exits.
+    pub batch_seconds: f64,
+    /// Images in that batch.
+    pub batch_size: usize,
+}
+
+/// Observer of the model thread's work, for metrics and load reports.
+pub trait BatchObserver: Send + Sync {
+    /// A batch of `images` ran on `config_id` in `seconds`; `dropped` jobs were abandoned by
+    /// their clients before compute.
+    fn batch(&self, config_id: &str, images: usize, seconds: f64, dropped: usize);
+
+    /// A job's images were answered; called just before its reply is sent (so its exits are
+    /// counted before the client sees the answer), at its exit or at the end of the batch.
+    fn answered(&self, results: &[SampleResult]);
+}
 
 /// A request's images waiting in the queue.
 pub(super) struct Job {
