@@ -7,9 +7,10 @@
 # Prints executions, corpus size, edges found, crashes and hangs per target; exits non-zero on
 # any crash or hang, whose inputs stay in target/afl/out/<target>/default/{crashes,hangs}/.
 # A longer run: DYCE_AFL_SECONDS=600 scripts/ci/fuzz_afl.sh [TARGET...]
-# DYCE_AFL_MERGE=1 also minimizes corpus + AFL's queue with afl-cmin and adds the new inputs
-# to fuzz/corpus/<target>/ as afl-*, for a commit (keep the corpus small: it is replayed by
-# `cargo test -p dyce-fuzz` and every fuzz run).
+# DYCE_AFL_MERGE=1 also minimizes corpus + AFL's queue with afl-cmin and adds a spread of the
+# new inputs to fuzz/corpus/<target>/ as afl-*, for a commit: at most DYCE_AFL_MERGE_FILES (100)
+# files and DYCE_AFL_MERGE_KB (96) KiB per target, since the corpus is replayed by
+# `cargo test -p dyce-fuzz` and by every fuzz run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -25,6 +26,8 @@ OUT="$PWD/target/afl/out"
 BIN="$BUILD/debug/dyce-fuzz-afl"
 AFL_DATA="${XDG_DATA_HOME:-$HOME/.local/share}/afl.rs"
 DICTS="$AFL_DATA/AFLplusplus/dictionaries"
+MERGE_FILES="${DYCE_AFL_MERGE_FILES:-100}"
+MERGE_BYTES=$((${DYCE_AFL_MERGE_KB:-96} * 1024))
 
 fail() {
     echo "fuzz_afl: $*" >&2
@@ -113,14 +116,22 @@ for t in "${names[@]}"; do
         cargo afl cmin -i "$out/all" -o "$min" -t "$TIMEOUT_MS" -- "$BIN" "$t" >"$out.cmin.log" 2>&1 \
             || fail "afl-cmin $t failed; see $out.cmin.log"
         known="$(for f in "$seeds"/*; do sha256sum <"$f"; done)"
-        added=0
-        for f in "$min"/*; do
+        # An even spread over the kept inputs ordered by size (small ones stop in the parser,
+        # large ones reach the validation behind it), within a budget per target: the whole
+        # minimized queue of a 90 s run is about 4 MB in 3,000 files, too much to commit and to
+        # replay in every test run.
+        kept=$(find "$min" -type f | wc -l)
+        step=$(((kept + MERGE_FILES - 1) / MERGE_FILES))
+        added=0 bytes=0
+        while read -r size f; do
             h="$(sha256sum <"$f" | cut -c1-64)"
             grep -qF "$h" <<<"$known" && continue
+            [ $added -lt "$MERGE_FILES" ] || break
+            [ $((bytes + size)) -le "$MERGE_BYTES" ] || continue
             cp "$f" "$seeds/afl-${h:0:16}"
-            added=$((added + 1))
-        done
-        echo "  merged: afl-cmin kept $(find "$min" -type f | wc -l) inputs, $added new in $seeds"
+            added=$((added + 1)) bytes=$((bytes + size))
+        done < <(find "$min" -type f -printf '%s %p\n' | sort -n | awk -v s="$step" 'NR % s == 1 || s == 1')
+        echo "  merged: afl-cmin kept $kept inputs; $added new ($bytes bytes) in $seeds"
     fi
 done
 echo "fuzz_afl: $((passed + failed)) targets in $(($(date +%s) - started)) s ($((built - started)) s build)"
