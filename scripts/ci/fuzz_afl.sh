@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The bounded coverage-guided fuzz run of scripts/test.sh: every decoder target of
 # fuzz/src/targets.rs under AFL++ (afl.rs, stable toolchain), seeded from fuzz/corpus/<target>/,
-# for DYCE_AFL_SECONDS of fuzzing each (default 15). Installs cargo-afl and AFL++ first
+# for DYCE_AFL_SECONDS of fuzzing each (default 10). Installs cargo-afl and AFL++ first
 # (scripts/ci/install_afl.sh), then builds the instrumented binary in target/afl/build (its own
 # target dir: other RUSTFLAGS, so it never invalidates the normal build).
 # Prints executions, corpus size, edges found, crashes and hangs per target; exits non-zero on
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 scripts/ci/install_afl.sh
 export PATH="$PWD/target/tools/bin:$PATH"
 
-SECS="${DYCE_AFL_SECONDS:-15}"
+SECS="${DYCE_AFL_SECONDS:-10}"
 # One input longer than this is a hang. Generous: the slowest legitimate input (a large image
 # decode in an unoptimized build on a loaded 2-core machine) takes well under a second.
 TIMEOUT_MS="${DYCE_AFL_TIMEOUT_MS:-5000}"
