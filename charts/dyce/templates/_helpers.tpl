@@ -195,3 +195,8 @@ chart's SloPolicy. */}}
 {{- define "dyce.autoscalingPolicy" -}}
 {{- .Values.autoscaling.policy | default .Values.sloPolicy.name | default (include "dyce.fullname" .) }}
 {{- end }}
+
+{{/* The earlier name of "dyce.runtimeIngress", kept for templates that include it. */}}
+{{- define "dyce.adminPortIngress" -}}
+{{- include "dyce.runtimeIngress" . }}
+{{- end }}
