@@ -167,7 +167,10 @@ networkPolicy.prometheus.enabled) and for the chart's test pod. */}}
 {{- with .Values.networkPolicy.prometheus }}
 {{- if or .enabled (include "dyce.runtimeScraped" $) }}
 {{- if or .namespaceLabels .podLabels }}
-{{- $peer := dict "podSelector" (dict "matchLabels" (.podLabels | default dict)) }}
+{{- $peer := dict "podSelector" dict }}
+{{- if .podLabels }}
+{{- $_ := set $peer "podSelector" (dict "matchLabels" .podLabels) }}
+{{- end }}
 {{- if .namespaceLabels }}
 {{- $_ := set $peer "namespaceSelector" (dict "matchLabels" .namespaceLabels) }}
 {{- end }}
