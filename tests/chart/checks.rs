@@ -76,7 +76,11 @@ pub fn check_rendered(r: &Rendered) {
                 // Only `helm test` hooks; a hook pod runs under the same profile as the rest.
                 let p: Pod = typed(obj);
                 let hook = p.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/hook"));
-                assert_eq!(hook.map(String::as_str), Some("test"), "{what}: a bare Pod that is not a test hook");
+                assert_eq!(
+                    hook.map(String::as_str),
+                    Some("test"),
+                    "{what}: a bare Pod that is not a test hook"
+                );
                 assert_ne!(r.flag("tests.enabled"), Some(false), "{what}: rendered with tests.enabled=false");
                 pods.push((what, p.metadata.labels.unwrap_or_default(), p.spec.unwrap()));
             }

@@ -63,7 +63,9 @@ fn all_pods(objects: &[Value]) -> Vec<(String, PodSpec)> {
     let mut pods = vec![];
     for o in objects {
         match kind_of(o).1 {
-            "Deployment" => pods.push((describe(o), typed::<Deployment>(o).spec.unwrap().template.spec.unwrap())),
+            "Deployment" => {
+                pods.push((describe(o), typed::<Deployment>(o).spec.unwrap().template.spec.unwrap()))
+            }
             "Pod" => pods.push((describe(o), typed::<Pod>(o).spec.unwrap())),
             _ => {}
         }
@@ -90,7 +92,11 @@ fn security_contexts_default_to_65532_and_openshift_drops_the_ids() {
     let defaults = render(&None);
     for (what, pod) in all_pods(&defaults) {
         let psc = pod.security_context.unwrap();
-        assert_eq!((psc.run_as_user, psc.run_as_group, psc.fs_group), (Some(UID), Some(UID), Some(UID)), "{what}");
+        assert_eq!(
+            (psc.run_as_user, psc.run_as_group, psc.fs_group),
+            (Some(UID), Some(UID), Some(UID)),
+            "{what}"
+        );
         for c in &pod.containers {
             assert_eq!(c.security_context.as_ref().unwrap().run_as_user, Some(UID), "{what} {}", c.name);
         }
@@ -107,7 +113,11 @@ fn security_contexts_default_to_65532_and_openshift_drops_the_ids() {
     assert!(pods.len() >= 3, "controller, runtime and test pods: {}", pods.len());
     for (what, pod) in pods {
         let psc = pod.security_context.clone().unwrap();
-        assert_eq!((psc.run_as_user, psc.run_as_group, psc.fs_group), (None, None, None), "{what}: ids left to the SCC");
+        assert_eq!(
+            (psc.run_as_user, psc.run_as_group, psc.fs_group),
+            (None, None, None),
+            "{what}: ids left to the SCC"
+        );
         assert_eq!(psc.run_as_non_root, Some(true), "{what}");
         let containers = pod.containers.iter().chain(pod.init_containers.iter().flatten());
         for c in containers {
@@ -117,12 +127,19 @@ fn security_contexts_default_to_65532_and_openshift_drops_the_ids() {
         }
         check_restricted(&pod, &what);
     }
-    assert_eq!(token_mode(&openshift), Some(0o444), "without an fsGroup the controller's token is world-readable");
+    assert_eq!(
+        token_mode(&openshift),
+        Some(0o444),
+        "without an fsGroup the controller's token is world-readable"
+    );
 
     // Any other field of the contexts can be set; unknown ones are refused by the schema.
     let pod = pod_of(&ok("runtime:\n  podSecurityContext:\n    supplementalGroups: [1000]\n"), "-runtime");
     assert_eq!(pod.security_context.unwrap().supplemental_groups, Some(vec![1000]));
-    assert!(template("runtime:\n  securityContext:\n    runAsUsr: 1\n", &[]).is_err(), "misspelt field accepted");
+    assert!(
+        template("runtime:\n  securityContext:\n    runAsUsr: 1\n", &[]).is_err(),
+        "misspelt field accepted"
+    );
 }
 
 #[test]
@@ -131,16 +148,25 @@ fn the_grace_period_covers_the_drain() {
     let grace = |objects: &[Value]| pod_of(objects, "-runtime").termination_grace_period_seconds;
     let pod = pod_of(&render(&None), "-runtime");
     let c = runtime(&pod);
-    assert_eq!((env_value(c, "DYCE_DRAIN_DELAY"), env_value(c, "DYCE_DRAIN_TIMEOUT")), (Some("5"), Some("20")));
+    assert_eq!(
+        (env_value(c, "DYCE_DRAIN_DELAY"), env_value(c, "DYCE_DRAIN_TIMEOUT")),
+        (Some("5"), Some("20"))
+    );
     assert_eq!(pod.termination_grace_period_seconds, Some(30), "5 s delay + 20 s timeout + 5 s");
 
     assert_eq!(grace(&ok("runtime:\n  drain:\n    delaySeconds: 12.5\n    timeoutSeconds: 40\n")), Some(58));
-    assert_eq!(grace(&ok("runtime:\n  terminationGracePeriodSeconds: 26\n")), Some(26), "delay + timeout + 1");
+    assert_eq!(
+        grace(&ok("runtime:\n  terminationGracePeriodSeconds: 26\n")),
+        Some(26),
+        "delay + timeout + 1"
+    );
     refused("runtime:\n  terminationGracePeriodSeconds: 25\n", "runtime.terminationGracePeriodSeconds (25)");
     refused("runtime:\n  terminationGracePeriodSeconds: 10\n  drain:\n    delaySeconds: 0\n", "at least");
 
     // The sidecar example's pod gets the same grace period.
-    let sidecar = ok("runtime:\n  enabled: false\n  drain:\n    timeoutSeconds: 50\nsidecarExample:\n  enabled: true\n");
+    let sidecar = ok(
+        "runtime:\n  enabled: false\n  drain:\n    timeoutSeconds: 50\nsidecarExample:\n  enabled: true\n",
+    );
     assert_eq!(pod_of(&sidecar, "-sidecar-example").termination_grace_period_seconds, Some(60));
 }
 
@@ -164,7 +190,11 @@ fn runtime_flags_probes_and_spread_follow_the_values() {
         assert_eq!(env_value(c, name), want, "default {name}");
     }
     let controller = pod_of(&defaults, "-controller");
-    assert_eq!(env_value(&controller.containers[0], "DYCE_LOG_FORMAT"), Some("json"), "controller log format");
+    assert_eq!(
+        env_value(&controller.containers[0], "DYCE_LOG_FORMAT"),
+        Some("json"),
+        "controller log format"
+    );
     // A soft spread over nodes, counting this release's runtime pods.
     let spread = pod.topology_spread_constraints.as_deref().unwrap_or_default();
     assert_eq!(spread.len(), 1, "one default spread constraint");
@@ -198,7 +228,11 @@ fn runtime_flags_probes_and_spread_follow_the_values() {
     assert_eq!((r.period_seconds, r.timeout_seconds, r.failure_threshold), (Some(2), Some(1), Some(1)));
     let spread = pod.topology_spread_constraints.unwrap();
     let selector = |i: usize| spread[i].label_selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap();
-    assert_eq!(selector(0).get("app.kubernetes.io/component").map(String::as_str), Some("runtime"), "filled in");
+    assert_eq!(
+        selector(0).get("app.kubernetes.io/component").map(String::as_str),
+        Some("runtime"),
+        "filled in"
+    );
     assert_eq!(selector(1).get("tier").map(String::as_str), Some("inference"), "a selector given is kept");
 }
 
@@ -206,8 +240,14 @@ fn runtime_flags_probes_and_spread_follow_the_values() {
 #[ignore = "needs helm: scripts/ci/install_helm.sh"]
 fn grpc_is_exposed_unless_turned_off() {
     let service = |objects: &[Value]| -> Vec<(String, i64)> {
-        let s = objects.iter().find(|o| kind_of(o).1 == "Service" && name_of(o).ends_with("-runtime")).unwrap();
-        s["spec"]["ports"].as_array().unwrap().iter().map(|p| (p["name"].as_str().unwrap().into(), p["port"].as_i64().unwrap())).collect()
+        let s =
+            objects.iter().find(|o| kind_of(o).1 == "Service" && name_of(o).ends_with("-runtime")).unwrap();
+        s["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap().into(), p["port"].as_i64().unwrap()))
+            .collect()
     };
     let defaults = render(&None);
     assert_eq!(service(&defaults), [("http".into(), 8080), ("grpc".into(), 8081)]);
@@ -222,7 +262,10 @@ fn grpc_is_exposed_unless_turned_off() {
 #[ignore = "needs helm: scripts/ci/install_helm.sh"]
 fn an_autoscaler_owns_the_runtime_replicas() {
     let hpa = ci("hpa-values.yaml");
-    assert!(deployment(&hpa, "-runtime").spec.unwrap().replicas.is_none(), "runtime.replicas: 3 ignored under the HPA");
+    assert!(
+        deployment(&hpa, "-runtime").spec.unwrap().replicas.is_none(),
+        "runtime.replicas: 3 ignored under the HPA"
+    );
     let h = of_kind(&hpa, "HorizontalPodAutoscaler");
     assert_eq!(h.len(), 1);
     assert_eq!(h[0]["spec"]["minReplicas"], 2);
@@ -238,14 +281,23 @@ fn an_autoscaler_owns_the_runtime_replicas() {
     let so = of_kind(&keda, "ScaledObject");
     assert_eq!(so.len(), 1);
     let t = &so[0]["spec"]["triggers"][0];
-    assert_eq!(t["metadata"]["query"], r#"max(dyce_controller_desired_replicas{namespace="serving", policy="fmnist-p99"})"#);
+    assert_eq!(
+        t["metadata"]["query"],
+        r#"max(dyce_controller_desired_replicas{namespace="serving", policy="fmnist-p99"})"#
+    );
     assert_eq!(t["authenticationRef"]["name"], "prometheus-auth");
     assert!(of_kind(&keda, "HorizontalPodAutoscaler").is_empty(), "KEDA makes its own HPA");
 
     refused("autoscaling:\n  hpa: {enabled: true}\n  keda: {enabled: true, serverAddress: http://p:9090, ignoreCapabilities: true}\n", "exclusive");
-    refused("autoscaling:\n  keda: {enabled: true, ignoreCapabilities: true}\n", "autoscaling.keda.serverAddress");
+    refused(
+        "autoscaling:\n  keda: {enabled: true, ignoreCapabilities: true}\n",
+        "autoscaling.keda.serverAddress",
+    );
     refused("autoscaling:\n  hpa: {enabled: true}\nruntime:\n  enabled: false\n", "runtime.enabled is false");
-    refused("autoscaling:\n  minReplicas: 5\n  maxReplicas: 4\n  hpa: {enabled: true}\n", "above autoscaling.maxReplicas");
+    refused(
+        "autoscaling:\n  minReplicas: 5\n  maxReplicas: 4\n  hpa: {enabled: true}\n",
+        "above autoscaling.maxReplicas",
+    );
     // Without KEDA's API in the cluster: an error, not a Deployment left at one replica.
     let keda_on = "autoscaling:\n  keda: {enabled: true, serverAddress: http://p:9090}\n";
     refused(keda_on, "does not serve keda.sh/v1alpha1");
@@ -272,9 +324,16 @@ fn monitors_need_the_operator_api_and_open_the_metrics_port() {
     let without = template(yaml, &[]).unwrap();
     assert_eq!(of_kind(&without, "PodMonitor").len() + of_kind(&without, "PrometheusRule").len(), 0);
     assert!(scrapers(&without).is_empty());
-    for extra in [&["--api-versions", "monitoring.coreos.com/v1"][..], &["--set", "monitoring.ignoreCapabilities=true"]] {
+    for extra in [
+        &["--api-versions", "monitoring.coreos.com/v1"][..],
+        &["--set", "monitoring.ignoreCapabilities=true"],
+    ] {
         let with = template(yaml, extra).unwrap();
-        assert_eq!((of_kind(&with, "PodMonitor").len(), of_kind(&with, "PrometheusRule").len()), (2, 1), "{extra:?}");
+        assert_eq!(
+            (of_kind(&with, "PodMonitor").len(), of_kind(&with, "PrometheusRule").len()),
+            (2, 1),
+            "{extra:?}"
+        );
         // kube-prometheus-stack's Prometheus pods, in whatever namespace the stack runs.
         let peers = scrapers(&with);
         assert_eq!(peers.len(), 1, "{extra:?}: {peers:?}");

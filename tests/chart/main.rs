@@ -320,10 +320,7 @@ fn documented_values() -> BTreeMap<String, String> {
         let default =
             default.unwrap_or_else(|| panic!("README.md: default of {key} not in backticks: {line}"));
         assert!(!cells[2].is_empty(), "README.md: {key} has no description");
-        assert!(
-            rows.insert(key.clone(), default.to_string()).is_none(),
-            "README.md: {key} listed twice"
-        );
+        assert!(rows.insert(key.clone(), default.to_string()).is_none(), "README.md: {key} listed twice");
     }
     rows
 }

@@ -13,9 +13,10 @@ use super::render::*;
 use super::*;
 
 fn selects_component(p: &NetworkPolicyPeer, component: &str) -> bool {
-    p.pod_selector.as_ref().and_then(|s| s.match_labels.as_ref()).is_some_and(|l| {
-        l.get("app.kubernetes.io/component").map(String::as_str) == Some(component)
-    })
+    p.pod_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.as_ref())
+        .is_some_and(|l| l.get("app.kubernetes.io/component").map(String::as_str) == Some(component))
 }
 
 /// Data and gRPC ports open to every peer; the admin port to the controller only; the metrics
@@ -30,7 +31,10 @@ pub fn check_network_policy(r: &Rendered, np: &NetworkPolicy, what: &str) {
     let peers = |name: &str| -> Vec<&NetworkPolicyPeer> {
         let with_port: Vec<_> = rules.iter().filter(|rule| has_port(rule, name)).collect();
         for rule in &with_port {
-            assert!(rule.from.as_ref().is_some_and(|f| !f.is_empty()), "{what}: port {name} open to every peer");
+            assert!(
+                rule.from.as_ref().is_some_and(|f| !f.is_empty()),
+                "{what}: port {name} open to every peer"
+            );
         }
         with_port.iter().flat_map(|rule| rule.from.iter().flatten()).collect()
     };
@@ -43,7 +47,11 @@ pub fn check_network_policy(r: &Rendered, np: &NetworkPolicy, what: &str) {
     let scrapers: Vec<_> = peers("metrics").into_iter().filter(|p| !selects_component(p, "test")).collect();
     let monitors = r.count("PodMonitor") + r.count("ServiceMonitor");
     let scraped = monitors > 0 || r.flag("networkPolicy.prometheus.enabled") == Some(true);
-    assert_eq!(!scrapers.is_empty(), scraped, "{what}: Prometheus admitted to the metrics port: {scrapers:?}");
+    assert_eq!(
+        !scrapers.is_empty(),
+        scraped,
+        "{what}: Prometheus admitted to the metrics port: {scrapers:?}"
+    );
     for p in &scrapers {
         let labels = p.pod_selector.as_ref().and_then(|s| s.match_labels.as_ref());
         let ns = p.namespace_selector.as_ref().and_then(|s| s.match_labels.as_ref());
@@ -52,7 +60,8 @@ pub fn check_network_policy(r: &Rendered, np: &NetworkPolicy, what: &str) {
             "{what}: the metrics port admits every pod: {p:?}"
         );
     }
-    let open = |name: &str| rules.iter().any(|r| has_port(r, name) && r.from.as_ref().is_none_or(|f| f.is_empty()));
+    let open =
+        |name: &str| rules.iter().any(|r| has_port(r, name) && r.from.as_ref().is_none_or(|f| f.is_empty()));
     assert!(open("http"), "{what}: the data port is not open to every peer");
     let grpc = r.value("runtime.grpc.enabled").and_then(Value::as_bool) != Some(false);
     assert_eq!(open("grpc"), grpc, "{what}: the gRPC port open exactly when runtime.grpc.enabled");
@@ -114,12 +123,17 @@ pub fn check_hpa(r: &Rendered, hpa: &HorizontalPodAutoscaler, what: &str) {
     assert_eq!(r.flag("autoscaling.hpa.enabled"), Some(true), "{what}: rendered while not enabled");
     let spec = hpa.spec.as_ref().unwrap();
     assert_eq!(spec.scale_target_ref.kind, "Deployment", "{what}: target kind");
-    assert!(spec.scale_target_ref.name.ends_with("-runtime"), "{what}: target {}", spec.scale_target_ref.name);
+    assert!(
+        spec.scale_target_ref.name.ends_with("-runtime"),
+        "{what}: target {}",
+        spec.scale_target_ref.name
+    );
     assert!(spec.min_replicas.unwrap_or(1) <= spec.max_replicas, "{what}: min above max");
     let metrics = spec.metrics.as_deref().unwrap_or_default();
     assert_eq!(metrics.len(), 1, "{what}: one metric");
     let ext = metrics[0].external.as_ref().unwrap_or_else(|| panic!("{what}: not an External metric"));
-    let policy = ext.metric.selector.as_ref().and_then(|s| s.match_labels.as_ref()).and_then(|l| l.get("policy"));
+    let policy =
+        ext.metric.selector.as_ref().and_then(|s| s.match_labels.as_ref()).and_then(|l| l.get("policy"));
     assert!(policy.is_some_and(|p| !p.is_empty()), "{what}: selects no policy");
     assert_eq!(ext.target.type_, "AverageValue", "{what}: target type");
     assert_eq!(ext.target.average_value.as_ref().map(|q| q.0.as_str()), Some("1"), "{what}: averageValue");
@@ -130,7 +144,10 @@ pub fn check_hpa(r: &Rendered, hpa: &HorizontalPodAutoscaler, what: &str) {
 pub fn check_scaled_object(r: &Rendered, obj: &Value, what: &str) {
     assert_eq!(r.flag("autoscaling.keda.enabled"), Some(true), "{what}: rendered while not enabled");
     let spec = &obj["spec"];
-    assert!(spec["scaleTargetRef"]["name"].as_str().is_some_and(|n| n.ends_with("-runtime")), "{what}: target");
+    assert!(
+        spec["scaleTargetRef"]["name"].as_str().is_some_and(|n| n.ends_with("-runtime")),
+        "{what}: target"
+    );
     let (min, max) = (spec["minReplicaCount"].as_u64(), spec["maxReplicaCount"].as_u64());
     assert!(min.zip(max).is_some_and(|(a, b)| a <= b), "{what}: replica bounds {min:?} {max:?}");
     let triggers = spec["triggers"].as_array().unwrap_or_else(|| panic!("{what}: no triggers"));
@@ -141,10 +158,21 @@ pub fn check_scaled_object(r: &Rendered, obj: &Value, what: &str) {
     let query = t["metadata"]["query"].as_str().unwrap_or_default();
     assert!(query.contains("dyce_controller_desired_replicas{"), "{what}: query {query}");
     assert!(query.contains(&format!("namespace=\"{NAMESPACE}\"")), "{what}: query {query}");
-    assert!(t["metadata"]["serverAddress"].as_str().is_some_and(|a| a.starts_with("http")), "{what}: serverAddress");
+    assert!(
+        t["metadata"]["serverAddress"].as_str().is_some_and(|a| a.starts_with("http")),
+        "{what}: serverAddress"
+    );
     assert_eq!(t["metadata"]["threshold"], "1", "{what}: threshold (a string, as KEDA wants)");
     for key in spec.as_object().unwrap().keys() {
-        let known = ["scaleTargetRef", "minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod", "advanced", "triggers"];
+        let known = [
+            "scaleTargetRef",
+            "minReplicaCount",
+            "maxReplicaCount",
+            "pollingInterval",
+            "cooldownPeriod",
+            "advanced",
+            "triggers",
+        ];
         assert!(known.contains(&key.as_str()), "{what}: spec.{key} is not a ScaledObject field");
     }
 }

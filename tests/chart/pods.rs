@@ -86,14 +86,21 @@ pub fn check_runtime_container(c: &Container, pod: &PodSpec, what: &str) {
         let v = env_f64(c, name).unwrap_or_else(|| panic!("{what}: no {name}"));
         assert!(v > 0.0 && v <= default * 10.0, "{what}: {name}={v}");
     }
-    let body = env_value(c, "DYCE_MAX_BODY_BYTES").unwrap_or_else(|| panic!("{what}: no DYCE_MAX_BODY_BYTES"));
-    assert!(body.parse::<u64>().is_ok_and(|b| b > 0), "{what}: DYCE_MAX_BODY_BYTES={body} is not a byte count");
+    let body =
+        env_value(c, "DYCE_MAX_BODY_BYTES").unwrap_or_else(|| panic!("{what}: no DYCE_MAX_BODY_BYTES"));
+    assert!(
+        body.parse::<u64>().is_ok_and(|b| b > 0),
+        "{what}: DYCE_MAX_BODY_BYTES={body} is not a byte count"
+    );
     // The kubelet kills the pod after the grace period: it must cover the drain delay and the
     // drain timeout, or requests the runtime is still finishing are cut.
     let delay = env_f64(c, "DYCE_DRAIN_DELAY").unwrap_or_else(|| panic!("{what}: no DYCE_DRAIN_DELAY"));
     let timeout = env_f64(c, "DYCE_DRAIN_TIMEOUT").unwrap_or_else(|| panic!("{what}: no DYCE_DRAIN_TIMEOUT"));
     let grace = pod.termination_grace_period_seconds.unwrap_or(30) as f64;
-    assert!(grace >= delay + timeout + 1.0, "{what}: grace period {grace} s < drain {delay} s + {timeout} s + 1 s");
+    assert!(
+        grace >= delay + timeout + 1.0,
+        "{what}: grace period {grace} s < drain {delay} s + {timeout} s + 1 s"
+    );
     assert_eq!(arg_after(c, "--data-addr"), Some("0.0.0.0:8080"), "{what}: --data-addr");
     assert_eq!(arg_after(c, "--admin-addr"), Some("0.0.0.0:9090"), "{what}: --admin-addr");
     assert_eq!(arg_after(c, "--admin-token-file"), Some(TOKEN_PATH), "{what}: --admin-token-file");

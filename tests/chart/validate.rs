@@ -33,8 +33,9 @@ fn kubernetes_validate() -> PathBuf {
     if installed.exists() {
         return installed;
     }
-    let on_path = std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("kubernetes-validate")).find(|p| p.is_file()));
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).map(|d| d.join("kubernetes-validate")).find(|p| p.is_file())
+    });
     on_path.unwrap_or_else(|| {
         panic!(
             "kubernetes-validate not found: run scripts/ci/install_kubernetes_validate.sh (installs {}), \
@@ -75,6 +76,8 @@ fn every_built_in_object_passes_kubernetes_validate() {
             validated += passed;
         }
     }
-    eprintln!("kubernetes-validate: {validated} object validations passed, {skipped} custom resources skipped");
+    eprintln!(
+        "kubernetes-validate: {validated} object validations passed, {skipped} custom resources skipped"
+    );
     assert!(validated > 0);
 }
