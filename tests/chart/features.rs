@@ -377,3 +377,43 @@ fn helm_test_checks_readiness_metrics_and_the_controller() {
     let s = script(&ok("controller:\n  enabled: false\n")).unwrap();
     assert!(!s.contains("/readyz"), "{s}");
 }
+
+/// The chart configures the binary through environment variables, which the binary ignores when
+/// it does not know them: every `DYCE_*` variable a value set gives the runtime or the
+/// controller must be the `env` of one of that command's flags, as its `--help` lists them.
+#[test]
+#[ignore = "needs helm: scripts/ci/install_helm.sh"]
+fn every_variable_the_chart_sets_is_a_flag_of_the_binary() {
+    let help = |command: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dyce"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dyce {command} --help");
+        text(&out.stdout)
+    };
+    let (serve, control) = (help("serve"), help("control"));
+    let (mut checked, mut missing) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for values in value_sets() {
+        for (what, pod) in all_pods(&render(&values)) {
+            for c in &pod.containers {
+                let help = if is_runtime(c) {
+                    &serve
+                } else if is_controller(c) {
+                    &control
+                } else {
+                    continue;
+                };
+                let command = &c.args.as_ref().unwrap()[0];
+                for e in c.env.iter().flatten().filter(|e| e.name.starts_with("DYCE_")) {
+                    if !help.contains(&format!("[env: {}=", e.name)) {
+                        missing.insert(format!("{} (dyce {command}, set for {what})", e.name));
+                    }
+                    checked.insert(e.name.clone());
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "variables the chart sets that are no flag of the binary: {missing:#?}");
+    assert!(checked.len() >= 15, "only {checked:?}");
+}
