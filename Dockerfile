@@ -9,11 +9,15 @@ FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 COPY . .
 # The caches only speed up rebuilds (BuildKit); the binary is copied out of the cached target/.
+# The release profile keeps line tables for local profiling and backtraces (207 MiB); the image
+# ships the copy without debug sections (47 MiB) but with its symbol table, so a panic's backtrace
+# still names functions (stripping everything would save 6.5 MiB more). Sizes: docs/install.md.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin dyce \
-    && install -D -m 0755 target/release/dyce /out/dyce
+    && install -D -m 0755 target/release/dyce /out/dyce \
+    && strip --strip-debug /out/dyce
 
 # glibc and libgcc_s, nothing else: no shell, no package manager.
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -20,3 +20,4 @@ if ! python3 -c 'import onnxruntime, onnx, numpy, safetensors, pytest, tritoncli
 fi
 python3 -c 'import onnxruntime, onnx; print("setup: onnxruntime", onnxruntime.__version__, "onnx", onnx.__version__)'
 scripts/ci/install_helm.sh
+scripts/ci/install_kubernetes_validate.sh

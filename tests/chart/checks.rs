@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret, Service, ServiceAccount};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -58,23 +59,35 @@ pub fn check_rendered(r: &Rendered) {
                 let s: Service = typed(obj);
                 let spec = s.spec.unwrap();
                 for p in spec.ports.iter().flatten() {
-                    let admin = matches!(&p.target_port, Some(IntOrString::String(t)) if t == "admin")
-                        || matches!(&p.target_port, Some(IntOrString::Int(9090)));
-                    if admin {
-                        // Only the opt-in headless Service for the runtimes' ServiceMonitor.
-                        assert_eq!(
-                            spec.cluster_ip.as_deref(),
-                            Some("None"),
-                            "{what}: the admin port in a Service"
-                        );
-                        assert_eq!(
-                            r.flag("monitoring.serviceMonitor.enabled"),
-                            Some(true),
-                            "{what}: admin Service"
-                        );
+                    let target = |name: &str, port: i32| {
+                        matches!(&p.target_port, Some(IntOrString::String(t)) if t == name)
+                            || matches!(&p.target_port, Some(IntOrString::Int(n)) if *n == port)
+                    };
+                    // The admin port can switch configurations: reached pod by pod, never through
+                    // a Service.
+                    assert!(!target("admin", 9090), "{what}: the admin port in a Service");
+                    if target("metrics", 9091) && !name.ends_with("-controller") {
+                        // Only the headless Service that lists the runtime pods' metrics ports.
+                        assert_eq!(spec.cluster_ip.as_deref(), Some("None"), "{what}: metrics Service");
                     }
                 }
             }
+            ("v1", "Pod") => {
+                // Only `helm test` hooks; a hook pod runs under the same profile as the rest.
+                let p: Pod = typed(obj);
+                let hook = p.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/hook"));
+                assert_eq!(
+                    hook.map(String::as_str),
+                    Some("test"),
+                    "{what}: a bare Pod that is not a test hook"
+                );
+                assert_ne!(r.flag("tests.enabled"), Some(false), "{what}: rendered with tests.enabled=false");
+                pods.push((what, p.metadata.labels.unwrap_or_default(), p.spec.unwrap()));
+            }
+            ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+                check_hpa(r, &typed::<HorizontalPodAutoscaler>(obj), &what)
+            }
+            ("keda.sh/v1alpha1", "ScaledObject") => check_scaled_object(r, obj, &what),
             ("v1", "ServiceAccount") => {
                 typed::<ServiceAccount>(obj);
                 service_accounts.insert(name.to_string());
@@ -105,7 +118,7 @@ pub fn check_rendered(r: &Rendered) {
                 let subjects = b.subjects.unwrap_or_default().into_iter().map(|s| s.name).collect();
                 bindings.push((what, format!("{}/{}", b.role_ref.kind, b.role_ref.name), subjects));
             }
-            ("networking.k8s.io/v1", "NetworkPolicy") => check_network_policy(&typed(obj), &what),
+            ("networking.k8s.io/v1", "NetworkPolicy") => check_network_policy(r, &typed(obj), &what),
             ("policy/v1", "PodDisruptionBudget") => {
                 let p: PodDisruptionBudget = typed(obj);
                 let spec = p.spec.unwrap();
@@ -156,6 +169,11 @@ pub fn check_rendered(r: &Rendered) {
         }
         for v in pod.volumes.iter().flatten() {
             if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) {
+                if v.name == "dyce-metrics-token" {
+                    let want = r.value("runtime.metrics.token.existingSecret").and_then(Value::as_str);
+                    assert_eq!(Some(name), want, "{what}: the metrics token's Secret");
+                    continue;
+                }
                 match existing {
                     Some(e) => assert_eq!(name, e, "{what}: volume {}", v.name),
                     None => assert!(secrets.contains(name), "{what}: volume {} names Secret {name}", v.name),

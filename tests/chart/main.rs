@@ -2,17 +2,22 @@
 //! values and every value set in `charts/dyce/ci/`; every rendered object deserialised into its
 //! Kubernetes type with nothing dropped (k8s-openapi ignores unknown fields, so a misspelt or
 //! misplaced field shows as a difference after a round trip); the restricted pod security
-//! profile, probes, ports and RBAC; the schema refusing misspelt keys; the values reference in
-//! docs/install.md against values.yaml; the chart's copies of the dashboards and rules.
+//! profile, probes, ports and RBAC; the schema refusing misspelt keys; the values table of the
+//! chart's README against values.yaml, and `helm show readme`; the chart's copies of the
+//! dashboards and rules; kubernetes-validate over every rendered built-in object (validate.rs);
+//! security contexts, drain, autoscaling, monitors and `helm test` (features.rs).
 //!
 //! Tests that run helm are `#[ignore]`d for a plain `cargo test`; `scripts/test.sh` runs them
-//! (`--include-ignored`) after `scripts/ci/setup.sh` installed helm. A missing helm is a failure.
+//! (`--include-ignored`) after `scripts/ci/setup.sh` installed helm and kubernetes-validate. A
+//! missing tool is a failure.
 
 mod checks;
+mod features;
 mod model;
 mod objects;
 mod pods;
 mod render;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -86,7 +91,8 @@ fn value_sets_render_what_they_switch_on() {
     for (kind, n) in [
         ("CustomResourceDefinition", 1),
         ("Deployment", 2),
-        ("Service", 2),
+        ("Service", 3),
+        ("Pod", 1),
         ("ServiceAccount", 1),
         ("Secret", 1),
         ("ClusterRole", 1),
@@ -231,6 +237,9 @@ fn misspelt_values_are_refused_by_the_schema() {
         ("monitoring:\n  podMonitor:\n    additionalLabel: {release: x}\n", "additionalLabel"),
         ("runtime:\n  resources:\n    limits:\n      cpus: \"2\"\n", "cpus"),
         ("networkPolicy:\n  prometheus:\n    podSelector: {app: prometheus}\n", "podSelector"),
+        ("runtime:\n  drain:\n    delaySecs: 3\n", "delaySecs"),
+        ("autoscaling:\n  keda:\n    serverAdress: http://p:9090\n", "serverAdress"),
+        ("runtime:\n  topologySpreadConstraints:\n    - {maxSkew: 1, topologyKey: k, whenUnsatisfiable: ScheduleAnyway, labelSelektor: {}}\n", "labelSelektor"),
     ];
     for (i, (yaml, key)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("bad{i}.yaml"));
@@ -257,6 +266,10 @@ fn misspelt_values_are_refused_by_the_schema() {
         "sloPolicy:\n  maxAccuracyDrop: 3\n",
         "sloPolicy:\n  control:\n    onMissingSignals: panic\n",
         "sloPolicy:\n  objective:\n    latency:\n      threshold: fast\n",
+        "runtime:\n  logFormat: yaml\n",
+        "runtime:\n  drain:\n    delaySeconds: -1\n",
+        "runtime:\n  http:\n    headerTimeoutSeconds: 0\n",
+        "autoscaling:\n  minReplicas: 0\n",
     ] {
         let file = dir.path().join("bad-type.yaml");
         std::fs::write(&file, yaml).unwrap();
@@ -292,41 +305,38 @@ fn leaves(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
     }
 }
 
-/// Rows of the table under "## Values reference" in docs/install.md: key → default cell.
+/// Rows of the table under "## Values" in the chart's README.md: key → default cell.
 fn documented_values() -> BTreeMap<String, String> {
-    let doc = std::fs::read_to_string(repo().join("docs/install.md")).expect("docs/install.md");
-    let start = doc.find("\n## Values reference").expect("docs/install.md: no '## Values reference' section");
+    let doc = std::fs::read_to_string(chart().join("README.md")).expect("charts/dyce/README.md");
+    let start = doc.find("\n## Values\n").expect("charts/dyce/README.md: no '## Values' section");
     let section = &doc[start + 1..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     let mut rows = BTreeMap::new();
     for line in section.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
-        assert!(cells.len() >= 3, "docs/install.md: a values row needs key, default, description: {line}");
+        assert!(cells.len() >= 3, "README.md: a values row needs key, default, description: {line}");
         let key = cells[0].trim_matches('`').to_string();
         let default = cells[1].strip_prefix('`').and_then(|c| c.strip_suffix('`'));
         let default =
-            default.unwrap_or_else(|| panic!("docs/install.md: default of {key} not in backticks: {line}"));
-        assert!(!cells[2].is_empty(), "docs/install.md: {key} has no description");
-        assert!(
-            rows.insert(key.clone(), default.to_string()).is_none(),
-            "docs/install.md: {key} listed twice"
-        );
+            default.unwrap_or_else(|| panic!("README.md: default of {key} not in backticks: {line}"));
+        assert!(!cells[2].is_empty(), "README.md: {key} has no description");
+        assert!(rows.insert(key.clone(), default.to_string()).is_none(), "README.md: {key} listed twice");
     }
     rows
 }
 
 #[test]
-fn install_doc_lists_exactly_the_values_with_their_defaults() {
+fn chart_readme_lists_exactly_the_values_with_their_defaults() {
     let mut values = BTreeMap::new();
     leaves(&chart_values(), "", &mut values);
     let doc = documented_values();
     let missing: Vec<&String> = values.keys().filter(|k| !doc.contains_key(*k)).collect();
     let stale: Vec<&String> = doc.keys().filter(|k| !values.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "keys of values.yaml missing from docs/install.md: {missing:?}");
-    assert!(stale.is_empty(), "docs/install.md lists keys values.yaml does not have: {stale:?}");
+    assert!(missing.is_empty(), "keys of values.yaml missing from the chart's README.md: {missing:?}");
+    assert!(stale.is_empty(), "the chart's README.md lists keys values.yaml does not have: {stale:?}");
     for (key, default) in &doc {
         let parsed = yaml_to_json_scalar(default);
-        assert_eq!(&parsed, &values[key], "docs/install.md: default of {key} is `{default}`");
+        assert_eq!(&parsed, &values[key], "README.md: default of {key} is `{default}`");
     }
 }
 

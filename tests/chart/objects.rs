@@ -3,38 +3,68 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
 use super::render::*;
 use super::*;
 
-pub fn check_network_policy(np: &NetworkPolicy, what: &str) {
+fn selects_component(p: &NetworkPolicyPeer, component: &str) -> bool {
+    p.pod_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.as_ref())
+        .is_some_and(|l| l.get("app.kubernetes.io/component").map(String::as_str) == Some(component))
+}
+
+/// Data and gRPC ports open to every peer; the admin port to the controller only; the metrics
+/// port to Prometheus exactly when something scrapes it, and to the test pod.
+pub fn check_network_policy(r: &Rendered, np: &NetworkPolicy, what: &str) {
     let spec = np.spec.as_ref().unwrap();
     assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string()][..]), "{what}: policyTypes");
     let rules = spec.ingress.as_deref().unwrap_or_default();
     let has_port = |rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule, name: &str| {
         rule.ports.iter().flatten().any(|p| matches!(&p.port, Some(IntOrString::String(s)) if s == name))
     };
-    let mut admin_rules = 0;
-    for rule in rules {
-        if has_port(rule, "admin") {
-            admin_rules += 1;
-            let from = rule.from.as_deref().unwrap_or_default();
-            assert!(!from.is_empty(), "{what}: the admin port is open to every peer");
-            let controller = from.iter().any(|p| {
-                p.pod_selector.as_ref().and_then(|s| s.match_labels.as_ref()).is_some_and(|l| {
-                    l.get("app.kubernetes.io/component").map(String::as_str) == Some("controller")
-                })
-            });
-            assert!(controller, "{what}: the controller may not reach the admin port");
+    let peers = |name: &str| -> Vec<&NetworkPolicyPeer> {
+        let with_port: Vec<_> = rules.iter().filter(|rule| has_port(rule, name)).collect();
+        for rule in &with_port {
+            assert!(
+                rule.from.as_ref().is_some_and(|f| !f.is_empty()),
+                "{what}: port {name} open to every peer"
+            );
         }
+        with_port.iter().flat_map(|rule| rule.from.iter().flatten()).collect()
+    };
+    let admin = peers("admin");
+    assert!(!admin.is_empty(), "{what}: no rule for the admin port");
+    assert!(
+        admin.iter().all(|p| selects_component(p, "controller")),
+        "{what}: the admin port admits more than the controller: {admin:?}"
+    );
+    let scrapers: Vec<_> = peers("metrics").into_iter().filter(|p| !selects_component(p, "test")).collect();
+    let monitors = r.count("PodMonitor") + r.count("ServiceMonitor");
+    let scraped = monitors > 0 || r.flag("networkPolicy.prometheus.enabled") == Some(true);
+    assert_eq!(
+        !scrapers.is_empty(),
+        scraped,
+        "{what}: Prometheus admitted to the metrics port: {scrapers:?}"
+    );
+    for p in &scrapers {
+        let labels = p.pod_selector.as_ref().and_then(|s| s.match_labels.as_ref());
+        let ns = p.namespace_selector.as_ref().and_then(|s| s.match_labels.as_ref());
+        assert!(
+            labels.is_some_and(|l| !l.is_empty()) || ns.is_some_and(|l| !l.is_empty()),
+            "{what}: the metrics port admits every pod: {p:?}"
+        );
     }
-    assert_eq!(admin_rules, 1, "{what}: one rule for the admin port");
-    let open = rules.iter().any(|r| has_port(r, "http") && r.from.as_ref().is_none_or(|f| f.is_empty()));
-    assert!(open, "{what}: the data port is not open to every peer");
+    let open =
+        |name: &str| rules.iter().any(|r| has_port(r, name) && r.from.as_ref().is_none_or(|f| f.is_empty()));
+    assert!(open("http"), "{what}: the data port is not open to every peer");
+    let grpc = r.value("runtime.grpc.enabled").and_then(Value::as_bool) != Some(false);
+    assert_eq!(open("grpc"), grpc, "{what}: the gRPC port open exactly when runtime.grpc.enabled");
 }
 
 pub fn check_slo_policy(obj: &Value, what: &str) {
@@ -64,22 +94,86 @@ pub fn check_monitor(r: &Rendered, obj: &Value, what: &str) {
     let endpoints = if kind == "ServiceMonitor" { &spec["endpoints"] } else { &spec["podMetricsEndpoints"] };
     let endpoints = endpoints.as_array().unwrap_or_else(|| panic!("{what}: no endpoints"));
     assert!(!endpoints.is_empty(), "{what}: no endpoints");
+    let metrics_secret = r.value("runtime.metrics.token.existingSecret").and_then(Value::as_str);
     for e in endpoints {
-        let port = e["port"].as_str().unwrap_or_else(|| panic!("{what}: endpoint without a port name"));
+        // Both components serve /metrics on a port named "metrics": the runtime's read-only
+        // listener, never its admin port, so Prometheus holds no credential that can switch.
+        assert_eq!(e["port"], "metrics", "{what}: port");
         assert_eq!(e["path"], "/metrics", "{what}: path");
         let job = e["relabelings"].as_array().and_then(|rs| rs.iter().find(|x| x["targetLabel"] == "job"));
         let job = job.and_then(|x| x["replacement"].as_str());
-        match port {
-            // The rules and dashboards expect these job names; the admin port needs the token.
-            "admin" => {
-                assert_eq!(job, Some("dyce-runtime"), "{what}: job label");
+        // The rules and dashboards expect these job names.
+        if name_of(obj).ends_with("-runtime") {
+            assert_eq!(job, Some("dyce-runtime"), "{what}: job label");
+            let secret = e["authorization"]["credentials"]["name"].as_str();
+            assert_eq!(secret, metrics_secret.filter(|s| !s.is_empty()), "{what}: the metrics token, if any");
+            if secret.is_some() {
                 assert_eq!(e["authorization"]["type"], "Bearer", "{what}: bearer token");
-                assert!(e["authorization"]["credentials"]["name"].is_string(), "{what}: token Secret");
                 assert!(e["authorization"]["credentials"]["key"].is_string(), "{what}: token key");
             }
-            "metrics" => assert_eq!(job, Some("dyce-controller"), "{what}: job label"),
-            other => panic!("{what}: unexpected port {other}"),
+        } else {
+            assert_eq!(job, Some("dyce-controller"), "{what}: job label");
+            assert!(e.get("authorization").is_none(), "{what}: the controller needs no credential");
         }
+    }
+}
+
+/// The HPA scales the runtime Deployment on the controller's desired replicas of one policy.
+pub fn check_hpa(r: &Rendered, hpa: &HorizontalPodAutoscaler, what: &str) {
+    assert_eq!(r.flag("autoscaling.hpa.enabled"), Some(true), "{what}: rendered while not enabled");
+    let spec = hpa.spec.as_ref().unwrap();
+    assert_eq!(spec.scale_target_ref.kind, "Deployment", "{what}: target kind");
+    assert!(
+        spec.scale_target_ref.name.ends_with("-runtime"),
+        "{what}: target {}",
+        spec.scale_target_ref.name
+    );
+    assert!(spec.min_replicas.unwrap_or(1) <= spec.max_replicas, "{what}: min above max");
+    let metrics = spec.metrics.as_deref().unwrap_or_default();
+    assert_eq!(metrics.len(), 1, "{what}: one metric");
+    let ext = metrics[0].external.as_ref().unwrap_or_else(|| panic!("{what}: not an External metric"));
+    let policy =
+        ext.metric.selector.as_ref().and_then(|s| s.match_labels.as_ref()).and_then(|l| l.get("policy"));
+    assert!(policy.is_some_and(|p| !p.is_empty()), "{what}: selects no policy");
+    assert_eq!(ext.target.type_, "AverageValue", "{what}: target type");
+    assert_eq!(ext.target.average_value.as_ref().map(|q| q.0.as_str()), Some("1"), "{what}: averageValue");
+}
+
+/// KEDA's ScaledObject (a CRD: checked by hand) scales the runtime Deployment on a Prometheus
+/// query of the controller's desired replicas.
+pub fn check_scaled_object(r: &Rendered, obj: &Value, what: &str) {
+    assert_eq!(r.flag("autoscaling.keda.enabled"), Some(true), "{what}: rendered while not enabled");
+    let spec = &obj["spec"];
+    assert!(
+        spec["scaleTargetRef"]["name"].as_str().is_some_and(|n| n.ends_with("-runtime")),
+        "{what}: target"
+    );
+    let (min, max) = (spec["minReplicaCount"].as_u64(), spec["maxReplicaCount"].as_u64());
+    assert!(min.zip(max).is_some_and(|(a, b)| a <= b), "{what}: replica bounds {min:?} {max:?}");
+    let triggers = spec["triggers"].as_array().unwrap_or_else(|| panic!("{what}: no triggers"));
+    assert_eq!(triggers.len(), 1, "{what}: one trigger");
+    let t = &triggers[0];
+    assert_eq!(t["type"], "prometheus", "{what}: trigger type");
+    assert_eq!(t["metricType"], "AverageValue", "{what}: metricType");
+    let query = t["metadata"]["query"].as_str().unwrap_or_default();
+    assert!(query.contains("dyce_controller_desired_replicas{"), "{what}: query {query}");
+    assert!(query.contains(&format!("namespace=\"{NAMESPACE}\"")), "{what}: query {query}");
+    assert!(
+        t["metadata"]["serverAddress"].as_str().is_some_and(|a| a.starts_with("http")),
+        "{what}: serverAddress"
+    );
+    assert_eq!(t["metadata"]["threshold"], "1", "{what}: threshold (a string, as KEDA wants)");
+    for key in spec.as_object().unwrap().keys() {
+        let known = [
+            "scaleTargetRef",
+            "minReplicaCount",
+            "maxReplicaCount",
+            "pollingInterval",
+            "cooldownPeriod",
+            "advanced",
+            "triggers",
+        ];
+        assert!(known.contains(&key.as_str()), "{what}: spec.{key} is not a ScaledObject field");
     }
 }
 

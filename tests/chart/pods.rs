@@ -24,10 +24,13 @@ pub fn probe_path(p: &Option<k8s_openapi::api::core::v1::Probe>) -> Option<&str>
     p.as_ref()?.http_get.as_ref()?.path.as_deref()
 }
 
+/// The image's user; a value set may drop the ids (OpenShift assigns them), never change them.
+pub const UID: i64 = 65532;
+
 pub fn check_restricted(pod: &PodSpec, what: &str) {
     let psc = pod.security_context.as_ref().unwrap_or_else(|| panic!("{what}: no pod securityContext"));
     assert_eq!(psc.run_as_non_root, Some(true), "{what}: pod runAsNonRoot");
-    assert_eq!(psc.run_as_user, Some(65532), "{what}: pod runAsUser");
+    assert!(matches!(psc.run_as_user, Some(UID) | None), "{what}: pod runAsUser {:?}", psc.run_as_user);
     assert_eq!(
         psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
         Some("RuntimeDefault"),
@@ -44,7 +47,7 @@ pub fn check_restricted(pod: &PodSpec, what: &str) {
         assert_eq!(sc.allow_privilege_escalation, Some(false), "{what}: allowPrivilegeEscalation");
         assert_eq!(sc.read_only_root_filesystem, Some(true), "{what}: readOnlyRootFilesystem");
         assert_eq!(sc.run_as_non_root, Some(true), "{what}: runAsNonRoot");
-        assert_eq!(sc.run_as_user, Some(65532), "{what}: runAsUser");
+        assert!(matches!(sc.run_as_user, Some(UID) | None), "{what}: runAsUser {:?}", sc.run_as_user);
         assert_ne!(sc.privileged, Some(true), "{what}: privileged");
         let caps = sc.capabilities.as_ref().unwrap_or_else(|| panic!("{what}: no capabilities"));
         assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]), "{what}: capabilities.drop");
@@ -63,6 +66,41 @@ pub fn check_runtime_container(c: &Container, pod: &PodSpec, what: &str) {
         c.ports.iter().flatten().map(|p| (p.name.as_deref().unwrap_or(""), p.container_port)).collect();
     assert_eq!(ports.get("http"), Some(&8080), "{what}: data port named http: {ports:?}");
     assert_eq!(ports.get("admin"), Some(&9090), "{what}: admin port named admin: {ports:?}");
+    // The read-only metrics listener, where the monitors scrape, on the port named "metrics".
+    let metrics = ports.get("metrics").unwrap_or_else(|| panic!("{what}: no port named metrics: {ports:?}"));
+    assert_eq!(env_value(c, "DYCE_METRICS_ADDR"), Some(format!("0.0.0.0:{metrics}").as_str()), "{what}");
+    // gRPC: the port named grpc exactly when it listens on every address.
+    let grpc = env_value(c, "DYCE_GRPC_ADDR").unwrap_or_else(|| panic!("{what}: no DYCE_GRPC_ADDR"));
+    match ports.get("grpc") {
+        Some(p) => assert_eq!(grpc, format!("0.0.0.0:{p}"), "{what}: DYCE_GRPC_ADDR"),
+        None => assert!(grpc.starts_with("127.0.0.1:"), "{what}: gRPC without a port but on {grpc}"),
+    }
+    let token = c.volume_mounts.iter().flatten().find(|m| m.name == "dyce-metrics-token");
+    assert_eq!(
+        env_value(c, "DYCE_METRICS_TOKEN_FILE"),
+        token.map(|m| format!("{}/token", m.mount_path)).as_deref(),
+        "{what}: DYCE_METRICS_TOKEN_FILE names the mounted metrics token"
+    );
+    assert!(matches!(env_value(c, "DYCE_LOG_FORMAT"), Some("json" | "text")), "{what}: DYCE_LOG_FORMAT");
+    for (name, default) in [("DYCE_HEADER_TIMEOUT", 30.0), ("DYCE_BODY_TIMEOUT", 30.0)] {
+        let v = env_f64(c, name).unwrap_or_else(|| panic!("{what}: no {name}"));
+        assert!(v > 0.0 && v <= default * 10.0, "{what}: {name}={v}");
+    }
+    let body =
+        env_value(c, "DYCE_MAX_BODY_BYTES").unwrap_or_else(|| panic!("{what}: no DYCE_MAX_BODY_BYTES"));
+    assert!(
+        body.parse::<u64>().is_ok_and(|b| b > 0),
+        "{what}: DYCE_MAX_BODY_BYTES={body} is not a byte count"
+    );
+    // The kubelet kills the pod after the grace period: it must cover the drain delay and the
+    // drain timeout, or requests the runtime is still finishing are cut.
+    let delay = env_f64(c, "DYCE_DRAIN_DELAY").unwrap_or_else(|| panic!("{what}: no DYCE_DRAIN_DELAY"));
+    let timeout = env_f64(c, "DYCE_DRAIN_TIMEOUT").unwrap_or_else(|| panic!("{what}: no DYCE_DRAIN_TIMEOUT"));
+    let grace = pod.termination_grace_period_seconds.unwrap_or(30) as f64;
+    assert!(
+        grace >= delay + timeout + 1.0,
+        "{what}: grace period {grace} s < drain {delay} s + {timeout} s + 1 s"
+    );
     assert_eq!(arg_after(c, "--data-addr"), Some("0.0.0.0:8080"), "{what}: --data-addr");
     assert_eq!(arg_after(c, "--admin-addr"), Some("0.0.0.0:9090"), "{what}: --admin-addr");
     assert_eq!(arg_after(c, "--admin-token-file"), Some(TOKEN_PATH), "{what}: --admin-token-file");
@@ -108,6 +146,11 @@ pub fn check_token_mount(c: &Container, pod: &PodSpec, what: &str) {
 
 pub fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
     c.env.iter().flatten().find(|e| e.name == name).and_then(|e| e.value.as_deref())
+}
+
+/// A variable holding seconds, as the binary parses it (an f64).
+pub fn env_f64(c: &Container, name: &str) -> Option<f64> {
+    env_value(c, name).map(|v| v.parse().unwrap_or_else(|e| panic!("{name}={v}: {e}")))
 }
 
 /// A bundle from runtime.modelFrom: DYCE_MODEL names the read-only mount of volume dyce-model,

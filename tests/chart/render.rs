@@ -74,6 +74,9 @@ pub fn value_sets() -> Vec<Option<PathBuf>> {
         "namespaced-values.yaml",
         "model-pvc-values.yaml",
         "model-image-values.yaml",
+        "hpa-values.yaml",
+        "keda-values.yaml",
+        "openshift-values.yaml",
     ] {
         assert!(names.contains(required), "charts/dyce/ci/{required} is missing");
     }

@@ -1,32 +1,6 @@
 {{/*
-Names, labels and the runtime's container, volumes and pod settings.
-
-The runtime as a sidecar of another workload (see templates/sidecar-example.yaml):
-
-  template:
-    metadata:
-      labels:
-        app: my-app
-        {{- include "dyce.runtimePodLabels" $ | nindent 8 }}
-    spec:
-      {{- with include "dyce.runtimeInitContainers" $ }}
-      initContainers:
-        {{- . | nindent 8 }}
-      {{- end }}
-      containers:
-        - name: my-app
-          image: my-app:1.0
-        {{- include "dyce.runtimeContainer" (dict "root" $) | nindent 8 }}
-      volumes:
-        {{- include "dyce.runtimeVolumes" $ | nindent 8 }}
-
-"dyce.runtimeContainer" takes a dict: "root" (the chart's top-level context, required) and
-optionally "name" (container name, default "dyce"), "dataPort" (default 8080), "adminPort"
-(default 9090), "dataPortName" (default "http"; port names are unique in a pod) and "resources"
-(default .Values.runtime.resources). The admin port is always named "admin": the controller finds
-a pod's admin port by that name. "dyce.runtimePodLabels" labels the pod so the release's default
-SloPolicy, PodMonitor and admin Service select it. "dyce.runtimeInitContainers" is empty unless
-runtime.modelFrom.image is enabled: then it copies the bundle into the runtime's volumes.
+Names, labels, security contexts, scheduling and the checks other templates share. The runtime's
+container, volumes and init container (also for sidecars) are in _runtime.tpl.
 */}}
 
 {{- define "dyce.name" -}}
@@ -116,218 +90,69 @@ dyce.dev/runtime: {{ include "dyce.fullname" . }}
 {{- .Values.controller.leaseName | default (include "dyce.controllerName" .) }}
 {{- end }}
 
-{{/* Pod-level part of the restricted Pod Security Standard. */}}
+
+{{/* Pod-level security context of pods with the runtime (runtime.podSecurityContext; the
+restricted profile by default). */}}
 {{- define "dyce.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.runtime.podSecurityContext }}
 {{- end }}
 
-{{/* Container-level part of the restricted profile (complete on its own, for sidecars). */}}
+{{/* Container-level security context of the runtime's containers (runtime.securityContext;
+the restricted profile by default, complete on its own, for sidecars). */}}
 {{- define "dyce.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.runtime.securityContext }}
 {{- end }}
 
-{{/* Where runtime.modelFrom puts the bundle, in the runtime and the init container. */}}
-{{- define "dyce.modelMountPath" -}}
-/var/lib/dyce/model
-{{- end }}
-
-{{/* The bundle directory the runtime loads (DYCE_MODEL); empty = the embedded model.
-templates/validate.yaml makes sure at most one source is set. */}}
-{{- define "dyce.modelDir" -}}
-{{- $m := .Values.runtime.modelFrom }}
-{{- if or $m.pvc.enabled $m.image.enabled }}
-{{- include "dyce.modelMountPath" . }}
+{{/* topologySpreadConstraints as a pod spec field, each constraint without a labelSelector given
+the component's selector labels: (dict "root" $ "component" "runtime" "constraints" list). */}}
+{{- define "dyce.topologySpread" -}}
+{{- $selector := include "dyce.selectorLabels" (dict "root" .root "component" .component) | fromYaml }}
+{{- $out := list }}
+{{- range .constraints }}
+{{- if hasKey . "labelSelector" }}
+{{- $out = append $out . }}
 {{- else }}
-{{- .Values.runtime.model }}
+{{- $out = append $out (merge (dict "labelSelector" (dict "matchLabels" $selector)) .) }}
+{{- end }}
+{{- end }}
+{{- with $out -}}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
-{{/* The bundle image's reference: the digest pins it when given, whatever the tag says. */}}
-{{- define "dyce.modelImage" -}}
-{{- with .Values.runtime.modelFrom.image }}
-{{- if .digest }}
-{{- printf "%s@%s" .repository .digest }}
+{{/* Grace period of pods with the runtime: the drain delay, the drain timeout and 5 s for the
+process to exit; a value given that cannot hold the drain is refused rather than letting the
+kubelet kill requests the runtime was still finishing. */}}
+{{- define "dyce.terminationGracePeriodSeconds" -}}
+{{- $v := .Values.runtime }}
+{{- $drain := addf $v.drain.delaySeconds $v.drain.timeoutSeconds }}
+{{- if kindIs "invalid" $v.terminationGracePeriodSeconds }}
+{{- add (ceil $drain | int) 5 }}
+{{- else if lt (float64 $v.terminationGracePeriodSeconds) (addf $drain 1) }}
+{{- fail (printf "runtime.terminationGracePeriodSeconds (%v) must be at least runtime.drain.delaySeconds + runtime.drain.timeoutSeconds + 1 (%v), or null to derive it" $v.terminationGracePeriodSeconds (addf $drain 1)) }}
 {{- else }}
-{{- printf "%s:%s" .repository .tag }}
-{{- end }}
-{{- end }}
-{{- end }}
-
-{{/* Init containers of a pod with the runtime, as items of an initContainers list: with
-runtime.modelFrom.image, one that copies the bundle out of its image into the emptyDir the
-runtime mounts (only cp runs, so any image with a cp will do). Empty otherwise. */}}
-{{- define "dyce.runtimeInitContainers" -}}
-{{- with .Values.runtime.modelFrom.image }}
-{{- if .enabled -}}
-- name: dyce-model
-  image: {{ include "dyce.modelImage" $ }}
-  imagePullPolicy: {{ .pullPolicy }}
-  command:
-    - cp
-    - -r
-    - {{ printf "%s/." (trimSuffix "/" .path) | quote }}
-    - {{ printf "%s/" (include "dyce.modelMountPath" $) | quote }}
-  {{- with .resources }}
-  resources:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  securityContext:
-    {{- include "dyce.containerSecurityContext" $ | nindent 4 }}
-  volumeMounts:
-    - name: dyce-model
-      mountPath: {{ include "dyce.modelMountPath" $ }}
-{{- end }}
+{{- $v.terminationGracePeriodSeconds }}
 {{- end }}
 {{- end }}
 
-{{/* The runtime container, as one item of a containers list. */}}
-{{- define "dyce.runtimeContainer" -}}
-{{- $root := .root }}
-{{- $v := $root.Values.runtime }}
-{{- $name := .name | default "dyce" }}
-{{- $dataPort := .dataPort | default 8080 | int }}
-{{- $adminPort := .adminPort | default 9090 | int }}
-{{- $dataPortName := .dataPortName | default "http" }}
-{{- $resources := .resources | default $v.resources -}}
-- name: {{ $name }}
-  image: {{ include "dyce.image" $root }}
-  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-  args:
-    - serve
-    - --data-addr
-    - "0.0.0.0:{{ $dataPort }}"
-    - --admin-addr
-    - "0.0.0.0:{{ $adminPort }}"
-    - --admin-token-file
-    - /var/run/secrets/dyce/token
-  env:
-    - name: DYCE_MAX_BATCH
-      value: {{ $v.maxBatch | quote }}
-    - name: DYCE_MAX_QUEUE
-      value: {{ $v.maxQueue | quote }}
-    {{- if dig "limits" "cpu" "" $resources }}
-    - name: DYCE_THREADS
-      valueFrom:
-        resourceFieldRef:
-          containerName: {{ $name }}
-          resource: limits.cpu
-          divisor: "1"
-    {{- end }}
-    {{- with include "dyce.modelDir" $root }}
-    - name: DYCE_MODEL
-      value: {{ . | quote }}
-    {{- end }}
-    {{- with $v.initialConfig }}
-    - name: DYCE_INITIAL_CONFIG
-      value: {{ . | quote }}
-    {{- end }}
-    - name: RUST_LOG
-      value: {{ $v.logLevel | quote }}
-    {{- with $v.extraEnv }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
-  ports:
-    - name: {{ $dataPortName }}
-      containerPort: {{ $dataPort }}
-      protocol: TCP
-    - name: admin
-      containerPort: {{ $adminPort }}
-      protocol: TCP
-  {{- /* The process binds its ports only once the bundle is read, and is ready after warm-up:
-  the startup probe gives it that time; liveness and readiness start once it passes. */}}
-  startupProbe:
-    httpGet:
-      path: /v2/health/ready
-      port: {{ $dataPort }}
-    periodSeconds: {{ $v.startupProbe.periodSeconds }}
-    timeoutSeconds: 2
-    failureThreshold: {{ $v.startupProbe.failureThreshold }}
-  livenessProbe:
-    httpGet:
-      path: /v2/health/live
-      port: {{ $dataPort }}
-    periodSeconds: 10
-    timeoutSeconds: 2
-    failureThreshold: 3
-  readinessProbe:
-    httpGet:
-      path: /v2/health/ready
-      port: {{ $dataPort }}
-    periodSeconds: 5
-    timeoutSeconds: 2
-    failureThreshold: 2
-  {{- with $resources }}
-  resources:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  securityContext:
-    {{- include "dyce.containerSecurityContext" $root | nindent 4 }}
-  volumeMounts:
-    - name: dyce-token
-      mountPath: /var/run/secrets/dyce
-      readOnly: true
-    - name: dyce-tmp
-      mountPath: /tmp
-    {{- if or $v.modelFrom.pvc.enabled $v.modelFrom.image.enabled }}
-    - name: dyce-model
-      mountPath: {{ include "dyce.modelMountPath" $root }}
-      readOnly: true
-      {{- if and $v.modelFrom.pvc.enabled $v.modelFrom.pvc.subPath }}
-      subPath: {{ $v.modelFrom.pvc.subPath | quote }}
-      {{- end }}
-    {{- end }}
-    {{- with $v.extraVolumeMounts }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
+{{/* "true" when monitors and rules (monitoring.coreos.com/v1) may be rendered: the cluster serves
+the API, or monitoring.ignoreCapabilities. Empty otherwise. */}}
+{{- define "dyce.monitoringApi" -}}
+{{- if or .Values.monitoring.ignoreCapabilities (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{ end }}
 {{- end }}
 
-{{/* The runtime's volumes, as items of a volumes list. Mode 0444 (292): the container runs as
-65532, and a pod that takes the sidecar may have no fsGroup to give it group access. */}}
-{{- define "dyce.runtimeVolumes" -}}
-- name: dyce-token
-  secret:
-    secretName: {{ include "dyce.adminTokenSecretName" . }}
-    defaultMode: 292
-    items:
-      - key: {{ include "dyce.adminTokenSecretKey" . }}
-        path: token
-- name: dyce-tmp
-  emptyDir:
-    sizeLimit: 64Mi
-{{- with .Values.runtime.modelFrom }}
-{{- if .pvc.enabled }}
-- name: dyce-model
-  persistentVolumeClaim:
-    claimName: {{ .pvc.claimName }}
-    readOnly: true
-{{- else if .image.enabled }}
-- name: dyce-model
-  {{- with .image.sizeLimit }}
-  emptyDir:
-    sizeLimit: {{ . | quote }}
-  {{- else }}
-  emptyDir: {}
-  {{- end }}
-{{- end }}
-{{- end }}
+{{/* "true" when a monitor of this chart scrapes the runtimes' metrics port. */}}
+{{- define "dyce.runtimeScraped" -}}
+{{- $m := .Values.monitoring }}
+{{- if and (or $m.podMonitor.enabled $m.serviceMonitor.enabled) (include "dyce.monitoringApi" .) }}true{{ end }}
 {{- end }}
 
-{{/* Ingress rule letting the controller (and Prometheus if enabled) reach the admin port
-named "admin", for a NetworkPolicy's ingress list. */}}
-{{- define "dyce.adminPortIngress" -}}
+{{/* NetworkPolicy ingress rules of a pod with the runtime, as items of an ingress list (the
+data and gRPC ports are listed by the caller with its own): the admin port for the controller
+only; the metrics port for Prometheus when a monitor scrapes it (or
+networkPolicy.prometheus.enabled) and for the chart's test pod. */}}
+{{- define "dyce.runtimeIngress" -}}
 - ports:
     - port: admin
       protocol: TCP
@@ -338,13 +163,43 @@ named "admin", for a NetworkPolicy's ingress list. */}}
       podSelector:
         matchLabels:
           {{- include "dyce.selectorLabels" (dict "root" . "component" "controller") | nindent 10 }}
-    {{- with .Values.networkPolicy.prometheus }}
-    {{- if .enabled }}
-    {{- $peer := dict "podSelector" (dict "matchLabels" (.podLabels | default dict)) }}
-    {{- if .namespaceLabels }}
-    {{- $_ := set $peer "namespaceSelector" (dict "matchLabels" .namespaceLabels) }}
-    {{- end }}
-    {{- toYaml (list $peer) | nindent 4 }}
-    {{- end }}
-    {{- end }}
+{{- $peers := list }}
+{{- with .Values.networkPolicy.prometheus }}
+{{- if or .enabled (include "dyce.runtimeScraped" $) }}
+{{- if or .namespaceLabels .podLabels }}
+{{- $peer := dict "podSelector" dict }}
+{{- if .podLabels }}
+{{- $_ := set $peer "podSelector" (dict "matchLabels" .podLabels) }}
+{{- end }}
+{{- if .namespaceLabels }}
+{{- $_ := set $peer "namespaceSelector" (dict "matchLabels" .namespaceLabels) }}
+{{- end }}
+{{- $peers = append $peers $peer }}
+{{- else }}
+{{- /* kube-prometheus-stack's Prometheus pods, wherever the stack is installed. */}}
+{{- $peers = append $peers (dict "namespaceSelector" dict "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/name" "prometheus"))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .Values.tests.enabled .Values.runtime.enabled }}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" (include "dyce.selectorLabels" (dict "root" . "component" "test") | fromYaml))) }}
+{{- end }}
+{{- with $peers }}
+- ports:
+    - port: metrics
+      protocol: TCP
+  from:
+    {{- toYaml . | nindent 4 }}
+{{- end }}
+{{- end }}
+
+{{/* The SloPolicy whose desired replicas the autoscaler follows: autoscaling.policy, else the
+chart's SloPolicy. */}}
+{{- define "dyce.autoscalingPolicy" -}}
+{{- .Values.autoscaling.policy | default .Values.sloPolicy.name | default (include "dyce.fullname" .) }}
+{{- end }}
+
+{{/* The earlier name of "dyce.runtimeIngress", kept for templates that include it. */}}
+{{- define "dyce.adminPortIngress" -}}
+{{- include "dyce.runtimeIngress" . }}
 {{- end }}
