@@ -19,7 +19,9 @@ pub mod oip_types;
 pub mod openapi;
 pub mod routes;
 mod run;
+pub mod triton;
+mod encoding;
 
 pub use listen::ConnLimits;
-pub use routes::{admin_document, admin_router, data_document, data_router, to_text};
+pub use routes::{admin_document, admin_router, data_document, data_router, metrics_router, to_text};
 pub use run::{run, serve, Server};

@@ -1,6 +1,7 @@
 //! KServe Open Inference Protocol v2 (REST) on the data port.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,7 +14,7 @@ use super::binary;
 use super::error::ApiError;
 use super::layers::Answered;
 use super::oip_types::*;
-use super::openapi::{BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable};
+use super::openapi::{BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable, UnsupportedEncoding};
 use crate::input::normalise;
 use crate::service::Runtime;
 
@@ -23,7 +24,21 @@ const ACCEPTED_DATATYPES: [&str; 2] = ["UINT8", "FP32"];
 /// Output names, in the order they are returned.
 pub const OUTPUTS: [&str; 4] = ["probabilities", "label", "confidence", "exit_position"];
 
-fn check_model(rt: &Runtime, name: &str) -> Result<(), ApiError> {
+/// The one version served, as model metadata advertises it.
+pub const VERSION: &str = "1";
+
+/// `Ok` for the served model at the served version.
+pub fn check_version(rt: &Runtime, name: &str, version: &str) -> Result<(), ApiError> {
+    check_model(rt, name)?;
+    if version == VERSION {
+        Ok(())
+    } else {
+        Err(ApiError::UnknownVersion { model: name.to_string(), version: version.to_string() })
+    }
+}
+
+/// `Ok` for the served model.
+pub fn check_model(rt: &Runtime, name: &str) -> Result<(), ApiError> {
     if name == rt.bundle.manifest.name {
         Ok(())
     } else {
@@ -42,7 +57,12 @@ pub async fn server_meta() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "dyce",
         version: env!("CARGO_PKG_VERSION"),
-        extensions: vec!["binary_tensor_data", "model_repository"],
+        extensions: vec![
+            "binary_tensor_data",
+            "model_repository",
+            "model_configuration",
+            "statistics",
+        ],
     })
 }
 
@@ -96,9 +116,13 @@ pub async fn live() -> StatusCode {
 }
 
 /// 503 with the reason when the runtime is not ready.
-fn readiness(rt: &Runtime) -> Result<StatusCode, ApiError> {
+pub fn readiness(rt: &Runtime) -> Result<StatusCode, ApiError> {
     if rt.is_ready() {
         Ok(StatusCode::OK)
+    } else if rt.is_draining() {
+        Err(ApiError::Unavailable(
+            "not ready: shutting down (requests are still answered until the ports close)".into(),
+        ))
     } else if !rt.queue.is_running() {
         Err(ApiError::Unavailable(
             "not ready: the model thread has stopped and the process is exiting".into(),
@@ -158,13 +182,18 @@ pub async fn model_meta(
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
     check_model(&rt, &name)?;
+    Ok(Json(metadata(&rt)))
+}
+
+/// The served model's metadata.
+pub fn metadata(rt: &Runtime) -> ModelMetadata {
     let m = &rt.bundle.manifest;
     let [c, h, w] = m.input.shape.map(|d| d as i64);
     let classes = m.backbone.num_classes as i64;
     let tensor = |name, datatype, shape| TensorMetadata { name, datatype, shape };
-    Ok(Json(ModelMetadata {
+    ModelMetadata {
         name: m.name.clone(),
-        versions: vec!["1"],
+        versions: vec![VERSION],
         platform: "dyce",
         inputs: vec![tensor("input", "UINT8", vec![-1, c, h, w])],
         outputs: vec![
@@ -183,7 +212,7 @@ pub async fn model_meta(
             },
             exit_position: "-1 means the original head",
         },
-    }))
+    }
 }
 
 /// Checks one input against the model and turns it into normalised NCHW floats; `binary` is
@@ -268,6 +297,7 @@ fn decode(rt: &Runtime, input: &InferInput, binary: Option<&[u8]>) -> Result<(Ve
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedEncoding),
         (status = 429, response = Overloaded),
         (status = 503, response = Unavailable),
         (status = 500, response = Internal)
@@ -280,10 +310,16 @@ pub async fn infer(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_model(&rt, &name)?;
+    run_infer(&rt, &headers, &body).await
+}
+
+/// An infer request for the served model: parse, decode, run, answer (any route or version).
+pub async fn run_infer(rt: &Runtime, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
+    let started = Instant::now();
     if body.is_empty() {
         return Err(ApiError::BadRequest("empty body; send an OIP v2 infer request (JSON)".into()));
     }
-    let (header, mut tail) = binary::split(&headers, &body)?;
+    let (header, mut tail) = binary::split(headers, body)?;
     let req: InferRequest = serde_json::from_slice(header)
         .map_err(|e| ApiError::BadRequest(format!("invalid infer request: {e}")))?;
     if req.inputs.len() != 1 {
@@ -315,8 +351,10 @@ pub async fn infer(
             tail.len()
         )));
     }
-    let (x, n) = decode(&rt, input, bin)?;
+    let (x, n) = decode(rt, input, bin)?;
+    let decoded = started.elapsed().as_secs_f64();
     let out = rt.infer(x, n).await?;
+    let encoding = Instant::now();
     let classes = rt.bundle.manifest.backbone.num_classes;
     let mut outputs = Vec::new();
     let mut blob = Vec::new();
@@ -336,9 +374,12 @@ pub async fn infer(
     let resp = InferResponse {
         id: req.id,
         model_name: rt.bundle.manifest.name.clone(),
-        model_version: "1",
+        model_version: VERSION,
         outputs,
         parameters: InferParams { config_id: out.config_id, config_generation: out.generation },
     };
-    Ok(Answered::mark(n, binary::response(&resp, blob)))
+    let resp = binary::response(&resp, blob);
+    rt.record_decode(decoded);
+    rt.record_encode(encoding.elapsed().as_secs_f64());
+    Ok(Answered::mark(n, resp))
 }
