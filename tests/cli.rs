@@ -173,7 +173,18 @@ fn named_flags<'a>(help: &'a str, own: &'a str) -> Vec<(&'a str, String)> {
 
 #[test]
 fn help_texts_name_only_flags_that_exist() {
-    let commands = ["serve", "up", "control", "calibrate", "train", "inspect", "bench", "bench-backbone", "load", "demo"];
+    let commands = [
+        "serve",
+        "up",
+        "control",
+        "calibrate",
+        "train",
+        "inspect",
+        "bench",
+        "bench-backbone",
+        "load",
+        "demo",
+    ];
     let help = |cmd: &str| {
         let (ok, out, err) = dyce(&[cmd, "--help"]);
         assert!(ok, "{cmd} --help: {err}");
@@ -186,7 +197,10 @@ fn help_texts_name_only_flags_that_exist() {
                 continue;
             }
             let defined = defined_flags(&if owner == cmd { text.clone() } else { help(owner) });
-            assert!(defined.contains(&flag), "`dyce {cmd} --help` names `{flag}` of `dyce {owner}`, which has no such flag");
+            assert!(
+                defined.contains(&flag),
+                "`dyce {cmd} --help` names `{flag}` of `dyce {owner}`, which has no such flag"
+            );
         }
     }
 }

@@ -107,11 +107,18 @@ fn sigterm_drains_under_load_without_failing_a_request() {
     let before: Vec<_> = sent.iter().filter(|(at, _)| *at < unready_at).collect();
     let during = sent
         .iter()
-        .filter(|(at, st)| *at >= unready_at && *at < term + Duration::from_secs_f64(delay * 0.8) && *st == Some(200))
+        .filter(|(at, st)| {
+            *at >= unready_at && *at < term + Duration::from_secs_f64(delay * 0.8) && *st == Some(200)
+        })
         .count();
     assert!(before.len() >= 20, "{} requests before SIGTERM: no steady load", before.len());
     let failed_before = before.iter().filter(|(_, st)| *st != Some(200)).count();
-    assert_eq!(failed_before, 0, "{failed_before} of {} requests sent before readiness failed failed", before.len());
+    assert_eq!(
+        failed_before,
+        0,
+        "{failed_before} of {} requests sent before readiness failed failed",
+        before.len()
+    );
     assert!(during > 0, "no request answered during the drain delay");
     let answered_not_ok: Vec<_> = sent.iter().filter_map(|(_, st)| st.filter(|&c| c != 200)).collect();
     assert!(answered_not_ok.is_empty(), "answers other than 200: {answered_not_ok:?}");

@@ -101,7 +101,8 @@ impl PolicyLoop {
         metrics: Arc<ControllerMetrics>,
     ) -> Self {
         let client = AdminClient::new(spec.control.request_timeout().0, token);
-        let polls = HttpRuntimes::new(client.clone(), name, poll_wait(&spec)).count_errors(runtime_errors(&metrics));
+        let polls =
+            HttpRuntimes::new(client.clone(), name, poll_wait(&spec)).count_errors(runtime_errors(&metrics));
         let mut l = Self {
             name: name.to_string(),
             source: Box::new(polls),

@@ -197,7 +197,8 @@ pub async fn run_kubernetes(
         pod_cfg = pod_cfg.labels(sel);
     }
     let metrics = Arc::new(ControllerMetrics::new());
-    let (policies, pol_watch) = reflect(policies_api, watcher::Config::default(), "slopolicies", metrics.clone());
+    let (policies, pol_watch) =
+        reflect(policies_api, watcher::Config::default(), "slopolicies", metrics.clone());
     let (pods, pod_watch) = reflect(pods_api, pod_cfg, "pods", metrics.clone());
 
     metrics.leader.set(0);

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod binary;
 pub mod classify;
+mod encoding;
 pub mod error;
 pub mod layers;
 mod listen;
@@ -20,7 +21,6 @@ pub mod openapi;
 pub mod routes;
 mod run;
 pub mod triton;
-mod encoding;
 
 pub use listen::ConnLimits;
 pub use routes::{admin_document, admin_router, data_document, data_router, metrics_router, to_text};

@@ -14,7 +14,9 @@ use super::binary;
 use super::error::ApiError;
 use super::layers::Answered;
 use super::oip_types::*;
-use super::openapi::{BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable, UnsupportedEncoding};
+use super::openapi::{
+    BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable, UnsupportedEncoding,
+};
 use crate::input::normalise;
 use crate::service::Runtime;
 
@@ -57,12 +59,7 @@ pub async fn server_meta() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "dyce",
         version: env!("CARGO_PKG_VERSION"),
-        extensions: vec![
-            "binary_tensor_data",
-            "model_repository",
-            "model_configuration",
-            "statistics",
-        ],
+        extensions: vec!["binary_tensor_data", "model_repository", "model_configuration", "statistics"],
     })
 }
 

@@ -43,7 +43,16 @@ impl Server {
         let (rt, model_thread) = start(bundle, cfg)?;
         let limits = ConnLimits { header_timeout: cfg.header_timeout, drain_timeout: cfg.drain_timeout };
         let drain_delay = cfg.drain_delay;
-        Ok(Self { rt, model_thread, data, admin, metrics: None, max_batch: cfg.max_batch, limits, drain_delay })
+        Ok(Self {
+            rt,
+            model_thread,
+            data,
+            admin,
+            metrics: None,
+            max_batch: cfg.max_batch,
+            limits,
+            drain_delay,
+        })
     }
 
     /// Serves the read-only metrics port (`GET /metrics` only) on `listener` too.
@@ -124,14 +133,16 @@ impl Server {
             }
         });
         // The last handle on the queue goes with `serve`, so the model thread can drain and end.
-        let metrics = self.metrics.map(|l| serve_port(l, metrics_router(self.rt.clone()), self.limits, stop.clone()));
+        let metrics =
+            self.metrics.map(|l| serve_port(l, metrics_router(self.rt.clone()), self.limits, stop.clone()));
         let metrics = async move {
             match metrics {
                 Some(m) => m.await,
                 None => Ok(()),
             }
         };
-        let (served, metrics) = tokio::join!(serve(self.rt, self.data, self.admin, self.limits, stop), metrics);
+        let (served, metrics) =
+            tokio::join!(serve(self.rt, self.data, self.admin, self.limits, stop), metrics);
         served?;
         metrics?;
         watch.abort();

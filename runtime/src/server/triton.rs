@@ -16,7 +16,9 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use super::oip::{check_model, check_version, metadata, readiness, run_infer, OUTPUTS};
 use super::oip_types::{InferRequest, InferResponse, ModelMetadata};
-use super::openapi::{BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable, UnsupportedEncoding};
+use super::openapi::{
+    BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable, UnsupportedEncoding,
+};
 use crate::service::stats::ModelStat;
 use crate::service::Runtime;
 

@@ -127,7 +127,8 @@ impl Metrics {
     pub fn new(model: &str) -> Self {
         let mut root = Registry::default();
         let seconds = || Histogram::new(LATENCY_BUCKETS);
-        let stage_family: Family<StageLabel, Histogram> = Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
+        let stage_family: Family<StageLabel, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
         let stages = STAGES.map(|stage| stage_family.get_or_create(&StageLabel { stage }).clone());
         let m = Self {
             requests: Family::default(),

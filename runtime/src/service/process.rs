@@ -105,7 +105,12 @@ impl Collector for ProcessCollector {
             let m = encoder.encode_descriptor(name, help, unit, g.metric_type())?;
             g.encode(m)
         };
-        gauge("process_resident_memory", "Resident memory size in bytes", Some(&Unit::Bytes), s.resident_bytes)?;
+        gauge(
+            "process_resident_memory",
+            "Resident memory size in bytes",
+            Some(&Unit::Bytes),
+            s.resident_bytes,
+        )?;
         gauge("process_virtual_memory", "Virtual memory size in bytes", Some(&Unit::Bytes), s.virtual_bytes)?;
         gauge("process_open_fds", "Number of open file descriptors", None, s.open_fds)?;
         if let Some(max) = s.max_fds {
@@ -130,7 +135,8 @@ mod tests {
         // Fields 3..: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
         // utime(14) stime(15) cutime cstime priority nice num_threads(20) itrealvalue
         // starttime(22) vsize rss.
-        let stat = "4242 (dyce (model) x) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 7 0 1000 123456789 2048 rest";
+        let stat =
+            "4242 (dyce (model) x) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 7 0 1000 123456789 2048 rest";
         let status = "Name:\tdyce\nVmSize:\t  120560 kB\nVmRSS:\t    8192 kB\nThreads:\t7\n";
         let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
                       Max open files            1024                 524288               files\n";
