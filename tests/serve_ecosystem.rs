@@ -213,3 +213,51 @@ fn metrics_port_reads_without_the_admin_token_and_its_token_cannot_write() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must differ"));
 }
+
+/// The stderr of `dyce [--log-format FORMAT] serve` up to readiness (stderr is a pipe here).
+fn serve_logs(dir: &std::path::Path, format: Option<&str>) -> String {
+    use std::io::{BufRead, BufReader, Read};
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dyce"));
+    if let Some(f) = format {
+        cmd.args(["--log-format", f]);
+    }
+    let mut child = cmd
+        .args(["serve", "--model", dir.to_str().unwrap(), "--data-addr", "127.0.0.1:0"])
+        .args(["--admin-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--drain-delay", "0"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addrs: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let ready = format!("http://{}/v2/health/ready", addrs["data"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get(&ready).0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "not ready");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    err
+}
+
+#[test]
+fn logs_are_json_lines_or_plain_text_without_colour_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_bundle(dir.path());
+    let json = serve_logs(dir.path(), Some("json"));
+    assert!(json.lines().count() >= 3, "{json}");
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(json.contains("\"message\":\"ready\""), "{json}");
+    let text = serve_logs(dir.path(), None);
+    assert!(text.contains("ready") && !text.contains('\u{1b}'), "escape codes in a pipe: {text:?}");
+    assert!(serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).is_err());
+}

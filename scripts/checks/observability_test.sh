@@ -105,7 +105,8 @@ say "runtime ready: data $DATA, admin $ADMIN, metrics $METRICS, model $MODEL"
 # The scrape credential reads metrics and cannot switch configurations.
 scrape_auth="Authorization: Bearer $(cat "$TMP/metrics.token")"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$METRICS/metrics")" = 401 ] || fail "metrics port without the token: not 401"
-curl -sf -H "$scrape_auth" "http://$METRICS/metrics" | grep -q '^dyce_requests_total' || fail "metrics port with the token: no dyce_requests_total"
+scraped=$(curl -sf -H "$scrape_auth" "http://$METRICS/metrics") || fail "metrics port with the token: not 200"
+grep -q '^dyce_requests_total' <<<"$scraped" || fail "metrics port with the token: no dyce_requests_total"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "$scrape_auth" -H 'Content-Type: application/json' \
     -d '{"id": "full"}' "http://$ADMIN/v1/config")
 [ "$code" = 403 ] || fail "PUT /v1/config with the metrics token answered $code, not 403"

@@ -164,7 +164,7 @@ impl Stats {
         let batch_stats = (1..self.batches.len())
             .filter_map(|size| {
                 let infer = self.batches[size].read();
-                (infer.count > 0).then(|| BatchStat {
+                (infer.count > 0).then_some(BatchStat {
                     batch_size: size as u64,
                     compute_input: DurationStat { count: infer.count, ns: 0 },
                     compute_infer: infer,
