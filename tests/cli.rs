@@ -128,3 +128,79 @@ fn calibrate_rejects_bad_exit_costs_in_one_line() {
         assert_eq!(err.trim().lines().count(), 1, "{cost}: {err}");
     }
 }
+
+#[test]
+fn zero_counts_are_refused_by_the_parser() {
+    for (cmd, flag) in [
+        ("serve", "--max-batch"),
+        ("serve", "--max-queue"),
+        ("serve", "--threads"),
+        ("serve", "--max-body-bytes"),
+        ("up", "--max-batch"),
+        ("demo", "--max-queue"),
+    ] {
+        let (ok, _, err) = dyce(&[cmd, flag, "0"]);
+        assert!(!ok, "{cmd} {flag} 0 was accepted");
+        assert!(err.contains(flag) && err.contains("must be at least 1"), "{cmd} {flag} 0: {err}");
+    }
+}
+
+/// The flags a `--help` text defines (its option lines).
+fn defined_flags(help: &str) -> Vec<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter_map(|l| l.strip_prefix("-").map(|_| l))
+        .filter_map(|l| l.split([' ', '=', ',', '<']).find(|w| w.starts_with("--")).map(str::to_string))
+        .collect()
+}
+
+/// Every `--flag` a help text names: `(command it belongs to, flag)`, the command being the one
+/// named just before it (`dyce bench --profile`), else the help's own.
+fn named_flags<'a>(help: &'a str, own: &'a str) -> Vec<(&'a str, String)> {
+    let words: Vec<&str> = help.split(|c: char| c.is_whitespace() || "`(),;.".contains(c)).collect();
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let Some(name) = w.strip_prefix("--") else { continue };
+        let name: String = name.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        if name.is_empty() {
+            continue;
+        }
+        let cmd = if i >= 2 && words[i - 2] == "dyce" { words[i - 1] } else { own };
+        out.push((cmd, format!("--{name}")));
+    }
+    out
+}
+
+#[test]
+fn help_texts_name_only_flags_that_exist() {
+    let commands = [
+        "serve",
+        "up",
+        "control",
+        "calibrate",
+        "train",
+        "inspect",
+        "bench",
+        "bench-backbone",
+        "load",
+        "demo",
+    ];
+    let help = |cmd: &str| {
+        let (ok, out, err) = dyce(&[cmd, "--help"]);
+        assert!(ok, "{cmd} --help: {err}");
+        out
+    };
+    for cmd in commands {
+        let text = help(cmd);
+        for (owner, flag) in named_flags(&text, cmd) {
+            if flag == "--help" || flag == "--version" {
+                continue;
+            }
+            let defined = defined_flags(&if owner == cmd { text.clone() } else { help(owner) });
+            assert!(
+                defined.contains(&flag),
+                "`dyce {cmd} --help` names `{flag}` of `dyce {owner}`, which has no such flag"
+            );
+        }
+    }
+}

@@ -61,8 +61,11 @@ fn sigterm_finishes_within_the_drain_period_despite_a_slow_body() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     tiny_bundle(dir.path());
-    let mut s =
-        serve(dir.path(), &["--drain-timeout", "1", "--body-timeout", "60", "--header-timeout", "60"]);
+    // No drain delay: this is about the drain timeout (tests/serve_drain.rs has the delay).
+    let mut s = serve(
+        dir.path(),
+        &["--drain-delay", "0", "--drain-timeout", "1", "--body-timeout", "60", "--header-timeout", "60"],
+    );
     let data = s.data.trim_start_matches("http://").to_string();
     let mut slow = std::net::TcpStream::connect(&data).unwrap();
     slow.write_all(b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"in")

@@ -158,7 +158,7 @@ fn admin_api_switches_with_generations() {
     assert_eq!(status, 200);
     let text = metrics.as_str().unwrap();
     for name in [
-        "dyce_requests_total{outcome=\"ok\"}",
+        "dyce_requests_total{model=\"tiny\",outcome=\"ok\"}",
         "dyce_config_switches_total 1",
         "dyce_active_config_info{config=\"c0\"} 1",
         "dyce_build_info",

@@ -50,7 +50,7 @@ fn overload_is_refused_at_once_with_retry_after() {
         assert!(*elapsed < Duration::from_millis(500), "refusal took {elapsed:?}");
     }
     let metrics = get(&format!("{}/metrics", s.admin)).1;
-    assert!(metrics.as_str().unwrap().contains("dyce_requests_total{outcome=\"shed\"}"));
+    assert!(metrics.as_str().unwrap().contains("dyce_requests_total{model=\"tiny\",outcome=\"shed\"}"));
 }
 
 #[test]

@@ -6,6 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 /// `policy` label.
@@ -33,6 +34,20 @@ pub struct RuntimeStateLabel {
     pub state: &'static str,
 }
 
+/// `api` label of `dyce_controller_api_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    /// runtime, prometheus or kubernetes.
+    pub api: &'static str,
+}
+
+/// The APIs the controller calls, each a value of the `api` label.
+pub const APIS: [&str; 3] = ["runtime", "prometheus", "kubernetes"];
+
+/// Tick duration buckets: a tick polls with a deadline of half the interval (100 ms by
+/// default), so 1 ms .. 10 s covers a healthy tick and one held up by a slow source.
+pub const TICK_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every controller metric.
@@ -56,6 +71,11 @@ pub struct ControllerMetrics {
     pub desired_replicas: Family<PolicyLabel, Gauge>,
     /// 1 while this replica holds the Lease (Kubernetes mode; always 1 in local mode).
     pub leader: Gauge,
+    /// Time of one tick of a policy's loop (poll, step, push submission).
+    pub tick_duration: Family<PolicyLabel, Histogram>,
+    /// Failed calls by API: runtime (polls, pushes), prometheus (queries), kubernetes
+    /// (watches, the Lease, status writes).
+    pub api_errors: Family<ApiLabel, Counter>,
 }
 
 impl ControllerMetrics {
@@ -73,6 +93,8 @@ impl ControllerMetrics {
             saturated: Family::default(),
             desired_replicas: Family::default(),
             leader: Gauge::default(),
+            tick_duration: Family::new_with_constructor(|| Histogram::new(TICK_BUCKETS)),
+            api_errors: Family::default(),
         };
         registry.register("dyce_controller_ticks", "Control-loop ticks", m.ticks.clone());
         registry.register(
@@ -104,7 +126,7 @@ impl ControllerMetrics {
         );
         registry.register(
             "dyce_controller_desired_replicas",
-            "Runtimes needed to hold the objective on the cheapest allowed config",
+            "Runtimes needed to run the richest allowed config at targetUtilization (at least current + 1 while saturated), clamped to 1..10000; without a usable estimate, the current count",
             m.desired_replicas.clone(),
         );
         registry.register(
@@ -112,6 +134,20 @@ impl ControllerMetrics {
             "1 while this replica holds the leader Lease and steers (always 1 in local mode)",
             m.leader.clone(),
         );
+        registry.register_with_unit(
+            "dyce_controller_tick_duration",
+            "Time of one control-loop tick of a policy (poll, step, push submission)",
+            Unit::Seconds,
+            m.tick_duration.clone(),
+        );
+        registry.register(
+            "dyce_controller_api_errors",
+            "Failed calls by API: runtime (polls, pushes), prometheus (queries), kubernetes (watches, Lease, status writes)",
+            m.api_errors.clone(),
+        );
+        for api in APIS {
+            let _ = m.api_errors.get_or_create(&ApiLabel { api });
+        }
         m.leader.set(1);
         Self { registry, ..m }
     }
@@ -123,6 +159,7 @@ impl ControllerMetrics {
             f.remove(&label);
         }
         self.observed_latency.remove(&label);
+        self.tick_duration.remove(&label);
         self.push_errors.remove(&label);
         for direction in ["degrade", "restore", "hold"] {
             self.decisions.remove(&DecisionLabel { policy: policy.to_string(), direction });
@@ -130,6 +167,11 @@ impl ControllerMetrics {
         for state in ["fresh", "stale", "unknown"] {
             self.runtimes.remove(&RuntimeStateLabel { policy: policy.to_string(), state });
         }
+    }
+
+    /// Counts one failed call to `api` (one of [`APIS`]).
+    pub fn api_error(&self, api: &'static str) {
+        self.api_errors.get_or_create(&ApiLabel { api }).inc();
     }
 
     /// The text exposition.

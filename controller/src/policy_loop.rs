@@ -54,6 +54,11 @@ const KEPT_CHANGES: usize = 200;
 /// Seconds between warnings about a runtime whose pushes keep failing.
 const FAILING_LOG_EVERY: f64 = 30.0;
 
+/// The counter of failed runtime calls.
+fn runtime_errors(metrics: &ControllerMetrics) -> prometheus_client::metrics::counter::Counter {
+    metrics.api_errors.get_or_create(&crate::metrics::ApiLabel { api: "runtime" }).clone()
+}
+
 /// How long a tick waits for the runtimes' `/v1/load` answers: half the interval, so that one
 /// runtime that hangs cannot slow the tick (its poll is carried over, see `poll.rs`).
 fn poll_wait(spec: &SloPolicySpec) -> std::time::Duration {
@@ -67,6 +72,8 @@ pub struct PolicyLoop {
     client: AdminClient,
     tracks: Vec<RuntimeTrack>,
     source: Box<dyn SignalSource>,
+    /// The API behind `source`'s observations, for the error counter.
+    source_api: &'static str,
     step: Option<ControlStep>,
     pusher: Pusher,
     /// Tries at loading the config table, to spread them over the fresh runtimes.
@@ -96,9 +103,12 @@ impl PolicyLoop {
         metrics: Arc<ControllerMetrics>,
     ) -> Self {
         let client = AdminClient::new(spec.control.request_timeout().0, token);
+        let polls =
+            HttpRuntimes::new(client.clone(), name, poll_wait(&spec)).count_errors(runtime_errors(&metrics));
         let mut l = Self {
             name: name.to_string(),
-            source: Box::new(HttpRuntimes::new(client.clone(), name, poll_wait(&spec))),
+            source: Box::new(polls),
+            source_api: "runtime",
             spec,
             pusher: Pusher::new(client.clone(), Retry::default()),
             table_tries: 0,
@@ -126,8 +136,10 @@ impl PolicyLoop {
     /// are still polled for their active config, which actuation needs).
     pub fn with_prometheus(mut self, prom: PromSource) -> Self {
         let wait = poll_wait(&self.spec);
-        let runtimes = HttpRuntimes::new(self.client.clone(), &self.name, wait);
+        let runtimes =
+            HttpRuntimes::new(self.client.clone(), &self.name, wait).count_errors(runtime_errors(&self.metrics));
         self.source = Box::new(Prometheus::new(runtimes, prom, wait));
+        self.source_api = "prometheus";
         self
     }
 
@@ -189,8 +201,16 @@ impl PolicyLoop {
         Ok(())
     }
 
-    /// One tick at `now` (seconds on the controller's monotonic clock): observe, step, push.
+    /// One tick at `now` (seconds on the controller's monotonic clock): observe, step, push;
+    /// its duration goes to `dyce_controller_tick_duration_seconds`.
     pub async fn tick(&mut self, now: f64) -> Option<Decision> {
+        let started = std::time::Instant::now();
+        let decision = self.tick_once(now).await;
+        self.metrics.tick_duration.get_or_create(&self.label()).observe(started.elapsed().as_secs_f64());
+        decision
+    }
+
+    async fn tick_once(&mut self, now: f64) -> Option<Decision> {
         let before: HashMap<String, u64> = self
             .tracks
             .iter()
@@ -220,6 +240,7 @@ impl PolicyLoop {
                 o
             }
             Err(e) => {
+                self.metrics.api_error(self.source_api);
                 if !std::mem::replace(&mut self.source_failing, true) {
                     tracing::warn!(policy = %self.name, error = %e, "signal source did not answer");
                 }
@@ -316,6 +337,7 @@ impl PolicyLoop {
                     tracing::debug!(policy = %self.name, runtime = %o.url, error = %e, failed_pushes = *n, "push failed");
                 }
                 self.metrics.push_errors.get_or_create(&self.label()).inc();
+                self.metrics.api_error("runtime");
                 self.status.push_errors += 1;
                 self.status.last_error = Some(e.to_string());
             }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use dyce_api::LoadReport;
 use dyce_control_core::signals::RuntimeTrack;
 use dyce_control_core::source::{BoxFuture, SignalSource};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
@@ -30,6 +31,7 @@ pub struct HttpRuntimes {
     tasks: JoinSet<()>,
     tx: mpsc::UnboundedSender<Answer>,
     rx: mpsc::UnboundedReceiver<Answer>,
+    errors: Option<Counter>,
 }
 
 impl HttpRuntimes {
@@ -38,7 +40,13 @@ impl HttpRuntimes {
     pub fn new(client: AdminClient, policy: &str, wait: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (inflight, tasks) = (HashMap::new(), JoinSet::new());
-        Self { client, policy: policy.to_string(), wait, inflight, tasks, tx, rx }
+        Self { client, policy: policy.to_string(), wait, inflight, tasks, tx, rx, errors: None }
+    }
+
+    /// Counts every failed poll in `errors` (`dyce_controller_api_errors_total{api="runtime"}`).
+    pub fn count_errors(mut self, errors: Counter) -> Self {
+        self.errors = Some(errors);
+        self
     }
 
     /// Starts a poll of every runtime that has none in flight, then takes the answers that
@@ -85,6 +93,9 @@ impl HttpRuntimes {
                 t.observe(now, report)
             }
             Err(e) => {
+                if let Some(c) = &self.errors {
+                    c.inc();
+                }
                 if t.failures == 0 {
                     tracing::warn!(policy = %self.policy, runtime = %t.url, error = %e, "runtime did not answer");
                 }

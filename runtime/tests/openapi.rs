@@ -67,6 +67,14 @@ fn documents_hold_exactly_their_ports_routes() {
         ("GET", "/v2/models/{name}"),
         ("GET", "/v2/models/{name}/ready"),
         ("POST", "/v2/models/{name}/infer"),
+        ("GET", "/v2/models/{name}/versions/{version}"),
+        ("GET", "/v2/models/{name}/versions/{version}/ready"),
+        ("POST", "/v2/models/{name}/versions/{version}/infer"),
+        ("GET", "/v2/models/{name}/config"),
+        ("GET", "/v2/models/{name}/versions/{version}/config"),
+        ("GET", "/v2/models/stats"),
+        ("GET", "/v2/models/{name}/stats"),
+        ("GET", "/v2/models/{name}/versions/{version}/stats"),
         ("POST", "/v2/repository/index"),
         ("POST", "/v1/classify"),
         ("GET", "/openapi.json"),
@@ -142,6 +150,8 @@ fn error_kind(response: &str) -> ApiError {
     match response {
         "BadRequest" => ApiError::BadRequest(s()),
         "Unauthorized" => ApiError::Unauthorized,
+        "Forbidden" => ApiError::Forbidden(s()),
+        "UnsupportedEncoding" => ApiError::UnsupportedEncoding(s()),
         "NotFound" => ApiError::UnknownModel(s()),
         "Conflict" => ApiError::StaleGeneration(s()),
         "TooLarge" => ApiError::TooLarge(s()),
@@ -204,7 +214,7 @@ async fn send(router: &Router, method: &str, uri: &str, token: Option<&str>) -> 
 /// (wrong method), whose JSON errors say so.
 async fn all_served(router: &Router, doc: &OpenApi, token: Option<&str>) {
     for (method, path) in operations(doc) {
-        let uri = path.replace("{name}", "tiny");
+        let uri = path.replace("{name}", "tiny").replace("{version}", "1");
         let (status, body) = send(router, &method, &uri, token).await;
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         let text = String::from_utf8_lossy(&body);

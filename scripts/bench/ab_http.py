@@ -16,8 +16,21 @@ import time
 import urllib.request
 
 
+def newer_flags(binary):
+    """Ports 0 and no drain delay for binaries that have a metrics port and a drain delay (older
+    ones have neither flag)."""
+    help_text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True).stdout
+    flags = []
+    if "--metrics-addr" in help_text:
+        flags += ["--metrics-addr", "127.0.0.1:0"]
+    if "--drain-delay" in help_text:
+        flags += ["--drain-delay", "0"]
+    return flags
+
+
 def serve(binary):
-    proc = subprocess.Popen([binary, "serve", "--data-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"],
+    proc = subprocess.Popen([binary, "serve", "--data-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+                             *newer_flags(binary)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     addrs = json.loads(proc.stdout.readline())
     data = "http://" + addrs["data"]

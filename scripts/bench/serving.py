@@ -61,8 +61,11 @@ def metrics(path):
     for line in Path(path).read_text().splitlines():
         m = SERIES.match(line)
         if m and not line.startswith("#"):
+            # The runtime's model label (one value per runtime) is dropped from the key, so
+            # keys read the same whatever the model and before the label existed.
+            key = re.sub(r'model="[^"]*",?', "", m.group(1)).replace(",}", "}").replace("{}", "")
             try:
-                out[m.group(1)] = float(m.group(2))
+                out[key] = float(m.group(2))
             except ValueError:
                 pass
     return out

@@ -55,7 +55,8 @@ import dashboards as check_dashboards  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 RUNTIME_JOB, CONTROLLER_JOB = "dyce-runtime", "dyce-controller"
-SOURCES = [os.path.join(ROOT, "runtime/src/service/metrics.rs"), os.path.join(ROOT, "controller/src/metrics.rs")]
+SOURCES = [os.path.join(ROOT, f) for f in
+           ("runtime/src/service/metrics.rs", "runtime/src/service/process.rs", "controller/src/metrics.rs")]
 # Series created by the code only on their first event, with the event: absent from a healthy
 # run without it. (Proposed upstream: create them at start with value 0.)
 LAZY = {
@@ -264,14 +265,15 @@ def source_metrics():
     out = {}
     for path in SOURCES:
         with open(path, encoding="utf-8") as f:
-            for name in re.findall(r'register(?:_with_unit)?\(\s*"([a-z_]+)"', f.read()):
+            # register(...) for the registries' metrics; the process collector names its own.
+            for name in re.findall(r'(?:register(?:_with_unit)?|encode_descriptor|gauge)\(\s*"([a-z_]+)"', f.read()):
                 out[name] = os.path.relpath(path, ROOT)
     return out
 
 
 def registered_key(base, documented):
     """The documented key of a registered base name (None if undocumented)."""
-    for cand in (base, base + "_total", base + "_info", base + "_seconds", base + "_seconds_total"):
+    for cand in (base, base + "_total", base + "_info", base + "_seconds", base + "_seconds_total", base + "_bytes"):
         if cand in documented:
             return cand
     return None

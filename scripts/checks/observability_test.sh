@@ -89,15 +89,28 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 model_args=()
 [ -n "${DYCE_MODEL:-}" ] && model_args=(--model "$DYCE_MODEL")
 say "runtime: $DYCE_BIN serve ${model_args[*]:-(embedded model)}"
+# The scraper gets the metrics token only (scripts/checks: Prometheus holds no write credential).
+echo "scrape-$$-$RANDOM" >"$TMP/metrics.token"
 "$DYCE_BIN" serve ${model_args[@]+"${model_args[@]}"} --data-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 \
+    --metrics-addr 127.0.0.1:0 --metrics-token-file "$TMP/metrics.token" --drain-delay 0 \
     >"$TMP/runtime.out" 2>"$TMP/runtime.log" &
 PIDS+=($!)
 line=$(first_line "$TMP/runtime.out" "${PIDS[-1]}" runtime)
 DATA=$(json_field "$line" data)
 ADMIN=$(json_field "$line" admin)
+METRICS=$(json_field "$line" metrics)
 wait_http "http://$DATA/v2/health/ready" "runtime readiness" 120
 MODEL=$(curl -sf "http://$ADMIN/v1/configs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["model"])')
-say "runtime ready: data $DATA, admin $ADMIN, model $MODEL"
+say "runtime ready: data $DATA, admin $ADMIN, metrics $METRICS, model $MODEL"
+# The scrape credential reads metrics and cannot switch configurations.
+scrape_auth="Authorization: Bearer $(cat "$TMP/metrics.token")"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$METRICS/metrics")" = 401 ] || fail "metrics port without the token: not 401"
+scraped=$(curl -sf -H "$scrape_auth" "http://$METRICS/metrics") || fail "metrics port with the token: not 200"
+grep -q '^dyce_requests_total' <<<"$scraped" || fail "metrics port with the token: no dyce_requests_total"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "$scrape_auth" -H 'Content-Type: application/json' \
+    -d '{"id": "full"}' "http://$ADMIN/v1/config")
+[ "$code" = 403 ] || fail "PUT /v1/config with the metrics token answered $code, not 403"
+say "metrics token: reads the metrics port, refused (403) on PUT /v1/config"
 
 cat >"$TMP/policy.yaml" <<EOF
 apiVersion: dyce.dev/v1alpha1
@@ -121,7 +134,8 @@ say "controller ready: $CONTROLLER"
 
 PROM_PORT=$(free_port)
 sed -e "s|@SCRAPE_INTERVAL@|$SCRAPE|g" -e "s|@RULES_FILE@|$PWD/$RULES|g" \
-    -e "s|@RUNTIME_ADMIN@|$ADMIN|g" -e "s|@CONTROLLER@|$CONTROLLER|g" \
+    -e "s|@RUNTIME_METRICS@|$METRICS|g" -e "s|@METRICS_TOKEN_FILE@|$TMP/metrics.token|g" \
+    -e "s|@CONTROLLER@|$CONTROLLER|g" \
     observability/prometheus/prometheus.yml.tmpl >"$TMP/prometheus.yml"
 promtool check config "$TMP/prometheus.yml" >/dev/null
 prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/tsdb" \

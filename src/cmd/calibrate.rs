@@ -69,7 +69,7 @@ pub struct CalibrateArgs {
     #[arg(long, env = "DYCE_K_MAX", default_value_t = 16)]
     k_max: usize,
     /// Search cost per MAC of exit types relative to a backbone MAC, as TYPE=FACTOR pairs
-    /// (comma-separated; unnamed types cost 1). Measure them with `dyce bench --exit-cost`.
+    /// (comma-separated; unnamed types cost 1). Measure them with `dyce bench --profile`.
     #[arg(long, env = "DYCE_EXIT_COST", value_delimiter = ',')]
     exit_cost: Vec<String>,
     /// Reuse the exit heads of this bundle instead of training new ones (skips exit training:

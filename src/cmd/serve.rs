@@ -31,13 +31,22 @@ pub struct ServeArgs {
     /// File holding the bearer token the admin port requires.
     #[arg(long, env = "DYCE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Address of the read-only metrics port: `GET /metrics` only, so a scraper needs no
+    /// credential that can switch configurations (the admin port keeps `/metrics` too).
+    #[arg(long, env = "DYCE_METRICS_ADDR", default_value = "0.0.0.0:9091")]
+    pub metrics_addr: SocketAddr,
+    /// File holding a bearer token the metrics port requires (default: none). The admin port
+    /// accepts it for `GET /metrics` only and refuses it (403) everywhere else.
+    #[arg(long, env = "DYCE_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub engine: EngineFlags,
     /// Window of the /v1/load statistics, in seconds.
     #[arg(long, env = "DYCE_LOAD_WINDOW", default_value_t = 2.0)]
     pub load_window: f64,
-    /// Largest accepted request body, in bytes.
-    #[arg(long, env = "DYCE_MAX_BODY_BYTES", default_value_t = 8 << 20)]
+    /// Largest accepted request body, in bytes; a compressed body (`Content-Encoding: gzip` or
+    /// `deflate`) is held to it both as sent and once decompressed.
+    #[arg(long, env = "DYCE_MAX_BODY_BYTES", default_value_t = 8 << 20, value_parser = at_least_one)]
     pub max_body_bytes: usize,
     /// Configuration to start on (default: the full model).
     #[arg(long, env = "DYCE_INITIAL_CONFIG")]
@@ -64,6 +73,21 @@ pub struct ServeArgs {
     /// connections still open after it are closed. Keep it below the orchestrator's grace period.
     #[arg(long, env = "DYCE_DRAIN_TIMEOUT", default_value_t = 20.0)]
     pub drain_timeout: f64,
+    /// On SIGTERM or Ctrl-C, seconds to keep accepting and serving with readiness already
+    /// failing, so that load balancers take the pod out before its listeners close; then the
+    /// listeners close and in-flight work gets --drain-timeout. 0 closes them at once.
+    #[arg(long, env = "DYCE_DRAIN_DELAY", default_value_t = 5.0)]
+    pub drain_delay: f64,
+}
+
+/// Parses a count that must be at least 1 (a batch, queue, thread or byte limit of 0 would
+/// refuse or stall every request).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// An address, or none (`off` or empty): for ports that can be turned off.
@@ -92,13 +116,13 @@ impl OptionalAddr {
 #[derive(Args, Debug, Clone)]
 pub struct EngineFlags {
     /// Most images per batch.
-    #[arg(long, env = "DYCE_MAX_BATCH", default_value_t = 32)]
+    #[arg(long, env = "DYCE_MAX_BATCH", default_value_t = 32, value_parser = at_least_one)]
     pub max_batch: usize,
     /// Most images admitted at once; more get 429 with Retry-After.
-    #[arg(long, env = "DYCE_MAX_QUEUE", default_value_t = 256)]
+    #[arg(long, env = "DYCE_MAX_QUEUE", default_value_t = 256, value_parser = at_least_one)]
     pub max_queue: usize,
     /// Kernel threads (default: the CPUs available to this process, cgroup quota included).
-    #[arg(long, env = "DYCE_THREADS")]
+    #[arg(long, env = "DYCE_THREADS", value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Answer each request as soon as its images exit (`true`, the default), or only when
     /// the whole batch it ran in ends (`false`, for side-by-side comparisons).
@@ -148,7 +172,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: refusing new connections, finishing queued work");
+    tracing::info!("shutting down");
 }
 
 /// The bundle at `dir`, or the embedded default model.
@@ -177,6 +201,13 @@ impl ServeArgs {
         if token.is_none() && !self.admin_addr.ip().is_loopback() {
             bail!("the admin port {} is not loopback: give --admin-token-file to expose it", self.admin_addr);
         }
+        let metrics_token = read_token(self.metrics_token_file.as_deref())?;
+        if metrics_token.is_some() && metrics_token == token {
+            bail!("--metrics-token-file holds the admin token: the scraper's token must differ, or it could switch configurations");
+        }
+        if !(self.drain_delay >= 0.0 && self.drain_delay.is_finite()) {
+            bail!("--drain-delay must be 0 or a positive number of seconds");
+        }
         if !(self.load_window > 0.0 && self.load_window.is_finite()) {
             bail!("--load-window must be a positive number of seconds");
         }
@@ -192,6 +223,8 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             admin_token: token,
+            metrics_token,
+            drain_delay: Duration::from_secs_f64(self.drain_delay),
             load_window: Duration::from_secs_f64(self.load_window),
             max_body_bytes: self.max_body_bytes,
             initial_config: self.initial_config.clone(),
@@ -230,7 +263,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     tokio.block_on(async move {
         let data = bind(args.data_addr).await?;
         let admin = bind(args.admin_addr).await?;
-        let mut server = Server::new(bundle, &cfg, data, admin)?;
+        let metrics = bind(args.metrics_addr).await?;
+        let mut server = Server::new(bundle, &cfg, data, admin)?.with_metrics(metrics);
         if let Some(grpc) = args.grpc_addr.bind().await? {
             server = server.with_grpc(grpc);
         }
@@ -238,7 +272,11 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         // port 0.
         let (d, a) = server.local_addrs()?;
         let g = server.grpc_addr()?.map(|g| g.to_string());
-        println!("{}", serde_json::json!({"data": d.to_string(), "admin": a.to_string(), "grpc": g}));
+        let m = server.metrics_addr()?.map(|m| m.to_string());
+        println!(
+            "{}",
+            serde_json::json!({"data": d.to_string(), "admin": a.to_string(), "grpc": g, "metrics": m})
+        );
         server.run(cancel_on_signal()).await?;
         Ok(())
     })

@@ -56,6 +56,8 @@ pub struct Server {
     pub admin: String,
     /// The gRPC port, host:port (tests start it on 127.0.0.1:0).
     pub grpc: Option<String>,
+    /// The read-only metrics port.
+    pub metrics: String,
 }
 
 impl Drop for Server {
@@ -80,15 +82,8 @@ pub fn serve_with(extra: &[&str], ready_within: Duration) -> Server {
 /// `serve_with`, with extra environment variables.
 pub fn serve_env(extra: &[&str], env: &[(&str, &str)], ready_within: Duration) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dyce"))
-        .args([
-            "serve",
-            "--data-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
+        .args(["serve", "--data-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .args(["--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
@@ -103,6 +98,7 @@ pub fn serve_env(extra: &[&str], env: &[(&str, &str)], ready_within: Duration) -
         data: format!("http://{}", addrs["data"].as_str().unwrap()),
         admin: format!("http://{}", addrs["admin"].as_str().unwrap()),
         grpc: addrs["grpc"].as_str().map(str::to_string),
+        metrics: format!("http://{}", addrs["metrics"].as_str().unwrap()),
     };
     let deadline = Instant::now() + ready_within;
     while get(&format!("{}/v2/health/ready", s.data)).0 != 200 {
@@ -147,4 +143,13 @@ pub fn put(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
 pub fn infer_body(n: usize, seed: u8) -> serde_json::Value {
     let data: Vec<u32> = (0..n * 784).map(|i| (i as u32 * 31 + seed as u32) % 256).collect();
     serde_json::json!({"id": "r1", "inputs": [{"name": "input", "shape": [n, 1, 28, 28], "datatype": "UINT8", "data": data}]})
+}
+
+/// Any request: `method` on `url` with `headers` and `body`; status and JSON (or text).
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, serde_json::Value) {
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    read(agent().run(req.body(body.to_vec()).unwrap()))
 }

@@ -107,7 +107,12 @@ async fn preflight(api: &Api<SloPolicy>) -> Result<(), KubeError> {
 }
 
 /// Keeps a reflector store of `api` filled; errors are logged and retried with backoff.
-fn reflect<K>(api: Api<K>, cfg: watcher::Config, what: &'static str) -> (Store<K>, JoinHandle<()>)
+fn reflect<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    what: &'static str,
+    metrics: Arc<ControllerMetrics>,
+) -> (Store<K>, JoinHandle<()>)
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
@@ -119,9 +124,13 @@ where
         .reflect(writer);
     let handle = tokio::spawn(async move {
         stream
-            .for_each(|ev| async move {
-                if let Err(e) = ev {
-                    tracing::warn!(error = %e, what, "watch failed; retrying");
+            .for_each(|ev| {
+                let metrics = metrics.clone();
+                async move {
+                    if let Err(e) = ev {
+                        metrics.api_error("kubernetes");
+                        tracing::warn!(error = %e, what, "watch failed; retrying");
+                    }
                 }
             })
             .await;
@@ -149,6 +158,7 @@ async fn lead(
                 tx.send_replace(held);
             }
             Err(e) => {
+                metrics.api_error("kubernetes");
                 tracing::warn!(error = %e, "lease renewal failed");
                 // Stop acting before the lease can expire for the others.
                 if *tx.borrow() && last_ok.elapsed() > duration * 2 / 3 {
@@ -186,10 +196,11 @@ pub async fn run_kubernetes(
     if let Some(sel) = &cfg.pod_label_selector {
         pod_cfg = pod_cfg.labels(sel);
     }
-    let (policies, pol_watch) = reflect(policies_api, watcher::Config::default(), "slopolicies");
-    let (pods, pod_watch) = reflect(pods_api, pod_cfg, "pods");
-
     let metrics = Arc::new(ControllerMetrics::new());
+    let (policies, pol_watch) =
+        reflect(policies_api, watcher::Config::default(), "slopolicies", metrics.clone());
+    let (pods, pod_watch) = reflect(pods_api, pod_cfg, "pods", metrics.clone());
+
     metrics.leader.set(0);
     let (leader_tx, leader_rx) = watch::channel(false);
     let elector =

@@ -83,6 +83,7 @@ async fn invalid(ctx: &TaskCtx, api: &Api<SloPolicy>, policy: &SloPolicy, why: &
             let st =
                 invalid_status(why, policy.metadata.generation, policy.status.as_ref(), Timestamp::now());
             if let Err(e) = apply_status(api, &policy.name_any(), &st).await {
+                ctx.metrics.api_error("kubernetes");
                 tracing::warn!(error = %e, "could not write status");
             }
         }
@@ -147,7 +148,10 @@ async fn steer(ctx: TaskCtx, api: Api<SloPolicy>, policy: Arc<SloPolicy>, ns: St
                     written = Some(st);
                     written_at = Some(Instant::now());
                 }
-                Err(e) => tracing::warn!(error = %e, "could not write status"),
+                Err(e) => {
+                    ctx.metrics.api_error("kubernetes");
+                    tracing::warn!(error = %e, "could not write status");
+                }
             }
         }
     }

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dyce_api::{exposition, ActiveConfig, ConfigsView, LoadReport, QueueState, SwitchRequest};
 
 use super::error::ApiError;
-use super::openapi::{BadRequest, Conflict, NotFound, TooLarge, Unauthorized};
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized};
 use crate::service::metrics::ConfigLabel;
 use crate::service::Runtime;
 
@@ -26,19 +26,54 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start_matches(' '))
 }
 
-/// Requires `Authorization: Bearer <token>` when a token is configured.
+/// Whether `given` is `token`, in time constant in the token's length, so timing does not reveal
+/// a matching prefix.
+fn same(given: &str, token: &str) -> bool {
+    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The bearer token of a request, if any.
+fn given(req: &Request) -> Option<&str> {
+    req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token)
+}
+
+/// Requires `Authorization: Bearer <token>` when a token is configured. The metrics token
+/// (`--metrics-token-file`) reads `GET /metrics` and nothing else: a scraper's credential must
+/// not switch configurations, so it gets 403 on every other route (even on a port without an
+/// admin token, where no token would do: a scraper that presents it means to be read-only).
 pub async fn auth(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let given = given(&req);
+    if let (Some(metrics), Some(g)) = (&rt.metrics_token, given) {
+        if same(g, metrics) {
+            if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                return Ok(next.run(req).await);
+            }
+            return Err(ApiError::Forbidden(format!(
+                "the metrics token reads GET /metrics only; {} {} needs the admin token",
+                req.method(),
+                req.uri().path()
+            )));
+        }
+    }
     if let Some(token) = &rt.admin_token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .unwrap_or("");
-        // Constant-time in the token's length, so timing does not reveal a matching prefix.
-        let same = given.len() == token.len()
-            && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if !same {
+        if !same(given.unwrap_or(""), token) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+/// The metrics port's check: with `--metrics-token-file`, the metrics token (or the admin
+/// token, which may do anything) is required; without it the port is open (it only reads).
+pub async fn metrics_auth(
+    State(rt): State<Arc<Runtime>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(metrics) = &rt.metrics_token {
+        let g = given(&req).unwrap_or("");
+        let admin = rt.admin_token.as_deref().is_some_and(|t| same(g, t));
+        if !same(g, metrics) && !admin {
             return Err(ApiError::Unauthorized);
         }
     }
@@ -57,7 +92,8 @@ fn active(rt: &Runtime) -> ActiveConfig {
     tag = "admin",
     responses(
         (status = 200, description = "The table, cheapest first, and the active config.", body = ConfigsView),
-        (status = 401, response = Unauthorized)
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden)
     )
 )]
 pub async fn configs(State(rt): State<Arc<Runtime>>) -> Json<ConfigsView> {
@@ -75,7 +111,8 @@ pub async fn configs(State(rt): State<Arc<Runtime>>) -> Json<ConfigsView> {
     tag = "admin",
     responses(
         (status = 200, description = "The active config.", body = ActiveConfig),
-        (status = 401, response = Unauthorized)
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden)
     )
 )]
 pub async fn get_config(State(rt): State<Arc<Runtime>>) -> Json<ActiveConfig> {
@@ -96,6 +133,7 @@ pub async fn get_config(State(rt): State<Arc<Runtime>>) -> Json<ActiveConfig> {
             body = ActiveConfig),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 413, response = TooLarge)
@@ -124,7 +162,8 @@ pub async fn put_config(
     tag = "admin",
     responses(
         (status = 200, description = "Window statistics (`--load-window`).", body = LoadReport),
-        (status = 401, response = Unauthorized)
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden)
     )
 )]
 pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
@@ -137,7 +176,8 @@ pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
     Json(rt.load.snapshot().report(queue))
 }
 
-/// `GET /metrics`: Prometheus metrics.
+/// `GET /metrics`: Prometheus metrics; the same answer on the metrics port
+/// (`--metrics-addr`), which serves nothing else.
 #[utoipa::path(
     get,
     path = "/metrics",

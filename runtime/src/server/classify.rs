@@ -6,6 +6,7 @@
 //! admission, metrics) and the same entry point (`Runtime::infer`) as OIP infer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,7 +16,7 @@ use dyce_api::ClassifyResponse;
 
 use super::error::ApiError;
 use super::layers::Answered;
-use super::openapi::{BadRequest, Internal, Overloaded, TooLarge, Unavailable};
+use super::openapi::{BadRequest, Internal, Overloaded, TooLarge, Unavailable, UnsupportedEncoding};
 use crate::input::{normalise, to_pixels};
 use crate::service::Runtime;
 
@@ -37,12 +38,14 @@ use crate::service::Runtime;
         (status = 200, description = "The top-1 class.", body = ClassifyResponse),
         (status = 400, response = BadRequest),
         (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedEncoding),
         (status = 429, response = Overloaded),
         (status = 503, response = Unavailable),
         (status = 500, response = Internal)
     )
 )]
 pub async fn classify(State(rt): State<Arc<Runtime>>, body: Bytes) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let (shape, transform) = (rt.bundle.manifest.input.shape, rt.bundle.manifest.input.transform);
     // One decode per permit: a small compressed image may decode to ~200 MiB (`input::image`),
     // and admission (queue room) does not bound decodes, which run before the queue; waiting
@@ -65,7 +68,11 @@ pub async fn classify(State(rt): State<Arc<Runtime>>, body: Bytes) -> Result<Res
     .map_err(|e| ApiError::Internal(format!("image decoding task: {e}")))??;
     let raw: Vec<f64> = pixels.iter().map(|&p| f64::from(p)).collect();
     let x = normalise(&rt.bundle.manifest.input, "UINT8", &raw)?;
+    // The decode stage includes the wait for a decode permit: time the request spent before it
+    // could be queued.
+    let decoded = started.elapsed().as_secs_f64();
     let out = rt.infer(x, 1).await?;
+    let encoding = Instant::now();
     let r = out.results.first().ok_or_else(|| ApiError::Internal("the batch returned no result".into()))?;
     let label = rt.bundle.manifest.input.labels.get(r.label).cloned().unwrap_or_else(|| r.label.to_string());
     let answer = ClassifyResponse {
@@ -76,5 +83,8 @@ pub async fn classify(State(rt): State<Arc<Runtime>>, body: Bytes) -> Result<Res
         config: out.config_id,
         generation: out.generation,
     };
-    Ok(Answered::mark(1, Json(answer).into_response()))
+    let resp = Json(answer).into_response();
+    rt.record_decode(decoded);
+    rt.record_encode(encoding.elapsed().as_secs_f64());
+    Ok(Answered::mark(1, resp))
 }

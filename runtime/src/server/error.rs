@@ -21,6 +21,14 @@ pub enum ApiError {
     /// The request names a model this runtime does not serve.
     #[error("unknown model {0:?}")]
     UnknownModel(String),
+    /// The request names a version of the model other than "1", the one served.
+    #[error("unknown version {version:?} of model {model:?}; the served version is \"1\"")]
+    UnknownVersion {
+        /// The model named.
+        model: String,
+        /// The version named.
+        version: String,
+    },
     /// The request names a configuration that is not in the table.
     #[error("unknown config id {0:?}")]
     UnknownConfig(String),
@@ -33,6 +41,12 @@ pub enum ApiError {
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// A valid credential that does not allow this request (the metrics token on a write).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A `Content-Encoding` the server does not decode.
+    #[error("{0}")]
+    UnsupportedEncoding(String),
     /// The body did not arrive within `--body-timeout`.
     #[error("{0}")]
     RequestTimeout(String),
@@ -55,10 +69,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnknownModel(_) | ApiError::UnknownConfig(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownModel(_) | ApiError::UnknownVersion { .. } | ApiError::UnknownConfig(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::StaleGeneration(_) => StatusCode::CONFLICT,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -26,6 +26,8 @@
 //!    counts against it, and outside admission, so a request waiting in the queue does too;
 //! 9. body limit: the body is read whole under `--max-body-bytes` (JSON 413 beyond it) before
 //!    admission, so the refused client still sending reads its answer, not a reset connection;
+//!    a gzip or deflate body is then decompressed under the same limit (413 beyond, 415 for
+//!    another coding);
 //! 10. admission: 429 at once when the queue is full, before the body is parsed: under overload
 //!    the CPU goes to the model, not to parsing requests that will be refused anyway.
 
@@ -50,6 +52,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
+use super::encoding::{self, Coding};
 use super::error::{ApiError, BodyTimeout};
 use crate::service::Runtime;
 
@@ -247,10 +250,24 @@ async fn timeout(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Re
         .map_err(|_| ApiError::Unavailable(format!("no answer within the request timeout of {limit:?}")))
 }
 
-/// Reads the whole body under the limit before anything else looks at it.
+/// Reads the whole body under the limit before anything else looks at it, and decompresses a
+/// gzip or deflate body under the same limit (`encoding.rs`), so handlers see plain bytes.
 async fn body_limit(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let bytes = read_body(body, rt.max_body_bytes).await?;
+    let coding = Coding::of(&parts.headers)?;
+    let bytes = if coding == Coding::Identity {
+        bytes
+    } else {
+        // Inflating up to the limit takes milliseconds of CPU: off the async workers.
+        let limit = rt.max_body_bytes;
+        let plain = tokio::task::spawn_blocking(move || encoding::decode(coding, &bytes, limit))
+            .await
+            .map_err(|e| ApiError::Internal(format!("decompressing the body: {e}")))??;
+        parts.headers.remove(header::CONTENT_ENCODING);
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(plain.len()));
+        plain
+    };
     Ok(next.run(Request::from_parts(parts, Body::from(bytes))).await)
 }
 

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod binary;
 pub mod classify;
+mod encoding;
 pub mod error;
 pub mod grpc;
 pub mod layers;
@@ -22,7 +23,8 @@ pub mod openapi;
 pub mod routes;
 mod run;
 pub mod tensor;
+pub mod triton;
 
 pub use listen::ConnLimits;
-pub use routes::{admin_document, admin_router, data_document, data_router, to_text};
+pub use routes::{admin_document, admin_router, data_document, data_router, metrics_router, to_text};
 pub use run::{run, serve, Server};

@@ -1,6 +1,7 @@
 //! KServe Open Inference Protocol v2 (REST) on the data port.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,9 +14,23 @@ use super::binary;
 use super::error::ApiError;
 use super::layers::Answered;
 use super::oip_types::*;
-use super::openapi::{BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable};
-use super::tensor::{self, check_model, InputData, InputHeader};
+use super::openapi::{
+    BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable, UnsupportedEncoding,
+};
+pub use super::tensor::{check_model, OUTPUTS, VERSION};
+use super::tensor::{self, InputData, InputHeader};
 use crate::service::Runtime;
+
+/// `Ok` for the served model at the served version (REST's versioned routes: the version must
+/// be the one served, "1").
+pub fn check_version(rt: &Runtime, name: &str, version: &str) -> Result<(), ApiError> {
+    check_model(rt, name)?;
+    if version == VERSION {
+        Ok(())
+    } else {
+        Err(ApiError::UnknownVersion { model: name.to_string(), version: version.to_string() })
+    }
+}
 
 /// `GET /v2`: server metadata.
 #[utoipa::path(
@@ -28,7 +43,7 @@ pub async fn server_meta() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "dyce",
         version: env!("CARGO_PKG_VERSION"),
-        extensions: vec!["binary_tensor_data", "model_repository"],
+        extensions: vec!["binary_tensor_data", "model_repository", "model_configuration", "statistics"],
     })
 }
 
@@ -82,9 +97,13 @@ pub async fn live() -> StatusCode {
 }
 
 /// 503 with the reason when the runtime is not ready.
-fn readiness(rt: &Runtime) -> Result<StatusCode, ApiError> {
+pub fn readiness(rt: &Runtime) -> Result<StatusCode, ApiError> {
     if rt.is_ready() {
         Ok(StatusCode::OK)
+    } else if rt.is_draining() {
+        Err(ApiError::Unavailable(
+            "not ready: shutting down (requests are still answered until the ports close)".into(),
+        ))
     } else if !rt.queue.is_running() {
         Err(ApiError::Unavailable(
             "not ready: the model thread has stopped and the process is exiting".into(),
@@ -144,9 +163,14 @@ pub async fn model_meta(
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
     check_model(&rt, &name)?;
+    Ok(Json(metadata(&rt)))
+}
+
+/// The served model's metadata.
+pub fn metadata(rt: &Runtime) -> ModelMetadata {
     let m = &rt.bundle.manifest;
-    let (inputs, outputs) = tensor::tensors(&rt);
-    Ok(Json(ModelMetadata {
+    let (inputs, outputs) = tensor::tensors(rt);
+    ModelMetadata {
         name: m.name.clone(),
         versions: vec![tensor::VERSION],
         platform: "dyce",
@@ -162,7 +186,7 @@ pub async fn model_meta(
             },
             exit_position: "-1 means the original head",
         },
-    }))
+    }
 }
 
 /// `POST /v2/models/{name}/infer`: classifies a batch of images on the active configuration.
@@ -192,6 +216,7 @@ pub async fn model_meta(
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedEncoding),
         (status = 429, response = Overloaded),
         (status = 503, response = Unavailable),
         (status = 500, response = Internal)
@@ -204,10 +229,16 @@ pub async fn infer(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_model(&rt, &name)?;
+    run_infer(&rt, &headers, &body).await
+}
+
+/// An infer request for the served model: parse, decode, run, answer (any route or version).
+pub async fn run_infer(rt: &Runtime, headers: &HeaderMap, body: &Bytes) -> Result<Response, ApiError> {
+    let started = Instant::now();
     if body.is_empty() {
         return Err(ApiError::BadRequest("empty body; send an OIP v2 infer request (JSON)".into()));
     }
-    let (header, mut tail) = binary::split(&headers, &body)?;
+    let (header, mut tail) = binary::split(headers, body)?;
     let req: InferRequest = serde_json::from_slice(header)
         .map_err(|e| ApiError::BadRequest(format!("invalid infer request: {e}")))?;
     if req.inputs.len() != 1 {
@@ -235,7 +266,7 @@ pub async fn infer(
         )));
     }
     let header = InputHeader { name: &input.name, shape: &input.shape, datatype: &input.datatype };
-    let (x, n) = tensor::decode(&rt, header, || match (bin, &input.data) {
+    let (x, n) = tensor::decode(rt, header, || match (bin, &input.data) {
         (Some(bytes), None) => Ok(InputData::Raw(bytes)),
         (None, Some(data)) => Ok(InputData::Numbers(&data.0)),
         (Some(_), Some(_)) => {
@@ -243,18 +274,23 @@ pub async fn infer(
         }
         (None, None) => Err(ApiError::BadRequest("input has no data".into())),
     })?;
+    let decoded = started.elapsed().as_secs_f64();
     let out = rt.infer(x, n).await?;
+    let encoding = Instant::now();
     let mut outputs = Vec::new();
     let mut blob = Vec::new();
     for (name, as_binary) in wanted {
-        outputs.push(tensor::output(&rt, &out, name).to_output(name, as_binary.then_some(&mut blob)));
+        outputs.push(tensor::output(rt, &out, name).to_output(name, as_binary.then_some(&mut blob)));
     }
     let resp = InferResponse {
         id: req.id,
         model_name: rt.bundle.manifest.name.clone(),
-        model_version: tensor::VERSION,
+        model_version: VERSION,
         outputs,
         parameters: InferParams { config_id: out.config_id, config_generation: out.generation },
     };
-    Ok(Answered::mark(n, binary::response(&resp, blob)))
+    let resp = binary::response(&resp, blob);
+    rt.record_decode(decoded);
+    rt.record_encode(encoding.elapsed().as_secs_f64());
+    Ok(Answered::mark(n, resp))
 }

@@ -28,9 +28,19 @@ pub struct BadRequest(#[allow(dead_code)] ErrorBody);
 )]
 pub struct Unauthorized(#[allow(dead_code)] ErrorBody);
 
+/// A valid token without the right: the metrics token on anything but `GET /metrics`.
+#[derive(ToResponse)]
+#[response(description = "The metrics token (`--metrics-token-file`) only reads `/metrics`.")]
+pub struct Forbidden(#[allow(dead_code)] ErrorBody);
+
+/// A `Content-Encoding` other than gzip, deflate or identity.
+#[derive(ToResponse)]
+#[response(description = "Unsupported `Content-Encoding`: send gzip, deflate or none.")]
+pub struct UnsupportedEncoding(#[allow(dead_code)] ErrorBody);
+
 /// Unknown model name or config id.
 #[derive(ToResponse)]
-#[response(description = "Unknown model or config id.")]
+#[response(description = "Unknown model, version or config id.")]
 pub struct NotFound(#[allow(dead_code)] ErrorBody);
 
 /// A configuration write older than the active generation.
@@ -82,7 +92,7 @@ pub struct Internal(#[allow(dead_code)] ErrorBody);
     ),
     components(
         schemas(ErrorBody),
-        responses(BadRequest, NotFound, TooLarge, Overloaded, Unavailable, Internal)
+        responses(BadRequest, NotFound, TooLarge, UnsupportedEncoding, Overloaded, Unavailable, Internal)
     )
 )]
 pub struct DataDoc;
@@ -95,13 +105,14 @@ pub struct DataDoc;
         description = "Configuration table, configuration switches, load statistics and metrics. \
             With `--admin-token-file`, every route of this port, this document included, requires \
             `Authorization: Bearer <token>`; without it the port binds loopback only and needs no \
-            token. Errors are JSON `{\"error\": \"...\"}` (`ErrorBody`). See docs/api.md."
+            token. The metrics token (`--metrics-token-file`) is accepted for `GET /metrics` only \
+            and refused (403) everywhere else. Errors are JSON `{\"error\": \"...\"}` (`ErrorBody`). See docs/api.md."
     ),
     tags(
         (name = "admin", description = "What the controller reads and writes"),
         (name = "meta", description = "This document and metrics")
     ),
-    components(schemas(ErrorBody), responses(BadRequest, Unauthorized, NotFound, Conflict, TooLarge)),
+    components(schemas(ErrorBody), responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge)),
     modifiers(&BearerAuth)
 )]
 pub struct AdminDoc;

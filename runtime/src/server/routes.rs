@@ -14,20 +14,30 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::openapi::{AdminDoc, DataDoc, Unauthorized};
-use super::{admin, classify, layers, oip};
+use super::{admin, classify, layers, oip, triton};
 use crate::service::Runtime;
 
 type Routes = OpenApiRouter<Arc<Runtime>>;
 
 /// The data port's routes; `inference` wraps the two inference routes in their layers.
 fn data_routes(inference: impl FnOnce(Routes) -> Routes) -> Routes {
-    let infer = OpenApiRouter::new().routes(routes!(oip::infer)).routes(routes!(classify::classify));
+    let infer = OpenApiRouter::new()
+        .routes(routes!(oip::infer))
+        .routes(routes!(triton::version_infer))
+        .routes(routes!(classify::classify));
     OpenApiRouter::with_openapi(DataDoc::openapi())
         .routes(routes!(oip::server_meta))
         .routes(routes!(oip::live))
         .routes(routes!(oip::ready))
         .routes(routes!(oip::model_meta))
         .routes(routes!(oip::model_ready))
+        .routes(routes!(triton::version_meta))
+        .routes(routes!(triton::version_ready))
+        .routes(routes!(triton::model_config))
+        .routes(routes!(triton::version_config))
+        .routes(routes!(triton::all_stats))
+        .routes(routes!(triton::model_stats))
+        .routes(routes!(triton::version_stats))
         .routes(routes!(oip::repository_index))
         .routes(routes!(data_openapi))
         .merge(inference(infer))
@@ -61,6 +71,18 @@ pub fn admin_router(rt: Arc<Runtime>) -> Router {
     let router = router
         .route_layer(axum::middleware::from_fn_with_state(rt.clone(), admin::auth))
         .layer(DefaultBodyLimit::max(admin::MAX_BODY_BYTES));
+    let router = layers::body_deadline(router, rt.body_timeout);
+    layers::traced(router.with_state(rt))
+}
+
+/// The metrics port (`--metrics-addr`): `GET /metrics` and nothing else, behind the metrics
+/// token when one is configured. It shares the admin port's handler and the whole-port layers
+/// (request ids, JSON errors: any other path is a JSON 404); it reads no body.
+pub fn metrics_router(rt: Arc<Runtime>) -> Router {
+    let router = Router::new()
+        .route("/metrics", axum::routing::get(admin::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(rt.clone(), admin::metrics_auth))
+        .layer(DefaultBodyLimit::max(0));
     let router = layers::body_deadline(router, rt.body_timeout);
     layers::traced(router.with_state(rt))
 }

@@ -1,16 +1,24 @@
-//! Start-up and shutdown of a runtime's ports (data, admin, and the optional gRPC port): what
-//! `dyce serve`, `dyce up` and `dyce demo` run. One cancellation token stops everything.
+//! Start-up and shutdown of a runtime's ports (data, admin, and the optional gRPC and metrics
+//! ports): what `dyce serve`, `dyce up` and `dyce demo` run. One cancellation token stops
+//! everything.
+//!
+//! Shutdown drains in three steps, so a rolling update loses no request: readiness fails at
+//! once (load balancers stop sending new requests), the ports keep accepting and serving for
+//! the drain delay (requests already routed here, and those sent before the endpoint update
+//! reached every proxy, are answered), then the listeners close and in-flight requests finish
+//! within the drain timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::grpc::serve_grpc;
 use super::listen::{serve_port, ConnLimits};
-use super::routes::{admin_router, data_router};
+use super::routes::{admin_router, data_router, metrics_router};
 use crate::model::Bundle;
 use crate::service::{start, warm_up, Runtime, ServeConfig, ServeError};
 
@@ -21,8 +29,10 @@ pub struct Server {
     data: TcpListener,
     admin: TcpListener,
     grpc: Option<TcpListener>,
+    metrics: Option<TcpListener>,
     max_batch: usize,
     limits: ConnLimits,
+    drain_delay: Duration,
 }
 
 impl Server {
@@ -35,7 +45,18 @@ impl Server {
     ) -> Result<Self, ServeError> {
         let (rt, model_thread) = start(bundle, cfg)?;
         let limits = ConnLimits { header_timeout: cfg.header_timeout, drain_timeout: cfg.drain_timeout };
-        Ok(Self { rt, model_thread, data, admin, grpc: None, max_batch: cfg.max_batch, limits })
+        let drain_delay = cfg.drain_delay;
+        Ok(Self {
+            rt,
+            model_thread,
+            data,
+            admin,
+            grpc: None,
+            metrics: None,
+            max_batch: cfg.max_batch,
+            limits,
+            drain_delay,
+        })
     }
 
     /// Also serves the KServe v2 gRPC API on `grpc` (`server/grpc/`).
@@ -49,6 +70,17 @@ impl Server {
         self.grpc.as_ref().map(TcpListener::local_addr).transpose()
     }
 
+    /// Serves the read-only metrics port (`GET /metrics` only) on `listener` too.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Self {
+        self.metrics = Some(listener);
+        self
+    }
+
+    /// The metrics port's address, when it has one.
+    pub fn metrics_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.metrics.as_ref().map(|l| l.local_addr()).transpose()
+    }
+
     /// The bound addresses: data port, admin port (tests and scripts bind port 0).
     pub fn local_addrs(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
         Ok((self.data.local_addr()?, self.admin.local_addr()?))
@@ -59,8 +91,9 @@ impl Server {
         &self.rt
     }
 
-    /// Warms up in the background (ready when done) and serves both ports until `shutdown` is
-    /// cancelled; then finishes in-flight requests, drains the queue and joins the model thread.
+    /// Warms up in the background (ready when done) and serves the ports until `shutdown` is
+    /// cancelled; then drains (see the module: unready at once, serving on for the drain delay,
+    /// then in-flight requests finished), drains the queue and joins the model thread.
     ///
     /// If the model thread dies while serving (a panic), the runtime is unready at once
     /// (`Runtime::is_ready`), the ports stop as on shutdown, and this returns
@@ -79,7 +112,27 @@ impl Server {
                 Err(e) => tracing::error!(error = %e, "warm-up failed"),
             }
         });
-        let stop = shutdown.child_token();
+        // `stop` closes the listeners: after the drain delay on shutdown, at once when the model
+        // thread dies (a runtime without a model has nothing to answer).
+        let stop = CancellationToken::new();
+        let drain = tokio::spawn({
+            // Weak: this task must not keep the queue (and so the model thread) alive.
+            let rt = Arc::downgrade(&self.rt);
+            let (stop, shutdown, delay) = (stop.clone(), shutdown.clone(), self.drain_delay);
+            async move {
+                shutdown.cancelled().await;
+                if let Some(rt) = rt.upgrade() {
+                    rt.begin_drain();
+                }
+                tracing::info!(delay = ?delay, "draining: unready, still serving until the delay ends");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.cancelled() => {}
+                }
+                tracing::info!("drain delay over: closing the listeners, finishing in-flight requests");
+                stop.cancel();
+            }
+        });
         let life = self.rt.queue.life();
         let watch = tokio::spawn({
             let (life, stop) = (life.clone(), stop.clone());
@@ -97,8 +150,20 @@ impl Server {
         });
         // The last handle on the queue goes with `serve`, so the model thread can drain and end.
         let grpc = self.grpc.map(|l| serve_grpc(self.rt.clone(), l, self.limits, stop.clone()));
-        serve(self.rt, self.data, self.admin, grpc, self.limits, stop).await?;
+        let metrics =
+            self.metrics.map(|l| serve_port(l, metrics_router(self.rt.clone()), self.limits, stop.clone()));
+        let metrics = async move {
+            match metrics {
+                Some(m) => m.await,
+                None => Ok(()),
+            }
+        };
+        let (served, metrics) =
+            tokio::join!(serve(self.rt, self.data, self.admin, grpc, self.limits, stop), metrics);
+        served?;
+        metrics?;
         watch.abort();
+        drain.abort();
         let thread = self.model_thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         if shutdown.is_cancelled() {

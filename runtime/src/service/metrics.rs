@@ -1,5 +1,6 @@
 //! The runtime's Prometheus metrics (names, units and labels as in docs/architecture.md).
 
+use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -57,6 +58,29 @@ pub const LATENCY_BUCKETS: [f64; 14] =
 /// Outcomes of `dyce_requests_total`, created at 0 on start so `rate()` sees the first event.
 pub const OUTCOMES: [&str; 5] = ["ok", "shed", "bad_request", "error", "cancelled"];
 
+/// `stage` label of `dyce_request_stage_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    /// decode, queue, compute, encode.
+    pub stage: &'static str,
+}
+
+/// A stage of an inference request's time on the data path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Parsing the request and building the normalised input (image decoding included).
+    Decode = 0,
+    /// From admission to the start of the batch.
+    Queue = 1,
+    /// The batch the request ran in.
+    Compute = 2,
+    /// Building the answer from the batch's results.
+    Encode = 3,
+}
+
+/// Stages, in the order of [`Stage`]'s discriminants.
+pub const STAGES: [&str; 4] = ["decode", "queue", "compute", "encode"];
+
 /// Every runtime metric.
 pub struct Metrics {
     /// The registry `/metrics` encodes.
@@ -93,13 +117,19 @@ pub struct Metrics {
     pub expected_accuracy: Gauge<f64, AtomicU64>,
     /// MACs ratio of the active config.
     pub macs_ratio: Gauge<f64, AtomicU64>,
+    /// Per-stage request time, one histogram per [`Stage`], created up front so that an
+    /// observation is an index and an atomic add (no label hashing on the data path).
+    stages: [Histogram; 4],
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn new() -> Self {
-        let mut registry = Registry::default();
+    /// Creates and registers every metric; `model` labels the request and inference series.
+    pub fn new(model: &str) -> Self {
+        let mut root = Registry::default();
         let seconds = || Histogram::new(LATENCY_BUCKETS);
+        let stage_family: Family<StageLabel, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
+        let stages = STAGES.map(|stage| stage_family.get_or_create(&StageLabel { stage }).clone());
         let m = Self {
             requests: Family::default(),
             request_duration: seconds(),
@@ -117,8 +147,13 @@ impl Metrics {
             saturated_cost: Family::default(),
             expected_accuracy: Gauge::default(),
             macs_ratio: Gauge::default(),
+            stages,
             registry: Registry::default(),
         };
+        // The model's name as a constant label of the request and inference series (one value
+        // per runtime: no cardinality to speak of), added at encoding, so recording stays a
+        // plain atomic add. The state of the runtime (config, queue, build) carries none.
+        let registry = root.sub_registry_with_label((Cow::Borrowed("model"), Cow::Owned(model.to_string())));
         registry.register("dyce_requests", "Inference requests by outcome", m.requests.clone());
         registry.register_with_unit(
             "dyce_request_duration",
@@ -138,6 +173,20 @@ impl Metrics {
             Unit::Seconds,
             m.batch_compute.clone(),
         );
+        registry.register_with_unit(
+            "dyce_request_stage_duration",
+            "Time of answered inference requests by stage: decode (parse and normalise), queue, compute (the batch), encode (the answer)",
+            Unit::Seconds,
+            stage_family,
+        );
+        registry.register("dyce_batch_size", "Images per batch", m.batch_size.clone());
+        registry.register(
+            "dyce_exits",
+            "Samples answered by each exit position (final = original head)",
+            m.exits.clone(),
+        );
+        registry.register("dyce_macs", "Multiply-accumulates spent on answered samples", m.macs.clone());
+        let registry = &mut root;
         registry.register("dyce_queue_depth", "Images admitted and not yet answered", m.queue_depth.clone());
         registry.register(
             "dyce_in_flight_requests",
@@ -149,13 +198,6 @@ impl Metrics {
             "1 while the model thread runs; 0 once it has stopped (the runtime is then unready and exits)",
             m.model_up.clone(),
         );
-        registry.register("dyce_batch_size", "Images per batch", m.batch_size.clone());
-        registry.register(
-            "dyce_exits",
-            "Samples answered by each exit position (final = original head)",
-            m.exits.clone(),
-        );
-        registry.register("dyce_macs", "Multiply-accumulates spent on answered samples", m.macs.clone());
         registry.register(
             "dyce_active_config_info",
             "1 for the active configuration",
@@ -194,10 +236,16 @@ impl Metrics {
             "Instruction set of the inference kernels and the CPU model",
             kernels,
         );
+        registry.register_collector(Box::new(super::process::ProcessCollector));
         for outcome in OUTCOMES {
             let _ = m.requests.get_or_create(&OutcomeLabel { outcome });
         }
-        Self { registry, ..m }
+        Self { registry: root, ..m }
+    }
+
+    /// Records `seconds` spent by one answered request in `stage`.
+    pub fn stage(&self, stage: Stage, seconds: f64) {
+        self.stages[stage as usize].observe(seconds);
     }
 
     /// Records a computed batch.
@@ -226,6 +274,6 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new("")
     }
 }

@@ -5,6 +5,8 @@
 
 pub mod load;
 pub mod metrics;
+pub mod process;
 mod runtime;
+pub mod stats;
 
 pub use runtime::{start, warm_up, Runtime, ServeConfig, ServeError};

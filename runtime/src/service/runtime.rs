@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::load::SharedWindow;
-use super::metrics::{ConfigLabel, Metrics, OutcomeLabel};
+use super::metrics::{ConfigLabel, Metrics, OutcomeLabel, Stage};
+use super::stats::Stats;
 use crate::engine::queue::{self, BatchObserver, JobOutput, ModelQueue, QueueConfig, SubmitError};
 use crate::engine::{default_pool, ConfigSwitch, EngineError, FastBackend, SampleResult};
 use crate::model::Bundle;
@@ -26,6 +27,8 @@ pub struct ServeConfig {
     pub decode_concurrency: Option<usize>,
     /// Bearer token required on the admin port.
     pub admin_token: Option<String>,
+    /// Bearer token of the read-only metrics port (`GET /metrics` only, on either port).
+    pub metrics_token: Option<String>,
     /// Window of `/v1/load` statistics.
     pub load_window: Duration,
     /// Largest accepted request body.
@@ -39,6 +42,8 @@ pub struct ServeConfig {
     pub body_timeout: Duration,
     /// Longest shutdown waits for open connections before closing them.
     pub drain_timeout: Duration,
+    /// How long the ports keep accepting after a shutdown begins, with readiness failing.
+    pub drain_delay: Duration,
     /// Config to start on (default: the full model).
     pub initial_config: Option<String>,
     /// Answer each request when its images exit, not when their batch ends (the default).
@@ -56,12 +61,14 @@ impl Default for ServeConfig {
             threads: None,
             decode_concurrency: None,
             admin_token: None,
+            metrics_token: None,
             load_window: Duration::from_secs(2),
             max_body_bytes: 8 << 20,
             request_timeout: None,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(20),
+            drain_delay: Duration::ZERO,
             initial_config: None,
             answer_at_exit: true,
             panic_on_config: None,
@@ -98,6 +105,10 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     /// Bearer token of the admin port.
     pub admin_token: Option<String>,
+    /// Bearer token of the metrics port, read-only on the admin port.
+    pub metrics_token: Option<String>,
+    /// Triton-style statistics since start (`/v2/models/{name}/stats`).
+    pub stats: Arc<Stats>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Longest an inference request may take.
@@ -108,13 +119,37 @@ pub struct Runtime {
     /// images take, since a decode runs before admission and may take ~200 MiB.
     pub decode_permits: Arc<Semaphore>,
     ready: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl Runtime {
-    /// Whether the model is loaded, warmed up and still running: a runtime whose model thread
-    /// died answers every inference with 503, so it must leave the Service at once.
+    /// Whether the model is loaded, warmed up, still running and not shutting down: a runtime
+    /// whose model thread died answers every inference with 503, and one that is draining is
+    /// about to close its ports, so either must leave the Service at once.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && self.queue.is_running()
+        self.ready.load(Ordering::Acquire) && self.queue.is_running() && !self.is_draining()
+    }
+
+    /// Whether a shutdown has begun (readiness fails; requests are still served).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Begins a shutdown: readiness fails from now on, everything else goes on serving.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// An answered request's time parsing and normalising its input.
+    pub fn record_decode(&self, seconds: f64) {
+        self.metrics.stage(Stage::Decode, seconds);
+        self.stats.input(seconds);
+    }
+
+    /// An answered request's time building its answer from the results.
+    pub fn record_encode(&self, seconds: f64) {
+        self.metrics.stage(Stage::Encode, seconds);
+        self.stats.output(seconds);
     }
 
     /// Refuses at once when the queue has no room for even one image: lets a server refuse a
@@ -136,6 +171,9 @@ impl Runtime {
         }
         let out = admitted?.await.map_err(|_| SubmitError::Stopped)??;
         self.metrics.queue_duration.observe(out.queue_seconds);
+        self.metrics.stage(Stage::Queue, out.queue_seconds);
+        self.metrics.stage(Stage::Compute, out.batch_seconds);
+        self.stats.queued_and_computed(out.queue_seconds, out.batch_seconds);
         Ok(out)
     }
 
@@ -143,6 +181,7 @@ impl Runtime {
     /// it answered `images`, its latency.
     pub fn record_request(&self, outcome: &'static str, images: Option<usize>, seconds: f64) {
         self.metrics.requests.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.stats.request(images, seconds);
         if let Some(n) = images {
             self.metrics.request_duration.observe(seconds);
             self.load.completed(n, seconds);
@@ -170,6 +209,7 @@ impl Runtime {
 struct Observer {
     load: Arc<SharedWindow>,
     metrics: Arc<Metrics>,
+    stats: Arc<Stats>,
 }
 
 impl BatchObserver for Observer {
@@ -183,6 +223,7 @@ impl BatchObserver for Observer {
         if images > 0 {
             self.load.batch(config_id, images, seconds);
             self.metrics.batch(images, seconds);
+            self.stats.batch(images, seconds);
         }
     }
 
@@ -202,8 +243,9 @@ pub fn start(
     let switch = Arc::new(ConfigSwitch::new(bundle.clone(), &initial)?);
     let backend = FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(cfg.threads)?)?;
     let load = Arc::new(SharedWindow::new(cfg.load_window, cfg.max_batch));
-    let metrics = Arc::new(Metrics::new());
-    let observer = Arc::new(Observer { load: load.clone(), metrics: metrics.clone() });
+    let metrics = Arc::new(Metrics::new(&bundle.manifest.name));
+    let stats = Arc::new(Stats::new(cfg.max_batch));
+    let observer = Arc::new(Observer { load: load.clone(), metrics: metrics.clone(), stats: stats.clone() });
     let qcfg = QueueConfig {
         max_batch: cfg.max_batch.max(1),
         max_queued: cfg.max_queued.max(cfg.max_batch).max(1),
@@ -218,11 +260,14 @@ pub fn start(
         load,
         metrics,
         admin_token: cfg.admin_token.clone(),
+        metrics_token: cfg.metrics_token.clone(),
+        stats,
         max_body_bytes: cfg.max_body_bytes,
         request_timeout: cfg.request_timeout,
         body_timeout: cfg.body_timeout,
         decode_permits: Arc::new(Semaphore::new(decode_concurrency(cfg))),
         ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
     });
     rt.publish_active();
     Ok((rt, handle))

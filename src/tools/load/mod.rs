@@ -93,9 +93,10 @@ pub struct LoadArgs {
     /// Per-request log file (one line per scheduled request).
     #[arg(long, env = "DYCE_LOAD_LOG")]
     log: Option<PathBuf>,
-    /// Format of --log (default: csv for a `.csv` file, else jsonl).
-    #[arg(long, env = "DYCE_LOAD_LOG_FORMAT", value_enum)]
-    log_format: Option<LogFormat>,
+    /// Format of --log (default: csv for a `.csv` file, else jsonl). Not `--log-format`, which
+    /// is the global flag of the process's own log lines.
+    #[arg(long = "log-file-format", env = "DYCE_LOAD_LOG_FORMAT", value_enum)]
+    log_file_format: Option<LogFormat>,
     /// Latency SLO in milliseconds: the summary then reports the share of 1-s windows whose
     /// p99 is within it.
     #[arg(long, env = "DYCE_LOAD_SLO_MS")]
@@ -163,7 +164,7 @@ impl LoadArgs {
             timeout: Duration::from_secs_f64(self.timeout),
             slo_ms: self.slo_ms,
             log: self.log.clone(),
-            log_format: self.log_format,
+            log_format: self.log_file_format,
         })
     }
 }
