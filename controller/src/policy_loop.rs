@@ -136,8 +136,8 @@ impl PolicyLoop {
     /// are still polled for their active config, which actuation needs).
     pub fn with_prometheus(mut self, prom: PromSource) -> Self {
         let wait = poll_wait(&self.spec);
-        let runtimes =
-            HttpRuntimes::new(self.client.clone(), &self.name, wait).count_errors(runtime_errors(&self.metrics));
+        let runtimes = HttpRuntimes::new(self.client.clone(), &self.name, wait)
+            .count_errors(runtime_errors(&self.metrics));
         self.source = Box::new(Prometheus::new(runtimes, prom, wait));
         self.source_api = "prometheus";
         self

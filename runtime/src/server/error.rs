@@ -95,10 +95,14 @@ impl ApiError {
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
             ApiError::BadRequest(_) | ApiError::HeadTooLarge(_) => tonic::Code::InvalidArgument,
-            ApiError::UnknownModel(_) | ApiError::UnknownConfig(_) => tonic::Code::NotFound,
+            ApiError::UnknownModel(_) | ApiError::UnknownVersion { .. } | ApiError::UnknownConfig(_) => {
+                tonic::Code::NotFound
+            }
             ApiError::StaleGeneration(_) => tonic::Code::FailedPrecondition,
             ApiError::Overloaded(_) => tonic::Code::ResourceExhausted,
             ApiError::Unauthorized => tonic::Code::Unauthenticated,
+            ApiError::Forbidden(_) => tonic::Code::PermissionDenied,
+            ApiError::UnsupportedEncoding(_) => tonic::Code::Unimplemented,
             ApiError::RequestTimeout(_) => tonic::Code::DeadlineExceeded,
             ApiError::TooLarge(_) => tonic::Code::OutOfRange,
             ApiError::Unavailable(_) => tonic::Code::Unavailable,

@@ -17,8 +17,8 @@ use super::oip_types::*;
 use super::openapi::{
     BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable, UnsupportedEncoding,
 };
-pub use super::tensor::{check_model, OUTPUTS, VERSION};
 use super::tensor::{self, InputData, InputHeader};
+pub use super::tensor::{check_model, OUTPUTS, VERSION};
 use crate::service::Runtime;
 
 /// `Ok` for the served model at the served version (REST's versioned routes: the version must
