@@ -25,6 +25,9 @@ def newer_flags(binary):
         flags += ["--metrics-addr", "127.0.0.1:0"]
     if "--drain-delay" in help_text:
         flags += ["--drain-delay", "0"]
+    if "--grpc-addr" in help_text:
+        # The gRPC port listens (idle) as in production, on a free port.
+        flags += ["--grpc-addr", "127.0.0.1:0"]
     return flags
 
 

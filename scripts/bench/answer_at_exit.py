@@ -27,11 +27,22 @@ def machine(binary):
     return {"cpu": cpu, "cpus": os.cpu_count(), "kernels_isa": kernels, "bin": binary}
 
 
+def port_flags(binary):
+    """Free ports for the optional listeners and no drain delay, for binaries that have them."""
+    text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True).stdout
+    flags = []
+    for flag, value in (("--grpc-addr", "127.0.0.1:0"), ("--metrics-addr", "127.0.0.1:0"), ("--drain-delay", "0")):
+        if flag in text:
+            flags += [flag, value]
+    return flags
+
+
 class Server:
     def __init__(self, binary, out, tag, flags):
         self.out = open(os.path.join(out, f"{tag}.serve.out"), "w+")
         self.err = open(os.path.join(out, f"{tag}.serve.err"), "w")
-        cmd = [binary, "serve", "--data-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", *flags]
+        cmd = [binary, "serve", "--data-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", *port_flags(binary),
+               *flags]
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=self.err, env={**os.environ, "RUST_LOG": "warn"})
         for _ in range(600):
             self.out.seek(0)

@@ -15,7 +15,7 @@ bin=${BIN:-target/release/dyce}
 [[ -x $bin ]] || { echo "error: $bin not built (cargo build --release)" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'kill -TERM "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
-"$bin" serve --data-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 >"$out/serve.out" 2>"$out/serve.err" &
+"$bin" serve --data-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 >"$out/serve.out" 2>"$out/serve.err" &
 pid=$!
 for _ in $(seq 300); do [[ -s $out/serve.out ]] && break; sleep 0.1; done
 addr() { python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])' "$out/serve.out" "$1"; }

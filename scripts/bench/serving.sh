@@ -80,7 +80,7 @@ trap cleanup EXIT
 start_server() {
     local stem=$1
     shift
-    "$bin" serve --data-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --drain-delay 0 "$@" >"$stem.out" 2>"$stem.err" &
+    "$bin" serve --data-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --drain-delay 0 "$@" >"$stem.out" 2>"$stem.err" &
     SPID=$!
     for _ in $(seq 300); do [[ -s $stem.out ]] && break; sleep 0.1; done
     DATA=http://$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["data"])' "$stem.out")

@@ -14,7 +14,7 @@ bin=${DYCE_BIN:-target/release/dyce}
 mkdir -p "$out"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); $(nproc) cores; ${secs} s"
 
-"$bin" serve --data-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 > "$out/serve.out" 2> "$out/serve.log" &
+"$bin" serve --data-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 > "$out/serve.out" 2> "$out/serve.log" &
 serve=$!
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do [ -s "$out/serve.out" ] && break; sleep 0.1; done
