@@ -9,13 +9,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dyce_control_core::policy::PolicyDocument;
 use dyce_controller::actuate::{push_one, PushError, PushTarget, Retry, MAX_GENERATION};
 use dyce_controller::body::{LARGE_ANSWER_CAP, SMALL_ANSWER_CAP};
 use dyce_controller::client::{AdminClient, CallError};
-use dyce_controller::local::{run_local, LocalConfig};
 use dyce_controller::prom::{PromConfig, PromSource};
-use fake::{Fake, Fault};
+use fake::{start_controller, ticks, Fake, Fault};
 use tokio_util::sync::CancellationToken;
 
 const POLICY: &str = "apiVersion: dyce.dev/v1alpha1
@@ -33,27 +31,7 @@ spec:
 
 /// A local controller over `fakes`; its endpoints' base URL and the token that stops it.
 pub async fn controller(fakes: &[Arc<Fake>]) -> (String, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let cfg = LocalConfig {
-        policy: PolicyDocument::parse(POLICY).unwrap(),
-        runtimes: fakes.iter().map(|f| f.url.clone()).collect(),
-        admin_token: None,
-        dry_run: false,
-        prometheus: None,
-    };
-    let stop = CancellationToken::new();
-    tokio::spawn(run_local(cfg, listener, stop.clone()));
-    (url, stop)
-}
-
-/// `dyce_controller_ticks_total` as the controller exposes it.
-async fn ticks(base: &str) -> u64 {
-    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("dyce_controller_ticks_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+    start_controller(POLICY, fakes, None).await
 }
 
 /// One hung runtime (its `/v1/load`, or its `PUT`) next to two healthy ones: the policy keeps

@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use dyce_control_core::policy::PolicyDocument;
-use dyce_controller::local::{run_local, LocalConfig};
 use dyce_controller::prom::PromConfig;
-use fake::{Fake, Fault};
+use fake::{start_controller, ticks, Fake, Fault};
 use tokio_util::sync::CancellationToken;
 
 const POLICY: &str = "apiVersion: dyce.dev/v1alpha1
@@ -68,31 +66,13 @@ async fn prometheus(hang: bool) -> (String, Arc<AtomicBool>) {
 }
 
 async fn controller(fakes: &[Arc<Fake>], prom_url: &str) -> (String, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let cfg = LocalConfig {
-        policy: PolicyDocument::parse(POLICY).unwrap(),
-        runtimes: fakes.iter().map(|f| f.url.clone()).collect(),
-        admin_token: None,
-        dry_run: false,
-        prometheus: Some(PromConfig {
-            url: prom_url.to_string(),
-            selector: "job=\"dyce-runtime\"".into(),
-            window: Duration::from_secs(10),
-            timeout: Duration::from_secs(2),
-        }),
+    let prom = PromConfig {
+        url: prom_url.to_string(),
+        selector: "job=\"dyce-runtime\"".into(),
+        window: Duration::from_secs(10),
+        timeout: Duration::from_secs(2),
     };
-    let stop = CancellationToken::new();
-    tokio::spawn(run_local(cfg, listener, stop.clone()));
-    (url, stop)
-}
-
-async fn ticks(base: &str) -> u64 {
-    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("dyce_controller_ticks_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+    start_controller(POLICY, fakes, Some(prom)).await
 }
 
 async fn status(base: &str) -> serde_json::Value {

@@ -151,3 +151,33 @@ async fn switch(State(f): State<Arc<Fake>>, Json(req): Json<SwitchRequest>) -> J
     }
     Json(next)
 }
+
+/// A local controller running `policy` over `fakes` (reading signals from Prometheus when
+/// `prometheus` is given): its endpoints' base URL and the token that stops it.
+pub async fn start_controller(
+    policy: &str,
+    fakes: &[Arc<Fake>],
+    prometheus: Option<dyce_controller::prom::PromConfig>,
+) -> (String, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let cfg = dyce_controller::local::LocalConfig {
+        policy: dyce_control_core::policy::PolicyDocument::parse(policy).unwrap(),
+        runtimes: fakes.iter().map(|f| f.url.clone()).collect(),
+        admin_token: None,
+        dry_run: false,
+        prometheus,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(dyce_controller::local::run_local(cfg, listener, stop.clone()));
+    (url, stop)
+}
+
+/// `dyce_controller_ticks_total` as the controller at `base` exposes it.
+pub async fn ticks(base: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("dyce_controller_ticks_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}

@@ -18,19 +18,8 @@ use super::openapi::{
     BadRequest, Internal, NotFound, Overloaded, TooLarge, Unavailable, UnsupportedEncoding,
 };
 use super::tensor::{self, InputData, InputHeader};
-pub use super::tensor::{check_model, OUTPUTS, VERSION};
+pub use super::tensor::{check_model, check_version, OUTPUTS, VERSION};
 use crate::service::Runtime;
-
-/// `Ok` for the served model at the served version (REST's versioned routes: the version must
-/// be the one served, "1").
-pub fn check_version(rt: &Runtime, name: &str, version: &str) -> Result<(), ApiError> {
-    check_model(rt, name)?;
-    if version == VERSION {
-        Ok(())
-    } else {
-        Err(ApiError::UnknownVersion { model: name.to_string(), version: version.to_string() })
-    }
-}
 
 /// `GET /v2`: server metadata.
 #[utoipa::path(

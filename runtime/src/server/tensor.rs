@@ -19,6 +19,17 @@ pub const OUTPUTS: [&str; 4] = ["probabilities", "label", "confidence", "exit_po
 /// The one version a runtime serves.
 pub const VERSION: &str = "1";
 
+/// Refuses a model or version this runtime does not serve. Empty is gRPC's "the server's
+/// choice" (a REST path segment is never empty).
+pub fn check_version(rt: &Runtime, name: &str, version: &str) -> Result<(), ApiError> {
+    check_model(rt, name)?;
+    if version.is_empty() || version == VERSION {
+        Ok(())
+    } else {
+        Err(ApiError::UnknownVersion { model: name.to_string(), version: version.to_string() })
+    }
+}
+
 /// Refuses a model name this runtime does not serve.
 pub fn check_model(rt: &Runtime, name: &str) -> Result<(), ApiError> {
     if name == rt.bundle.manifest.name {

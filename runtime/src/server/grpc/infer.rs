@@ -10,7 +10,7 @@ use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
 use crate::server::binary::Tensor;
 use crate::server::error::ApiError;
-use crate::server::tensor::{self, check_model, InputData, InputHeader};
+use crate::server::tensor::{self, check_version, InputData, InputHeader};
 use crate::service::Runtime;
 
 /// Runs one ModelInfer request; the answer and the images it carried.
@@ -76,16 +76,6 @@ pub async fn infer(rt: &Runtime, req: ModelInferRequest) -> Result<(ModelInferRe
         });
     }
     Ok((resp, n))
-}
-
-/// Refuses a model version other than the one served (empty means "the server's choice").
-pub fn check_version(rt: &Runtime, name: &str, version: &str) -> Result<(), ApiError> {
-    check_model(rt, name)?;
-    if version.is_empty() || version == tensor::VERSION {
-        Ok(())
-    } else {
-        Err(ApiError::UnknownModel(format!("{name}/versions/{version}")))
-    }
 }
 
 fn param(choice: ParameterChoice) -> InferParameter {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use super::infer::{self, check_version};
+use super::infer;
 use super::proto::grpc_inference_service_server::GrpcInferenceService;
 use super::proto::model_metadata_response::TensorMetadata;
 use super::proto::*;
@@ -14,6 +14,7 @@ use crate::server::error::ApiError;
 use crate::server::layers::outcome;
 use crate::server::oip_types;
 use crate::server::tensor;
+use crate::server::tensor::check_version;
 use crate::service::Runtime;
 
 /// `inference.GRPCInferenceService` over a runtime.
