@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use dyce_calibrate::exit_train::Recipe;
+
 fn dyce(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_dyce"))
         .args(args)
@@ -40,6 +42,9 @@ fn reduced_train_and_calibrate_write_a_loadable_bundle() {
             "mlp1",
             "--exit-epochs",
             "2",
+            // Measured exit costs differ run to run; the same-table check needs MACs.
+            "--exit-cost-model",
+            "off",
         ]);
     }
     for f in ["manifest.json", "weights.safetensors", "configs.json", "REPORT.md", "accuracy_vs_macs.svg"] {
@@ -57,7 +62,17 @@ fn reduced_train_and_calibrate_write_a_loadable_bundle() {
     // exit cost, the search changes but the reported MACs stay true MACs (those of the
     // calibration split, on which configurations are chosen).
     let (b3, b4) = (dir.path().join("b3"), dir.path().join("b4"));
-    let reuse = ["calibrate", "--train-dir", path(&train), "--limit", "300", "--exit-types", "mlp1"];
+    let reuse = [
+        "calibrate",
+        "--train-dir",
+        path(&train),
+        "--limit",
+        "300",
+        "--exit-types",
+        "mlp1",
+        "--exit-cost-model",
+        "off",
+    ];
     dyce(&[&reuse[..], &["--out", path(&b3), "--exits-from", path(&b1)]].concat());
     assert_eq!(
         configs,
@@ -75,4 +90,37 @@ fn reduced_train_and_calibrate_write_a_loadable_bundle() {
         assert_eq!(c["macs_ratio"], p["calibration_macs_ratio"], "{c}");
         assert!(c["macs_ratio"].as_f64().unwrap() <= 1.0 + 1e-12, "{c}");
     }
+
+    // Three recipes by default, compared in the report, the best shipped.
+    let rep1: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b1.join("calibration.json")).unwrap()).unwrap();
+    let recipes = rep1["recipes"].as_array().unwrap();
+    assert_eq!(recipes.len(), 3, "{recipes:?}");
+    assert_eq!(recipes.iter().filter(|r| r["chosen"] == true).count(), 1);
+    let chosen = recipes.iter().find(|r| r["chosen"] == true).unwrap()["recipe"].as_str().unwrap();
+    assert_eq!(
+        rep1["config"]["exits"]["recipe"],
+        serde_json::to_value(chosen.parse::<Recipe>().unwrap()).unwrap()
+    );
+    assert!(std::fs::read_to_string(b1.join("REPORT.md")).unwrap().contains("## Exit-training recipes"));
+
+    // Measured exit costs (the default): written beside the bundle, and a re-search with that
+    // file instead of a new measurement gives the same table.
+    let (b5, b6) = (dir.path().join("b5"), dir.path().join("b6"));
+    let auto = ["calibrate", "--train-dir", path(&train), "--limit", "300", "--exit-types", "mlp1,mlp2x16"];
+    dyce(&[&auto[..], &["--out", path(&b5), "--exit-recipes", "ce", "--exit-epochs", "1"]].concat());
+    let costs = b5.join("exit_cost.json");
+    let model: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&costs).unwrap()).unwrap();
+    assert_eq!(model["heads"].as_array().unwrap().len(), 2 * 3, "two types at three positions: {model}");
+    assert!(model["backbone_ns_per_mac"].as_f64().unwrap() > 0.0);
+    assert!(model["machine"]["isa"].is_string());
+    dyce(
+        &[&auto[..], &["--out", path(&b6), "--exits-from", path(&b5), "--exit-cost-model", path(&costs)]]
+            .concat(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(b5.join("configs.json")).unwrap(),
+        std::fs::read_to_string(b6.join("configs.json")).unwrap(),
+        "same heads and costs, same table"
+    );
 }

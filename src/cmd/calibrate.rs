@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dyce_calibrate::dataset::SplitData;
-use dyce_calibrate::exit_train::ExitTrainConfig;
+use dyce_calibrate::exit_cost::ExitCostModel;
+use dyce_calibrate::exit_train::{ExitTrainConfig, Recipe};
 use dyce_calibrate::pipeline::{calibrate, CalibrateConfig, Dataset, Job};
 use dyce_calibrate::report;
 use dyce_data::fashion_mnist as data;
@@ -50,6 +51,17 @@ pub struct CalibrateArgs {
     /// Passes over the training features when training exits.
     #[arg(long, env = "DYCE_EXIT_EPOCHS", default_value_t = 12)]
     exit_epochs: usize,
+    /// Exit-training recipes to try, comma-separated, each `+`-joined parts of `ce` (labels),
+    /// `distill` (learn the final head's answer), `mixup` (mix feature pairs), `conf` (weight
+    /// images by the final head's confidence); the heads whose calibration-split front saves
+    /// the most MACs ship, and the report compares them all.
+    #[arg(
+        long,
+        env = "DYCE_EXIT_RECIPES",
+        value_delimiter = ',',
+        default_value = "ce,distill,distill+mixup"
+    )]
+    exit_recipes: Vec<String>,
     /// AdamW learning rate of exit training.
     #[arg(long, env = "DYCE_EXIT_LR", default_value_t = 2e-3)]
     exit_lr: f64,
@@ -72,6 +84,11 @@ pub struct CalibrateArgs {
     /// (comma-separated; unnamed types cost 1). Measure them with `dyce bench --profile`.
     #[arg(long, env = "DYCE_EXIT_COST", value_delimiter = ',')]
     exit_cost: Vec<String>,
+    /// Exit costs the search charges when no --exit-cost factor is given: `auto` measures each
+    /// head's time per call and per row on this machine before the search (about 12 s) and
+    /// writes them to the bundle's exit_cost.json; a path reuses such a file; `off` charges MACs.
+    #[arg(long, env = "DYCE_EXIT_COST_MODEL", default_value = "auto")]
+    exit_cost_model: String,
     /// Reuse the exit heads of this bundle instead of training new ones (skips exit training:
     /// re-searching a shipped bundle takes a minute instead of half an hour).
     #[arg(long, env = "DYCE_EXITS_FROM")]
@@ -242,6 +259,22 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    let recipes: Vec<Recipe> = args.exit_recipes.iter().map(|r| r.parse()).collect::<Result<_, _>>()?;
+    if recipes.is_empty() {
+        bail!("--exit-recipes needs at least one recipe");
+    }
+    let (measure_exit_costs, exit_cost_model) = match args.exit_cost_model.as_str() {
+        _ if !exit_cost.is_empty() => (false, None),
+        "auto" => (true, None),
+        "off" => (false, None),
+        path => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--exit-cost-model: reading {path}"))?;
+            let m: ExitCostModel =
+                serde_json::from_str(&text).with_context(|| format!("--exit-cost-model: parsing {path}"))?;
+            (false, Some(m))
+        }
+    };
     let (spec, source) = match &args.folder.weights {
         Some(w) => folder_source(args, w)?,
         None => idx_source(args)?,
@@ -255,6 +288,7 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
             lr: args.exit_lr,
             weight_decay: 1e-4,
             seed: args.seed,
+            recipe: recipes[0].clone(),
         },
         limit: args.limit,
         max_accuracy_drop: args.max_accuracy_drop,
@@ -262,6 +296,9 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
         k_max: args.k_max,
         exit_cost,
         exits_from: args.exits_from.clone(),
+        recipes,
+        measure_exit_costs,
+        exit_cost_model,
     };
     let command: Vec<String> = std::env::args().collect();
     let mut provenance = source.provenance;

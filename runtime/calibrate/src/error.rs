@@ -15,6 +15,9 @@ pub enum CalibrateError {
     /// The records are inconsistent (a bug upstream).
     #[error("records")]
     Records(#[from] dyce_search::RecordsError),
+    /// The settings cannot be run.
+    #[error("{0}")]
+    Invalid(String),
     /// The report could not be written.
     #[error("{path}: {reason}")]
     Io {

@@ -1,12 +1,16 @@
-//! Trains every exit head (every type at every position) jointly on cached pooled features.
+//! Trains every exit head (every type at every position) jointly on cached pooled features,
+//! with a recipe: plain cross-entropy, distillation from the frozen backbone's final head,
+//! mixup of the pooled features, confidence weighting, or a mix (`recipe.rs`).
 
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor, Var};
-use candle_nn::{loss, AdamW, Optimizer, ParamsAdamW};
+use candle_nn::{ops::log_softmax, AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use rand_distr::{Beta, Distribution};
 
+pub use crate::recipe::Recipe;
 use dyce_runtime::model::{ExitHead, ExitType};
 
 /// Hyper-parameters of exit training.
@@ -24,6 +28,10 @@ pub struct ExitTrainConfig {
     pub weight_decay: f64,
     /// Seed of initialisation and shuffling.
     pub seed: u64,
+    /// How the heads learn (loss and augmentation); plain cross-entropy in bundles made before
+    /// recipes existed.
+    #[serde(default)]
+    pub recipe: Recipe,
 }
 
 struct Head {
@@ -54,6 +62,9 @@ pub struct TrainingFeatures<'a> {
     pub n: usize,
     /// Loads one position's rows.
     pub rows: &'a dyn Fn(usize) -> Result<Vec<f32>, crate::error::CalibrateError>,
+    /// The final head's logits for every image (`n × classes`), the teacher of distillation;
+    /// `None` when no recipe needs it.
+    pub teacher: Option<&'a [f32]>,
 }
 
 /// Trains the heads, one position at a time (only that position's features are in memory), and
@@ -66,38 +77,114 @@ pub fn train_exits(
     on_epoch: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<HashMap<String, Tensor>, crate::error::CalibrateError> {
     let types: Vec<ExitType> = cfg.types.iter().map(|t| t.parse()).collect::<Result<_, _>>()?;
+    if cfg.recipe.needs_teacher() && feats.teacher.is_none_or(|t| t.len() != feats.n * classes) {
+        return Err(crate::error::CalibrateError::Invalid(format!(
+            "exit recipe `{}` needs the final head's logits for every training image",
+            cfg.recipe
+        )));
+    }
     let mut out = HashMap::new();
     for (p, &c) in feats.channels.iter().enumerate() {
         let rows = (feats.rows)(p)?;
         // A seed per position: the heads of one position do not depend on the others'.
         let seed = cfg.seed.wrapping_add(p as u64);
-        for (name, tensor) in
-            train_position(p, &rows, c, labels, classes, &types, cfg, seed, &mut |e, l| on_epoch(p, e, l))?
-        {
+        let data = PositionData { rows: &rows, c, labels, classes, teacher: feats.teacher };
+        for (name, tensor) in train_position(p, &data, &types, cfg, seed, &mut |e, l| on_epoch(p, e, l))? {
             out.insert(name, tensor);
         }
     }
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One position's training data.
+struct PositionData<'a> {
+    rows: &'a [f32],
+    c: usize,
+    labels: &'a [u32],
+    classes: usize,
+    teacher: Option<&'a [f32]>,
+}
+
+impl PositionData<'_> {
+    /// Rows `chunk` of the features, and of `per_row` values of `src`, as tensors.
+    fn gather(&self, src: &[f32], per_row: usize, chunk: &[usize]) -> Vec<f32> {
+        let mut x = Vec::with_capacity(chunk.len() * per_row);
+        for &i in chunk {
+            x.extend_from_slice(&src[i * per_row..(i + 1) * per_row]);
+        }
+        x
+    }
+
+    /// The targets of a batch: one-hot labels and, with a teacher, its tempered probabilities.
+    fn targets(&self, chunk: &[usize], temperature: f64) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let dev = Device::Cpu;
+        let mut hard = vec![0f32; chunk.len() * self.classes];
+        for (r, &i) in chunk.iter().enumerate() {
+            hard[r * self.classes + self.labels[i] as usize] = 1.0;
+        }
+        let hard = Tensor::from_vec(hard, (chunk.len(), self.classes), &dev)?;
+        let soft = match self.teacher {
+            Some(t) => {
+                let logits =
+                    Tensor::from_vec(self.gather(t, self.classes, chunk), (chunk.len(), self.classes), &dev)?;
+                Some(candle_nn::ops::softmax_last_dim(&(logits / temperature)?)?)
+            }
+            None => None,
+        };
+        Ok((hard, soft))
+    }
+}
+
+/// `−Σ target · log_softmax(logits)` per row.
+fn soft_ce(logits: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
+    (log_softmax(logits, 1)? * target)?.sum(1)?.neg()
+}
+
+/// One batch's loss for one head under the recipe (mean over rows).
+fn head_loss(
+    logits: &Tensor,
+    hard: &Tensor,
+    soft: Option<&Tensor>,
+    weight: Option<&Tensor>,
+    recipe: &Recipe,
+) -> candle_core::Result<Tensor> {
+    let mut per_row = soft_ce(logits, hard)?;
+    if let (Some(soft), true) = (soft, recipe.distill > 0.0) {
+        // Hinton's T² keeps the soft term's gradient on the hard term's scale.
+        let t = recipe.temperature;
+        let kd = (soft_ce(&(logits / t)?, soft)? * (t * t))?;
+        per_row = ((per_row * (1.0 - recipe.distill))? + (kd * recipe.distill)?)?;
+    }
+    if let Some(w) = weight {
+        per_row = (per_row * w)?;
+    }
+    per_row.mean_all()
+}
+
+/// The confidence weight of each row: the teacher's probability of the true label, scaled to a
+/// mean of 1 over the batch. An exit only answers images it is sure of and leaves the rest to
+/// deeper blocks, so the images the full model itself is unsure of matter least to it.
+fn confidence_weights(soft_t1: &Tensor, hard: &Tensor) -> candle_core::Result<Tensor> {
+    let p = (soft_t1 * hard)?.sum(1)?;
+    let mean = p.mean_all()?.to_scalar::<f32>()?.max(1e-6);
+    p / mean as f64
+}
+
 fn train_position(
     p: usize,
-    rows: &[f32],
-    c: usize,
-    labels: &[u32],
-    classes: usize,
+    d: &PositionData,
     types: &[ExitType],
     cfg: &ExitTrainConfig,
     seed: u64,
     on_epoch: &mut dyn FnMut(usize, f64),
 ) -> candle_core::Result<Vec<(String, Tensor)>> {
     let dev = Device::Cpu;
+    let recipe = &cfg.recipe;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut heads = Vec::new();
     for t in types {
         let mut layers = Vec::new();
-        for (i, o) in t.layer_dims(c, classes) {
+        for (i, o) in t.layer_dims(d.c, d.classes) {
             // PyTorch's default Linear initialisation, from our seeded RNG.
             let a = 1.0 / (i as f32).sqrt();
             let w: Vec<f32> = (0..i * o).map(|_| rng.random_range(-a..a)).collect();
@@ -110,7 +197,13 @@ fn train_position(
         heads.iter().flat_map(|h| h.layers.iter().flat_map(|(w, b)| [w.clone(), b.clone()])).collect();
     let params = ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() };
     let mut opt = AdamW::new(vars, params)?;
-    let n = labels.len();
+    let beta = match recipe.mixup > 0.0 {
+        true => {
+            Some(Beta::new(recipe.mixup, recipe.mixup).map_err(|e| candle_core::Error::Msg(e.to_string()))?)
+        }
+        false => None,
+    };
+    let n = d.labels.len();
     let steps = n.div_ceil(cfg.batch_size.max(1));
     let total = (steps * cfg.epochs).max(1);
     let mut order: Vec<usize> = (0..n).collect();
@@ -120,17 +213,35 @@ fn train_position(
         for (s, chunk) in order.chunks(cfg.batch_size.max(1)).enumerate() {
             let t = (epoch * steps + s) as f64 / total as f64;
             opt.set_learning_rate(cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()));
-            let y: Vec<u32> = chunk.iter().map(|&i| labels[i]).collect();
-            let y = Tensor::from_vec(y, chunk.len(), &dev)?;
-            let mut x = Vec::with_capacity(chunk.len() * c);
-            for &i in chunk {
-                x.extend_from_slice(&rows[i * c..(i + 1) * c]);
+            let x = Tensor::from_vec(d.gather(d.rows, d.c, chunk), (chunk.len(), d.c), &dev)?;
+            let (mut hard, mut soft) = d.targets(chunk, recipe.temperature)?;
+            let mut weight = match (recipe.confidence_weighted, d.teacher) {
+                (true, Some(_)) => {
+                    let (_, t1) = d.targets(chunk, 1.0)?;
+                    Some(confidence_weights(&t1.expect("teacher present"), &hard)?)
+                }
+                _ => None,
+            };
+            let mut x = x;
+            if let Some(beta) = &beta {
+                // Mixup in "batch" mode: one λ per batch, each row mixed with a shuffled partner,
+                // targets (hard and soft) mixed the same way.
+                let lam = beta.sample(&mut rng);
+                let mut perm: Vec<u32> = (0..chunk.len() as u32).collect();
+                perm.shuffle(&mut rng);
+                let perm = Tensor::from_vec(perm, chunk.len(), &dev)?;
+                let mix = |a: &Tensor| -> candle_core::Result<Tensor> {
+                    (a * lam)? + (a.index_select(&perm, 0)? * (1.0 - lam))?
+                };
+                x = mix(&x)?;
+                hard = mix(&hard)?;
+                soft = soft.map(|s| mix(&s)).transpose()?;
+                weight = weight.map(|w| mix(&w)).transpose()?;
             }
-            let x = Tensor::from_vec(x, (chunk.len(), c), &dev)?;
             // One summed loss: the heads share no parameters, so this trains each on its own.
             let mut total_loss: Option<Tensor> = None;
             for h in &heads {
-                let l = loss::cross_entropy(&h.forward(&x)?, &y)?;
+                let l = head_loss(&h.forward(&x)?, &hard, soft.as_ref(), weight.as_ref(), recipe)?;
                 total_loss = Some(match total_loss {
                     Some(acc) => (acc + l)?,
                     None => l,

@@ -7,10 +7,13 @@
 pub mod cache;
 pub mod dataset;
 mod error;
+pub mod exit_cost;
 pub mod exit_train;
 pub mod fastops;
 pub mod outcome;
 pub mod pipeline;
+pub mod recipe;
+pub mod recipes;
 pub mod record;
 pub mod report;
 pub mod sgd;

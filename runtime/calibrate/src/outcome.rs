@@ -34,6 +34,17 @@ pub struct CalibrateConfig {
     /// Reuse the exit heads of this bundle (`weights.safetensors`) instead of training new ones.
     #[serde(default)]
     pub exits_from: Option<std::path::PathBuf>,
+    /// Exit-training recipes to try; the heads of the one with the best calibration-split front
+    /// ship (its recipe is then `exits.recipe`). Empty: train `exits.recipe` only.
+    #[serde(default)]
+    pub recipes: Vec<crate::recipe::Recipe>,
+    /// Measure `exit_cost_model` at the start of the run (when it is not given).
+    #[serde(default)]
+    pub measure_exit_costs: bool,
+    /// Exit costs per call and per row measured on the calibrating machine; the search charges
+    /// them when no `exit_cost` factor is given. Written to the bundle as `exit_cost.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_cost_model: Option<crate::exit_cost::ExitCostModel>,
 }
 
 /// One configuration of a front, measured on both splits.
@@ -79,6 +90,10 @@ pub struct CalibrationReport {
     pub fronts: BTreeMap<String, Vec<FrontPoint>>,
     /// The shipped table, in order.
     pub shipped: Vec<FrontPoint>,
+    /// The exit-training recipes tried and how each one's front did (empty when heads were
+    /// reused or one recipe was trained).
+    #[serde(default)]
+    pub recipes: Vec<crate::recipes::RecipeResult>,
     /// Seconds taken by each step.
     pub seconds: BTreeMap<String, f64>,
 }

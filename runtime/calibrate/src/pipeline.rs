@@ -11,15 +11,15 @@ use dyce_search::{
     coordinate_search, evaluate, onepass, select_table, uniform_threshold, Candidate, Config, Records,
 };
 
-use super::exit_train::{train_exits, TrainingFeatures};
+use super::exit_train::TrainingFeatures;
 use crate::cache::{extract, CachedFeatures, Progress};
 use crate::dataset::{Fnv, SplitData};
 use crate::error::CalibrateError;
+use crate::exit_cost::measure as measure_exit_costs;
 pub use crate::outcome::{wilson_lower, CalibrateConfig, CalibrationReport, CostRatios, FrontPoint, BOUND_Z};
-use crate::record::{costed, head_outputs, HeadOutputs, RecordContext};
+use crate::recipes::{train_and_choose, Chosen, Recorded, Recorder, Training};
 use dyce_runtime::engine::{default_pool, FastBackend};
 use dyce_runtime::model::bundle::{ExitInfo, FORMAT};
-use dyce_runtime::model::macs::exit_macs;
 use dyce_runtime::model::store::TensorStore;
 use dyce_runtime::model::{BackboneSpec, Bundle, ExitType, InputSpec, Manifest, ResNet};
 
@@ -55,6 +55,9 @@ pub struct Job<'a> {
     /// Images per backbone batch.
     pub batch: usize,
 }
+
+/// Time spent measuring exit costs (split over types and row counts).
+const EXIT_COST_SECONDS: f64 = 12.0;
 
 /// A long phase's progress: its name, units done, units in all.
 pub type ProgressFn<'a> = dyn FnMut(&str, usize, usize) + 'a;
@@ -193,22 +196,6 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
     lap("features", &mut seconds);
     let classes = job.spec.num_classes;
     let labels: Vec<Vec<u32>> = sets.iter().map(|(_, s)| s.labels()).collect();
-    let exit_tensors = match &cfg.exits_from {
-        Some(dir) => pretrained_exits(dir)?,
-        None => {
-            let rows = |p: usize| feats[0].position(p);
-            let tf = TrainingFeatures { channels: feats[0].channels.clone(), n: feats[0].n, rows: &rows };
-            let total = cfg.exits.epochs * tf.channels.len();
-            let mut done = 0;
-            train_exits(&tf, &labels[0], classes, &cfg.exits, &mut |p, e, l| {
-                tracing::info!(position = p, epoch = e, loss = l, "exit training");
-                done += 1;
-                progress("exit training epochs", done, total);
-            })?
-        }
-    };
-    lap("exit_training", &mut seconds);
-
     let types: Vec<ExitType> = cfg.exits.types.iter().map(|t| t.parse()).collect::<Result<_, _>>()?;
     let positions = net.blocks.len();
     let manifest = Manifest {
@@ -225,34 +212,71 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
             .collect(),
         provenance: job.provenance.clone(),
     };
+    let mut cfg = cfg.clone();
+    if cfg.measure_exit_costs && cfg.exit_cost_model.is_none() {
+        let m = measure_exit_costs(&manifest, &job.backbone, &types, EXIT_COST_SECONDS)?;
+        tracing::info!(
+            heads = m.heads.len(),
+            backbone_ns_per_mac = m.backbone_ns_per_mac,
+            "exit costs measured"
+        );
+        cfg.exit_cost_model = Some(m);
+    }
+    lap("exit_costs", &mut seconds);
+    let recorder = Recorder {
+        manifest: &manifest,
+        backbone: &job.backbone,
+        net: &net,
+        feats: [&feats[1], &feats[2]],
+        labels: [&labels[1], &labels[2]],
+        types: &types,
+        classes,
+        exit_cost: &cfg.exit_cost,
+        model: cfg.exit_cost_model.as_ref(),
+    };
+    let (exit_tensors, recorded, recipe_results, chosen) = match &cfg.exits_from {
+        Some(dir) => {
+            let heads = pretrained_exits(dir)?;
+            lap("exit_training", &mut seconds);
+            let rec = recorder.record(&heads)?;
+            (heads, rec, vec![], None)
+        }
+        None => {
+            let recipes =
+                if cfg.recipes.is_empty() { vec![cfg.exits.recipe.clone()] } else { cfg.recipes.clone() };
+            // The teacher of distillation: the final head on the last position's pooled
+            // features, which are exactly what it reads.
+            let teacher = match recipes.iter().any(|r| r.needs_teacher()) {
+                true => Some(net.fc.forward(&feats[0].position(positions - 1)?, feats[0].n, false)),
+                false => None,
+            };
+            let rows = |p: usize| feats[0].position(p);
+            let tf = TrainingFeatures {
+                channels: feats[0].channels.clone(),
+                n: feats[0].n,
+                rows: &rows,
+                teacher: teacher.as_deref(),
+            };
+            let total = cfg.exits.epochs * tf.channels.len() * recipes.len();
+            let mut done = 0;
+            let training = Training { feats: tf, labels: &labels[0], cfg: &cfg.exits };
+            let Chosen { heads, records: rec, recipe, results } =
+                train_and_choose(&training, &recipes, &recorder, &mut |r, p, e, l| {
+                    tracing::info!(recipe = %r, position = p, epoch = e, loss = l, "exit training");
+                    done += 1;
+                    progress("exit training epochs", done, total);
+                })?;
+            lap("exit_training", &mut seconds);
+            (heads, rec, results, Some(recipe))
+        }
+    };
+    if let Some(r) = chosen {
+        cfg.exits.recipe = r;
+    }
+    let cfg = &cfg;
     let mut tensors = job.backbone;
     tensors.extend(exit_tensors);
-    let draft = Bundle::from_parts(
-        manifest.clone(),
-        &TensorStore::new(tensors.clone()),
-        ConfigTable::full_only(&cfg.name),
-    )?;
-    let outs: Vec<HeadOutputs> = feats[1..]
-        .iter()
-        .map(|f| head_outputs(f, &draft.exits, &types, classes))
-        .collect::<Result<_, _>>()?;
-    let em = |p: usize, t: &ExitType| exit_macs(t, net.channels_at(p), classes);
-    let ctx = RecordContext { types: &types, macs: &draft.macs, exit_macs: &em };
-    let cal = costed(&outs[0], &labels[1], &ctx)?;
-    let test = costed(&outs[1], &labels[2], &ctx)?;
-    // The search sees costs (head MACs weighted by `exit_cost`); everything reported is
-    // re-evaluated on the true MACs below.
-    let weight = |t: &ExitType| cfg.exit_cost.get(&t.to_string()).copied().unwrap_or(1.0);
-    let ec = |p: usize, t: &ExitType| {
-        (exit_macs(t, net.channels_at(p), classes) as f64 * weight(t)).round() as u64
-    };
-    // Without a factor other than 1 the charged cost is the MACs: no second recording.
-    let costed_records = if cfg.exit_cost.values().any(|&f| f != 1.0) {
-        let ctx = RecordContext { exit_macs: &ec, ..ctx };
-        Some((costed(&outs[0], &labels[1], &ctx)?, costed(&outs[1], &labels[2], &ctx)?))
-    } else {
-        None
-    };
+    let Recorded { cal, test, costed: costed_records } = recorded;
     let cost = costed_records.as_ref().map_or(&cal, |(c, _)| c);
     lap("recording", &mut seconds);
 
@@ -303,6 +327,12 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
             .collect(),
     };
     let bundle = Bundle::write(job.out, manifest, &tensors, &table)?;
+    if let Some(m) = &cfg.exit_cost_model {
+        // Beside the bundle, for `--exit-cost-model PATH` to re-search with the same costs.
+        let path = job.out.join("exit_cost.json");
+        let text = serde_json::to_string_pretty(m).expect("plain struct");
+        std::fs::write(&path, text).map_err(|e| CalibrateError::Io { path, reason: e.to_string() })?;
+    }
     write_predictions(job.out, &[("calibration", &sets[1].1, &feats[1]), ("test", &sets[2].1, &feats[2])])?;
     lap("write", &mut seconds);
     let split = Split { cal: &cal, test: &test, cost: costed_records.as_ref().map(|(c, t)| (c, t)) };
@@ -322,6 +352,7 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
             ("single".into(), pts(&single)),
         ]),
         shipped: pts(&shipped),
+        recipes: recipe_results,
         seconds,
     };
     Ok((bundle, report))

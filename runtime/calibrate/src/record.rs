@@ -9,13 +9,19 @@ use dyce_runtime::model::macs::BackboneMacs;
 use dyce_runtime::model::{ExitHead, ExitType};
 
 /// What `record` needs besides the split's features and labels.
+/// Per-sample cost of an enabled exit at a position, by type.
+pub type CallCost<'a> = &'a dyn Fn(usize, &ExitType) -> f64;
+
 pub struct RecordContext<'a> {
     /// Exit types, in the order records index them.
     pub types: &'a [ExitType],
     /// Cumulative backbone MACs.
     pub macs: &'a BackboneMacs,
-    /// Cost (MACs, or charged MACs) of an exit.
+    /// Cost (MACs, or charged MACs) of an exit, per sample that reaches it.
     pub exit_macs: &'a dyn Fn(usize, &ExitType) -> u64,
+    /// Cost of an exit per sample of the split while it is enabled (its per-call share), if
+    /// charged.
+    pub call_macs: Option<CallCost<'a>>,
 }
 
 /// Top-1 class and confidence of every exit head on the split's features, one position in
@@ -63,6 +69,7 @@ pub fn costed(out: &HeadOutputs, labels: &[u32], ctx: &RecordContext) -> Result<
                 .zip(ctx.types)
                 .map(|((pred, conf), t)| ExitRecords {
                     macs: (ctx.exit_macs)(p, t) as f64,
+                    call_macs: ctx.call_macs.map_or(0.0, |f| f(p, t)),
                     pred: pred.clone(),
                     conf: conf.clone(),
                 })

@@ -129,6 +129,7 @@ pub fn markdown(r: &CalibrationReport, extra: &str) -> String {
             pct(r.macs_saved_at(m, 0.02))
         );
     }
+    recipes_section(&mut s, r);
     compare_section(&mut s, r);
     let _ = writeln!(s, "\n## Shipped configurations\n");
     let _ = writeln!(
@@ -211,8 +212,19 @@ pub fn ours_vs_onepass(r: &CalibrationReport, test: bool) -> (usize, usize, f64,
 
 fn compare_section(s: &mut String, r: &CalibrationReport) {
     let charged = r.config.exit_cost.values().any(|&f| f != 1.0);
-    let unit = if charged { "cost" } else { "MACs" };
+    let model = r.config.exit_cost_model.as_ref().filter(|_| !charged);
+    let unit = if charged || model.is_some() { "cost" } else { "MACs" };
     let _ = writeln!(s, "\n## Ours against onepass at equal {unit}\n");
+    if let Some(m) = model {
+        let _ = writeln!(
+            s,
+            "Both searches charged each exit its measured time on this machine ({}, {} kernels, one \
+             thread): a fixed time per call spread over {} rows plus a time per row, in backbone MACs \
+             at {:.4} ns per MAC (`exit_cost.json`), so they are compared at equal charged cost; every \
+             other figure in this report is in true MACs.\n",
+            m.machine.cpu, m.machine.isa, m.rows_per_call, m.backbone_ns_per_mac
+        );
+    }
     if charged {
         let costs: Vec<String> = r.config.exit_cost.iter().map(|(t, f)| format!("{t} ×{f}")).collect();
         let _ = writeln!(
@@ -244,4 +256,38 @@ fn compare_section(s: &mut String, r: &CalibrationReport) {
          behind; on the test split the two differ by how well each one's thresholds generalise, and \
          the row above says where onepass comes out ahead."
     );
+}
+
+/// The exit-training recipes tried, and which one's heads ship.
+fn recipes_section(s: &mut String, r: &CalibrationReport) {
+    if r.recipes.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## Exit-training recipes\n");
+    let _ = writeln!(
+        s,
+        "Every recipe trained the same exit types from the same seed; each one's heads were searched \
+         (ours) and scored by the MACs its cheapest configuration within a drop saves on the \
+         calibration split. The heads of the best at ≤ 0.5 pt (then ≤ 1.0, 0.0, 2.0 pt) ship. The \
+         test columns measure the same configurations on the held-out split, for reading only.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| recipe | calibration ≤ 0.0 / 0.5 / 1.0 / 2.0 pt | test ≤ 0.0 / 0.5 / 1.0 / 2.0 pt | training | shipped |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    let cols = |m: &std::collections::BTreeMap<String, f64>| {
+        ["0.0", "0.5", "1.0", "2.0"].iter().map(|k| pct(m.get(*k).copied())).collect::<Vec<_>>().join(" / ")
+    };
+    for x in &r.recipes {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.0} s | {} |",
+            x.recipe,
+            cols(&x.calibration_saved),
+            cols(&x.test_saved),
+            x.seconds,
+            if x.chosen { "**yes**" } else { "" }
+        );
+    }
 }

@@ -125,10 +125,12 @@ pub fn evaluate(records: &Records, config: &Config) -> Outcome {
     // costs[k] = MACs of a sample leaving at the k-th enabled exit; last = reaching the head.
     let mut costs = Vec::with_capacity(positions + 1);
     let mut exit_macs = 0.0;
+    let mut call_macs = 0.0;
     for (p, slot) in config.exits.iter().enumerate() {
         if let Some((t, theta)) = *slot {
             let exit = records.exit(p, t);
             exit_macs += exit.macs;
+            call_macs += exit.call_macs;
             costs.push(records.cum_macs()[p] + exit_macs);
             slot_position.push(p);
             slots.push(Slot { conf: &exit.conf[..n], correct: &records.correct(p, t)[..n], theta });
@@ -153,7 +155,8 @@ pub fn evaluate(records: &Records, config: &Config) -> Outcome {
         correct += u64::from(right);
     }
 
-    let total_macs: f64 = counts.iter().zip(&costs).map(|(&c, &m)| c as f64 * m).sum();
+    let total_macs: f64 =
+        counts.iter().zip(&costs).map(|(&c, &m)| c as f64 * m).sum::<f64>() + call_macs * n as f64;
     let mut exit_counts = vec![0usize; positions + 1];
     for (k, &p) in slot_position.iter().enumerate() {
         exit_counts[p] = counts[k];
@@ -177,12 +180,32 @@ mod tests {
             30.0,
             vec![
                 vec![
-                    ExitRecords { macs: 1.0, pred: vec![0, 0, 2, 3], conf: vec![0.9, 0.8, 0.3, 0.1] },
-                    ExitRecords { macs: 4.0, pred: vec![0, 1, 1, 3], conf: vec![0.95, 0.5, 0.6, 0.2] },
+                    ExitRecords {
+                        macs: 1.0,
+                        call_macs: 0.0,
+                        pred: vec![0, 0, 2, 3],
+                        conf: vec![0.9, 0.8, 0.3, 0.1],
+                    },
+                    ExitRecords {
+                        macs: 4.0,
+                        call_macs: 0.0,
+                        pred: vec![0, 1, 1, 3],
+                        conf: vec![0.95, 0.5, 0.6, 0.2],
+                    },
                 ],
                 vec![
-                    ExitRecords { macs: 2.0, pred: vec![0, 1, 2, 1], conf: vec![0.99, 0.7, 0.4, 0.6] },
-                    ExitRecords { macs: 3.0, pred: vec![0, 1, 2, 3], conf: vec![1.0, 1.0, 1.0, 1.0] },
+                    ExitRecords {
+                        macs: 2.0,
+                        call_macs: 0.0,
+                        pred: vec![0, 1, 2, 1],
+                        conf: vec![0.99, 0.7, 0.4, 0.6],
+                    },
+                    ExitRecords {
+                        macs: 3.0,
+                        call_macs: 0.0,
+                        pred: vec![0, 1, 2, 3],
+                        conf: vec![1.0, 1.0, 1.0, 1.0],
+                    },
                 ],
             ],
         )
@@ -248,7 +271,7 @@ mod tests {
                 proptest::collection::vec(0u32..3, n),
                 proptest::collection::vec(0.0f32..=1.0, n),
             )
-                .prop_map(|(macs, pred, conf)| ExitRecords { macs, pred, conf });
+                .prop_map(|(macs, pred, conf)| ExitRecords { macs, call_macs: 0.0, pred, conf });
             (
                 proptest::collection::vec(0u32..3, n),
                 proptest::collection::vec(0u32..3, n),

@@ -185,8 +185,9 @@ pub(crate) fn best_coordinate(
         let exit = records.exit(p, t);
         let conf = &exit.conf[..n];
         let correct = &records.correct(p, t)[..n];
-        // Enabling the exit costs its MACs for every reaching sample, fired or not.
-        let macs0 = none_macs + reaching as f64 * exit.macs;
+        // Enabling the exit costs its MACs for every reaching sample, fired or not, and its
+        // per-call share for every sample.
+        let macs0 = none_macs + reaching as f64 * exit.macs + nf * exit.call_macs;
         let current_theta = match current {
             Some((ct, theta)) if ct == t => Some(theta),
             _ => None,
@@ -230,6 +231,15 @@ pub(crate) fn best_coordinate(
             d_macs += leave_cost - cont_cost[i];
             group_conf = Some(c);
         }
+        if !never_fires_checked {
+            // Nobody reaches p: enabling the exit still pays its per-call share, which only
+            // λ > 1 can prefer.
+            let j = j_of(none_correct, macs0);
+            if j < best.best {
+                best.best = j;
+                best.choice = Some((t, 1.0));
+            }
+        }
         let j_all = j_of(none_correct + d_correct, macs0 + d_macs);
         if !current_done {
             best.current = j_all;
@@ -267,6 +277,7 @@ mod tests {
                 (0..types)
                     .map(|_| ExitRecords {
                         macs: rng.random_range(0.0..2.0),
+                        call_macs: rng.random_range(0.0..0.5),
                         pred: labels
                             .iter()
                             .map(|&l| {

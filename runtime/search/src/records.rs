@@ -11,6 +11,11 @@ use thiserror::Error;
 pub struct ExitRecords {
     /// MACs of this exit head, paid by every sample that reaches it while it is enabled.
     pub macs: f64,
+    /// Cost paid once per sample of the split while the exit is enabled, whether the sample
+    /// reaches it or not: the head's fixed time per call, spread over the images of a shard
+    /// (it is called once per shard while any of them is in flight). 0 when only rows cost.
+    #[serde(default)]
+    pub call_macs: f64,
     /// Top-1 class per sample.
     pub pred: Vec<u32>,
     /// Top-1 softmax confidence per sample, in [0, 1].
@@ -214,6 +219,7 @@ impl TryFrom<RecordsData> for Records {
             let mut order_p = Vec::with_capacity(types.len());
             for (t, exit) in types.iter().enumerate() {
                 check_macs(|| format!("exit_macs[{p}][{t}]"), exit.macs)?;
+                check_macs(|| format!("call_macs[{p}][{t}]"), exit.call_macs)?;
                 check_len(|| format!("pred[{p}][{t}]"), n, exit.pred.len())?;
                 check_len(|| format!("conf[{p}][{t}]"), n, exit.conf.len())?;
                 if let Some((sample, &value)) =
@@ -248,7 +254,7 @@ mod tests {
     use super::*;
 
     fn exit(macs: f64, pred: Vec<u32>, conf: Vec<f32>) -> ExitRecords {
-        ExitRecords { macs, pred, conf }
+        ExitRecords { macs, call_macs: 0.0, pred, conf }
     }
 
     /// Arguments of `Records::new`, as a tuple so tests can break one at a time.

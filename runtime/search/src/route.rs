@@ -62,6 +62,8 @@ pub(crate) fn route(records: &Records, config: &Config, p: usize, ws: &mut Works
     let mut after = Vec::new();
     let mut paid = 0.0;
     let mut prefix = 0.0;
+    // Per-call shares of the other enabled exits: paid for every sample whatever p does.
+    let mut calls = 0.0;
     for (q, slot) in config.exits.iter().enumerate() {
         if q == p {
             prefix = paid;
@@ -70,6 +72,7 @@ pub(crate) fn route(records: &Records, config: &Config, p: usize, ws: &mut Works
         if let Some((t, theta)) = *slot {
             let exit = records.exit(q, t);
             paid += exit.macs;
+            calls += exit.call_macs;
             let fixed = Fixed {
                 conf: &exit.conf[..n],
                 correct: &records.correct(q, t)[..n],
@@ -114,7 +117,7 @@ pub(crate) fn route(records: &Records, config: &Config, p: usize, ws: &mut Works
     }
     Routed {
         none_correct: (base_correct + cont_correct_total) as i64,
-        none_macs: base_macs + cont_cost_total,
+        none_macs: base_macs + cont_cost_total + calls * n as f64,
         reaching: ws.reach_idx.len(),
         // Leaving at p costs the backbone to p plus earlier exits (p's own MACs added later).
         leave_cost: cum[p] + prefix,
@@ -140,7 +143,7 @@ pub(crate) fn routed_objective(
     if let Some((t, theta)) = choice {
         let exit = records.exit(p, t);
         let right = records.correct(p, t);
-        macs += routed.reaching as f64 * exit.macs;
+        macs += routed.reaching as f64 * exit.macs + n * exit.call_macs;
         let (mut d_correct, mut d_macs) = (0i64, 0.0);
         for &idx in &ws.reach_idx {
             let i = idx as usize;

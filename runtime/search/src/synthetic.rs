@@ -104,7 +104,12 @@ pub fn generate(params: &SyntheticParams) -> Records {
                 let s = sigmoid(1.5 * margin + 0.9 * rng.normal() + 0.3);
                 conf.push((floor + (1.0 - floor) * s).clamp(0.0, 1.0) as f32);
             }
-            at_p.push(ExitRecords { macs: full_macs * 0.001 * 3f64.powi(t as i32), pred, conf });
+            at_p.push(ExitRecords {
+                macs: full_macs * 0.001 * 3f64.powi(t as i32),
+                call_macs: 0.0,
+                pred,
+                conf,
+            });
         }
         exits.push(at_p);
     }
