@@ -263,3 +263,75 @@ fn train_position(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Features whose labels are noise but whose teacher logits are a fixed linear map of them:
+    /// only a head that learns from the teacher can agree with it.
+    fn synthetic(n: usize, c: usize, classes: usize) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let x: Vec<f32> = (0..n * c).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let w: Vec<f32> = (0..c * classes).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+        let teacher: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let x = &x;
+                let w = &w;
+                (0..classes).map(move |k| (0..c).map(|j| 3.0 * x[i * c + j] * w[k * c + j]).sum::<f32>())
+            })
+            .collect();
+        let labels = (0..n).map(|_| rng.random_range(0..classes as u32)).collect();
+        (x, labels, teacher)
+    }
+
+    fn agreement(
+        heads: &HashMap<String, Tensor>,
+        x: &[f32],
+        teacher: &[f32],
+        n: usize,
+        c: usize,
+        k: usize,
+    ) -> f64 {
+        let w: Vec<f32> = heads["exits.0.mlp1.0.weight"].flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = heads["exits.0.mlp1.0.bias"].to_vec1().unwrap();
+        let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        let same = (0..n)
+            .filter(|&i| {
+                let logits: Vec<f32> =
+                    (0..k).map(|o| b[o] + (0..c).map(|j| w[o * c + j] * x[i * c + j]).sum::<f32>()).collect();
+                argmax(&logits) == argmax(&teacher[i * k..(i + 1) * k])
+            })
+            .count();
+        same as f64 / n as f64
+    }
+
+    #[test]
+    fn distillation_learns_the_teachers_answer_and_needs_a_teacher() {
+        let (n, c, k) = (600, 4, 3);
+        let (x, labels, teacher) = synthetic(n, c, k);
+        let rows = |_: usize| Ok(x.clone());
+        let feats = TrainingFeatures { channels: vec![c], n, rows: &rows, teacher: Some(&teacher) };
+        let mut cfg = ExitTrainConfig {
+            types: vec!["mlp1".into()],
+            epochs: 40,
+            batch_size: 64,
+            lr: 0.05,
+            weight_decay: 0.0,
+            seed: 1,
+            recipe: Recipe::default(),
+        };
+        let ce = train_exits(&feats, &labels, k, &cfg, &mut |_, _, _| {}).unwrap();
+        cfg.recipe = "distill".parse().unwrap();
+        let kd = train_exits(&feats, &labels, k, &cfg, &mut |_, _, _| {}).unwrap();
+        let (a_ce, a_kd) = (agreement(&ce, &x, &teacher, n, c, k), agreement(&kd, &x, &teacher, n, c, k));
+        assert!(a_kd > 0.85 && a_kd > a_ce + 0.2, "agreement with the teacher: ce {a_ce}, distill {a_kd}");
+        cfg.recipe = "distill+mixup+conf".parse().unwrap();
+        let all = train_exits(&feats, &labels, k, &cfg, &mut |_, _, _| {}).unwrap();
+        assert!(agreement(&all, &x, &teacher, n, c, k) > 0.8);
+
+        let no_teacher = TrainingFeatures { teacher: None, ..feats };
+        let err = train_exits(&no_teacher, &labels, k, &cfg, &mut |_, _, _| {}).unwrap_err();
+        assert!(err.to_string().contains("needs the final head's logits"), "{err}");
+    }
+}
