@@ -217,6 +217,8 @@ fn bad_inputs_name_the_file_or_field_and_exit_2() {
         (&["--arch", "resnet18"][..], "does not hold a resnet18"),
         (&["--resize", "big"][..], "--resize"),
         (&["--interpolation", "lanczos"][..], "--interpolation"),
+        (&["--exit-recipes", "ce,kd"][..], "unknown exit recipe `kd`"),
+        (&["--exit-cost-model", "/nonexistent/exit_cost.json"][..], "--exit-cost-model: reading"),
     ] {
         let (code, err) = run(base(extra));
         assert!(code == Some(2) && err.contains(want) && err.lines().count() == 1, "{extra:?}: {err}");
