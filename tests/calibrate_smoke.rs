@@ -103,6 +103,11 @@ fn reduced_train_and_calibrate_write_a_loadable_bundle() {
         serde_json::to_value(chosen.parse::<Recipe>().unwrap()).unwrap()
     );
     assert!(std::fs::read_to_string(b1.join("REPORT.md")).unwrap().contains("## Exit-training recipes"));
+    // Reused heads bring their recipe and its comparison.
+    let rep3: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b3.join("calibration.json")).unwrap()).unwrap();
+    assert_eq!(rep3["recipes"], rep1["recipes"]);
+    assert_eq!(rep3["config"]["exits"]["recipe"], rep1["config"]["exits"]["recipe"]);
 
     // Measured exit costs (the default): written beside the bundle, and a re-search with that
     // file instead of a new measurement gives the same table.

@@ -17,7 +17,7 @@ use crate::dataset::{Fnv, SplitData};
 use crate::error::CalibrateError;
 use crate::exit_cost::measure as measure_exit_costs;
 pub use crate::outcome::{wilson_lower, CalibrateConfig, CalibrationReport, CostRatios, FrontPoint, BOUND_Z};
-use crate::recipes::{train_and_choose, Chosen, Recorded, Recorder, Training};
+use crate::recipes::{train_and_choose, Chosen, RecipeResult, Recorded, Recorder, Training};
 use dyce_runtime::engine::{default_pool, FastBackend};
 use dyce_runtime::model::bundle::{ExitInfo, FORMAT};
 use dyce_runtime::model::store::TensorStore;
@@ -108,6 +108,16 @@ fn pretrained_exits(dir: &Path) -> Result<HashMap<String, Tensor>, CalibrateErro
         return Err(CalibrateError::Io { path, reason: "holds no exit heads (exits.*)".into() });
     }
     Ok(exits)
+}
+
+/// The recipe comparison and chosen recipe recorded in a bundle's `calibration.json`, if any
+/// (a bundle from before recipes, or without the file, has neither).
+fn training_record(dir: &Path) -> (Vec<RecipeResult>, Option<crate::recipe::Recipe>) {
+    let Ok(text) = std::fs::read_to_string(dir.join("calibration.json")) else { return (vec![], None) };
+    match serde_json::from_str::<CalibrationReport>(&text) {
+        Ok(r) if !r.recipes.is_empty() => (r.recipes, Some(r.config.exits.recipe)),
+        _ => (vec![], None),
+    }
 }
 
 /// The model's part of the cache keys: architecture, every weight and the input settings.
@@ -239,7 +249,9 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
             let heads = pretrained_exits(dir)?;
             lap("exit_training", &mut seconds);
             let rec = recorder.record(&heads)?;
-            (heads, rec, vec![], None)
+            // The heads' recipe and the comparison that chose it come with them.
+            let (results, recipe) = training_record(dir);
+            (heads, rec, results, recipe)
         }
         None => {
             let recipes =

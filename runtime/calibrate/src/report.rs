@@ -269,7 +269,9 @@ fn recipes_section(s: &mut String, r: &CalibrationReport) {
         "Every recipe trained the same exit types from the same seed; each one's heads were searched \
          (ours) and scored by the MACs its cheapest configuration within a drop saves on the \
          calibration split. The heads of the best at ≤ 0.5 pt (then ≤ 1.0, 0.0, 2.0 pt) ship. The \
-         test columns measure the same configurations on the held-out split, for reading only.\n"
+         test columns measure the same configurations on the held-out split, for reading only. \
+         (With heads reused by `--exits-from`, this table is the one recorded when they were \
+         trained.)\n"
     );
     let _ = writeln!(
         s,
