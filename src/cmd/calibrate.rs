@@ -46,7 +46,7 @@ pub struct CalibrateArgs {
     #[arg(long, env = "DYCE_MODEL_NAME")]
     name: Option<String>,
     /// Exit types trained at every position, comma-separated.
-    #[arg(long, env = "DYCE_EXIT_TYPES", value_delimiter = ',', default_value = "mlp1,mlp2x256,mlp3x512")]
+    #[arg(long, env = "DYCE_EXIT_TYPES", value_delimiter = ',', default_value = "mlp1,mlp2x128,mlp3x256")]
     exit_types: Vec<String>,
     /// Passes over the training features when training exits.
     #[arg(long, env = "DYCE_EXIT_EPOCHS", default_value_t = 12)]
@@ -63,7 +63,7 @@ pub struct CalibrateArgs {
     )]
     exit_recipes: Vec<String>,
     /// AdamW learning rate of exit training.
-    #[arg(long, env = "DYCE_EXIT_LR", default_value_t = 2e-3)]
+    #[arg(long, env = "DYCE_EXIT_LR", default_value_t = 6e-3)]
     exit_lr: f64,
     /// Seed of exit initialisation and shuffling.
     #[arg(long, env = "DYCE_SEED", default_value_t = 1)]

@@ -21,7 +21,7 @@ pub struct InspectArgs {
     #[arg(long, env = "DYCE_INPUT")]
     input: Option<usize>,
     /// Exit types whose MACs to show, with --arch (comma-separated).
-    #[arg(long, env = "DYCE_EXIT_TYPES", value_delimiter = ',', default_value = "mlp1,mlp2x256,mlp3x512")]
+    #[arg(long, env = "DYCE_EXIT_TYPES", value_delimiter = ',', default_value = "mlp1,mlp2x128,mlp3x256")]
     exit_types: Vec<String>,
 }
 
