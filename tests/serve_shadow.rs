@@ -36,6 +36,15 @@ fn every_image_shadow_checked_agrees_on_clean_data_and_shows_in_every_view() {
         &["--shadow-rate", "1", "--initial-config", "c00", "--max-batch", "16"],
         Duration::from_secs(120),
     );
+    // Warm-up batches (zeros) are not traffic: nothing is sampled from them, even from the last
+    // one, whose answers go out before the runtime turns sampling on.
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, idle) = get(&format!("{}/v1/accuracy", s.admin));
+    assert_eq!(
+        (idle["checked_total"].as_u64(), idle["dropped_total"].as_u64()),
+        (Some(0), Some(0)),
+        "{idle}"
+    );
     let images = 800;
     // Shadow passes run when the model thread is idle: after each request, wait until its
     // samples are accounted for (checked or dropped), so the small shadow queue keeps up.

@@ -33,7 +33,8 @@ pub fn wilson_lower(p: f64, n: f64, z: f64) -> f64 {
 }
 
 fn wilson(p: f64, n: f64, z: f64, sign: f64) -> f64 {
-    if !(n > 0.0) {
+    // NaN counts as no samples too.
+    if n.is_nan() || n <= 0.0 {
         return if sign > 0.0 { 1.0 } else { 0.0 };
     }
     let p = p.clamp(0.0, 1.0);

@@ -331,6 +331,7 @@ impl<B: Backend> ModelThread<B> {
         if self.cfg.panic_on_config.as_deref() == Some(cfg_now.id.as_str()) {
             panic!("fault injection: a batch on config {:?}", cfg_now.id);
         }
+        let sample = self.sampler.armed();
         self.running.store(images, Ordering::Relaxed);
         let start = Instant::now();
         let cfg_key = (cfg_now.id.as_str(), cfg_now.generation);
@@ -344,7 +345,7 @@ impl<B: Backend> ModelThread<B> {
         }
         replies.finish(&out);
         // After the answers went out: sampling costs a draw per image, the copy only when taken.
-        if out.is_ok() {
+        if sample && out.is_ok() {
             let dropped = self.sampler.offer(&input, images);
             if dropped > 0 {
                 self.observer.shadow_dropped(dropped);

@@ -165,10 +165,17 @@ impl Sampler {
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Samples among the `n` images of an answered batch; returns how many were dropped for a
-    /// full queue. One draw per image, and nothing at all while off or warming up.
+    /// Whether a batch starting now may be sampled: on, and warm-up over. Read when the batch
+    /// starts, not after its answers went out: by then the last warm-up batch's caller may
+    /// already have armed the sampler.
+    pub fn armed(&self) -> bool {
+        self.cfg.enabled() && self.cfg.armed.load(Ordering::Relaxed)
+    }
+
+    /// Samples among the `n` images of an answered batch that started [`Sampler::armed`];
+    /// returns how many were dropped for a full queue. One draw per image.
     pub fn offer(&mut self, input: &[f32], n: usize) -> usize {
-        if !self.cfg.enabled() || !self.cfg.armed.load(Ordering::Relaxed) || n == 0 {
+        if !self.cfg.enabled() || n == 0 {
             return 0;
         }
         let per = input.len() / n;
@@ -220,6 +227,7 @@ mod tests {
         let cfg =
             ShadowConfig { rate: 0.25, capacity: 10_000, batch: 4, armed: Arc::new(AtomicBool::new(true)) };
         let mut s = Sampler::new(cfg);
+        assert!(s.armed());
         let input = vec![0.5f32; 2 * 4000];
         assert_eq!(s.offer(&input, 4000), 0);
         let taken = s.waiting.len();
@@ -234,9 +242,7 @@ mod tests {
 
     #[test]
     fn off_or_unarmed_samples_nothing() {
-        let mut s = Sampler::new(ShadowConfig::with_rate(1.0));
-        assert_eq!(s.offer(&[1.0; 8], 8), 0);
-        assert!(!s.pending());
+        assert!(!Sampler::new(ShadowConfig::with_rate(1.0)).armed());
         let mut s =
             Sampler::new(ShadowConfig { armed: Arc::new(AtomicBool::new(true)), ..Default::default() });
         assert_eq!(s.offer(&[1.0; 8], 8), 0);
