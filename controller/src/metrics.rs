@@ -69,6 +69,10 @@ pub struct ControllerMetrics {
     pub saturated: Family<PolicyLabel, Gauge>,
     /// Replicas needed to hold the objective.
     pub desired_replicas: Family<PolicyLabel, Gauge>,
+    /// The accuracy floor the policy's limits work out to for its table (0: none).
+    pub accuracy_floor: Family<PolicyLabel, FloatGauge>,
+    /// Configs the live accuracy guard keeps out.
+    pub accuracy_excluded: Family<PolicyLabel, Gauge>,
     /// 1 while this replica holds the Lease (Kubernetes mode; always 1 in local mode).
     pub leader: Gauge,
     /// Time of one tick of a policy's loop (poll, step, push submission).
@@ -92,6 +96,8 @@ impl ControllerMetrics {
             push_errors: Family::default(),
             saturated: Family::default(),
             desired_replicas: Family::default(),
+            accuracy_floor: Family::default(),
+            accuracy_excluded: Family::default(),
             leader: Gauge::default(),
             tick_duration: Family::new_with_constructor(|| Histogram::new(TICK_BUCKETS)),
             api_errors: Family::default(),
@@ -125,6 +131,16 @@ impl ControllerMetrics {
             m.saturated.clone(),
         );
         registry.register(
+            "dyce_controller_accuracy_floor",
+            "Accuracy floor of the policy for its runtimes' table: accuracyFloor, or the full model's expected accuracy minus maxAccuracyDrop (0: none)",
+            m.accuracy_floor.clone(),
+        );
+        registry.register(
+            "dyce_controller_accuracy_excluded_configs",
+            "Configs kept out because their live accuracy lower bound is under the floor (spec.accuracy.source: live)",
+            m.accuracy_excluded.clone(),
+        );
+        registry.register(
             "dyce_controller_desired_replicas",
             "Runtimes needed to run the richest allowed config at targetUtilization (at least current + 1 while saturated), clamped to 1..10000; without a usable estimate, the current count",
             m.desired_replicas.clone(),
@@ -155,7 +171,8 @@ impl ControllerMetrics {
     /// Drops every series of a policy that is gone (Kubernetes mode: the resource was deleted).
     pub fn forget(&self, policy: &str) {
         let label = PolicyLabel { policy: policy.to_string() };
-        for f in [&self.target_rank, &self.saturated, &self.desired_replicas] {
+        self.accuracy_floor.remove(&label);
+        for f in [&self.target_rank, &self.saturated, &self.desired_replicas, &self.accuracy_excluded] {
             f.remove(&label);
         }
         self.observed_latency.remove(&label);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use dyce_api::ConfigTable;
 use dyce_control_core::law::{Decision, Direction, Observation};
+use dyce_control_core::live::GuardChange;
 use dyce_control_core::policy::SloPolicySpec;
 use dyce_control_core::signals::{RuntimeCounts, RuntimeTrack};
 use dyce_control_core::source::SignalSource;
@@ -47,6 +48,13 @@ pub struct PolicyStatus {
     pub runtime_error: Option<String>,
     /// Why the signal source (Prometheus) gave no signals at the last tick, if it did not.
     pub signal_error: Option<String>,
+    /// `spec.accuracy.source: live`: configs kept out because their live accuracy lower bound
+    /// is under the floor, with the reason.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub accuracy_excluded: BTreeMap<String, String>,
+    /// Set while the live guard leaves only the full model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy_note: Option<String>,
 }
 
 const KEPT_CHANGES: usize = 200;
@@ -89,6 +97,8 @@ pub struct PolicyLoop {
     dry_run: bool,
     metrics: Arc<ControllerMetrics>,
     status: PolicyStatus,
+    /// What the live accuracy guard changed at the last tick (for Kubernetes Events).
+    accuracy_changes: Vec<GuardChange>,
 }
 
 impl PolicyLoop {
@@ -122,6 +132,7 @@ impl PolicyLoop {
             dry_run,
             metrics,
             status: PolicyStatus { policy: name.to_string(), ..Default::default() },
+            accuracy_changes: Vec::new(),
         };
         l.set_runtimes(runtimes);
         // Series at 0 from the start, so rate() and increase() see the first event.
@@ -157,6 +168,11 @@ impl PolicyLoop {
     /// The policy spec.
     pub fn spec(&self) -> &SloPolicySpec {
         &self.spec
+    }
+
+    /// Configs the live accuracy guard excluded or let back at the last tick.
+    pub fn accuracy_changes(&self) -> &[GuardChange] {
+        &self.accuracy_changes
     }
 
     /// The status as of the last tick.
@@ -197,6 +213,8 @@ impl PolicyLoop {
         self.status.model = Some(view.model);
         self.status.ladder = steering.law.ladder.rungs().iter().map(|r| r.id.clone()).collect();
         tracing::info!(policy = %self.name, model = %table.model, ladder = ?self.status.ladder, "config table loaded");
+        self.metrics.accuracy_floor.get_or_create(&self.label()).set(steering.law.ladder.floor());
+        self.metrics.accuracy_excluded.get_or_create(&self.label()).set(0);
         self.step = Some(ControlStep::new(steering));
         Ok(())
     }
@@ -249,6 +267,27 @@ impl PolicyLoop {
             }
         };
         let out = step.step(&self.tracks, &obs, now);
+        self.accuracy_changes.clone_from(&out.accuracy);
+        for c in &out.accuracy {
+            if c.excluded {
+                tracing::warn!(policy = %self.name, config = %c.config, reason = %c.message, "config excluded: live accuracy under the floor");
+            } else {
+                tracing::info!(policy = %self.name, config = %c.config, reason = %c.message, "config allowed again: live accuracy recovered");
+            }
+        }
+        if !out.accuracy.is_empty() {
+            self.status.accuracy_excluded = step.excluded();
+            let n = self.status.accuracy_excluded.len() as i64;
+            self.metrics.accuracy_excluded.get_or_create(&PolicyLabel { policy: self.name.clone() }).set(n);
+            let only_full =
+                step.steering().law.ladder.len() == 1 && !self.status.accuracy_excluded.is_empty();
+            self.status.accuracy_note = only_full.then(|| {
+                "no configuration but the full model meets the accuracy floor on live data: serving the full model".into()
+            });
+            if let Some(note) = &self.status.accuracy_note {
+                tracing::warn!(policy = %self.name, "{note}");
+            }
+        }
         let missing = matches!(obs, Observation::Missing);
         if missing != std::mem::replace(&mut self.holding, missing) {
             if missing {

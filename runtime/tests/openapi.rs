@@ -84,6 +84,7 @@ fn documents_hold_exactly_their_ports_routes() {
         ("GET", "/v1/config"),
         ("PUT", "/v1/config"),
         ("GET", "/v1/load"),
+        ("GET", "/v1/accuracy"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
     ]);

@@ -128,6 +128,34 @@ pub struct EngineFlags {
     /// the whole batch it ran in ends (`false`, for side-by-side comparisons).
     #[arg(long, env = "DYCE_ANSWER_AT_EXIT", default_value_t = true, action = clap::ArgAction::Set)]
     pub answer_at_exit: bool,
+    /// Share of answered images also run through the full model when the model thread would
+    /// otherwise idle (shadow checks: live accuracy per config, `GET /v1/accuracy`); 0 turns
+    /// them off. Sampled images wait in a queue of 64 and are dropped when it is full.
+    #[arg(long, env = "DYCE_SHADOW_RATE", default_value_t = 0.02, value_parser = share)]
+    pub shadow_rate: f64,
+    /// Half-life in seconds of the live accuracy's decayed counts: how fast old samples fade.
+    #[arg(long, env = "DYCE_SHADOW_HALF_LIFE", default_value_t = dyce_api::live::DEFAULT_HALF_LIFE, value_parser = positive_seconds)]
+    pub shadow_half_life: f64,
+}
+
+/// A share in [0, 1].
+fn share(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|e| format!("{e}: give a number in [0, 1]"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in [0, 1]"))
+    }
+}
+
+/// Seconds above 0 and at most a day.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|e| format!("{e}: give seconds, e.g. 120"))?;
+    if v > 0.0 && v <= 86_400.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in (0, 86400] seconds"))
+    }
 }
 
 impl EngineFlags {
@@ -138,6 +166,8 @@ impl EngineFlags {
             max_queued: self.max_queue,
             threads: self.threads,
             answer_at_exit: self.answer_at_exit,
+            shadow_rate: self.shadow_rate,
+            shadow_half_life: self.shadow_half_life,
             ..ServeConfig::default()
         }
     }

@@ -79,6 +79,8 @@ pub enum LadderError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ladder {
     rungs: Vec<Rung>,
+    /// The accuracy floor the limits work out to for this table (0 without a bound).
+    floor: f64,
 }
 
 impl Ladder {
@@ -133,13 +135,31 @@ impl Ladder {
             }
             keep
         });
-        Ok(Self { rungs })
+        Ok(Self { rungs, floor: min.max(0.0) })
+    }
+
+    /// The accuracy floor in effect: `accuracyFloor`, or the full model's expected accuracy
+    /// minus `maxAccuracyDrop`, whichever is higher; 0 without a bound.
+    pub fn floor(&self) -> f64 {
+        self.floor
+    }
+
+    /// This ladder without the rungs `skip` names (never the richest: the full model stays).
+    pub fn without(&self, skip: &std::collections::BTreeSet<String>) -> Self {
+        let top = self.top();
+        let rungs = self
+            .rungs
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| *i == top || !skip.contains(&r.id))
+            .map(|(_, r)| r.clone());
+        Self { rungs: rungs.collect(), floor: self.floor }
     }
 
     /// A ladder from rungs already ordered cheapest first (tests, simulation).
     pub fn from_rungs(rungs: Vec<Rung>) -> Self {
         assert!(!rungs.is_empty(), "a ladder needs at least one rung");
-        Self { rungs }
+        Self { rungs, floor: 0.0 }
     }
 
     /// Number of rungs.

@@ -8,6 +8,7 @@
 
 pub mod ladder;
 pub mod law;
+pub mod live;
 pub mod policy;
 pub mod signals;
 pub mod sim;

@@ -194,6 +194,7 @@ mod tests {
             shed_total: 0,
             completions_total: arrivals_total,
             max_batch_size: 32,
+            live_accuracy: None,
         }
     }
 

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::ladder::{Ladder, LadderError};
 use crate::law::{Decision, Law, LawParams, LawState, Observation};
-use crate::policy::SloPolicySpec;
+use crate::live::{remap, GuardChange, LiveGuard};
+use crate::policy::{AccuracySource, SloPolicySpec};
 use crate::signals::{RuntimeCounts, RuntimeTrack};
 
 /// What a step needs besides the observations: the law over the allowed configs, and how to
@@ -30,6 +31,9 @@ pub struct Steering {
     pub quantile: f64,
     /// Seconds after which a runtime's last answer is stale.
     pub stale_after: f64,
+    /// `spec.accuracy` when its source is `live`: the floor is then also held on the runtimes'
+    /// live bounds.
+    pub live: Option<AccuracySource>,
 }
 
 impl Steering {
@@ -42,6 +46,7 @@ impl Steering {
             full_id: table.full().map(|c| c.id.clone()).unwrap_or_default(),
             quantile: spec.objective.latency.quantile,
             stale_after: spec.control.stale_after().secs(),
+            live: spec.accuracy.clone().filter(|a| a.is_live()),
         })
     }
 
@@ -51,7 +56,7 @@ impl Steering {
         let ladder = &law.ladder;
         let ratios = ladder.rungs().iter().map(|r| (r.id.clone(), r.cost_ratio)).collect();
         let full_id = ladder.rung(ladder.top()).id.clone();
-        Self { law, ratios, full_id, quantile, stale_after }
+        Self { law, ratios, full_id, quantile, stale_after, live: None }
     }
 }
 
@@ -115,6 +120,8 @@ pub struct StepOutcome {
     pub counts: RuntimeCounts,
     /// Fresh runtimes not on the decided config, in track order.
     pub pushes: Vec<PushTarget>,
+    /// Configs the live accuracy guard excluded or let back at this step.
+    pub accuracy: Vec<GuardChange>,
 }
 
 /// The steering of one policy and the law's memory between ticks.
@@ -122,12 +129,44 @@ pub struct StepOutcome {
 pub struct ControlStep {
     steering: Steering,
     state: Option<LawState>,
+    /// The ladder the policy allows offline; the law runs on it minus what the guard excludes.
+    base: Ladder,
+    guard: Option<LiveGuard>,
 }
 
 impl ControlStep {
     /// A policy's step; the law's state is seeded by the first step.
     pub fn new(steering: Steering) -> Self {
-        Self { steering, state: None }
+        let base = steering.law.ladder.clone();
+        let guard = steering.live.as_ref().map(LiveGuard::new);
+        Self { steering, state: None, base, guard }
+    }
+
+    /// Configs the live accuracy guard keeps out, with the reason (empty when offline).
+    pub fn excluded(&self) -> BTreeMap<String, String> {
+        self.guard.as_ref().map(|g| g.excluded().clone()).unwrap_or_default()
+    }
+
+    /// Runs the guard on the fresh runtimes' live reports; on a change, the law's ladder becomes
+    /// the base minus the excluded configs, and the current rank follows its config (upwards
+    /// when that config is excluded).
+    fn guard(&mut self, tracks: &[RuntimeTrack], now: f64) -> Vec<GuardChange> {
+        let Some(guard) = self.guard.as_mut() else { return vec![] };
+        let stale = self.steering.stale_after;
+        let reports: Vec<_> = tracks
+            .iter()
+            .filter(|t| t.is_fresh(now, stale))
+            .filter_map(|t| t.last.as_ref()?.1.live_accuracy.as_ref())
+            .collect();
+        let changes = guard.update(&self.base, &reports);
+        if !changes.is_empty() {
+            let view = self.base.without(&guard.excluded_ids());
+            if let Some(state) = self.state.as_mut() {
+                state.rank = remap(&self.base, &self.steering.law.ladder, &view, state.rank);
+            }
+            self.steering.law.ladder = view;
+        }
+        changes
     }
 
     /// What the step steers by.
@@ -138,6 +177,7 @@ impl ControlStep {
     /// One tick at `now` (seconds on the driver's monotonic clock): `tracks` are the runtimes'
     /// latest answers, `observation` the law's signals.
     pub fn step(&mut self, tracks: &[RuntimeTrack], observation: &Observation, now: f64) -> StepOutcome {
+        let accuracy = self.guard(tracks, now);
         let st = &self.steering;
         let ladder = &st.law.ladder;
         let state = self.state.get_or_insert_with(|| {
@@ -157,7 +197,23 @@ impl ControlStep {
             config: config.clone(),
             rank: decision.rank,
             direction: decision.direction.as_str(),
-            reason: decision.reason.to_string(),
+            // A config excluded or let back by the live guard is why the ladder moved: say so.
+            reason: if accuracy.is_empty() {
+                decision.reason.to_string()
+            } else {
+                let why: Vec<String> = accuracy
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {}: {}",
+                            c.config,
+                            if c.excluded { "excluded" } else { "back" },
+                            c.message
+                        )
+                    })
+                    .collect();
+                format!("{}; {}", why.join("; "), decision.reason)
+            },
             saturated: decision.saturated,
             desired_replicas: decision.desired_replicas,
             utilization: decision.utilization,
@@ -173,7 +229,7 @@ impl ControlStep {
             .map(|(index, t, r)| PushTarget { index, url: t.url.clone(), generation: r.active.generation })
             .collect();
         let counts = RuntimeCounts::of(tracks, st.stale_after, now);
-        StepOutcome { decision, record, counts, pushes }
+        StepOutcome { decision, record, counts, pushes, accuracy }
     }
 }
 
@@ -227,6 +283,7 @@ mod tests {
                 shed_total: 0,
                 completions_total: 0,
                 max_batch_size: 8,
+                live_accuracy: None,
             },
         );
         t

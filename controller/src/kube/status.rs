@@ -10,6 +10,7 @@ use serde_json::json;
 use super::resource::{SloPolicy, SloPolicyStatus, StatusCondition};
 use crate::policy_loop::PolicyStatus;
 use dyce_control_core::law::{Decision, Direction};
+use dyce_control_core::live::GuardChange;
 use dyce_control_core::policy::{API_VERSION, KIND};
 
 /// Field manager of every write the controller makes (server-side apply).
@@ -238,6 +239,21 @@ pub fn events_for(d: &Decision, config: &str, was_saturated: bool) -> Vec<Event>
         });
     }
     out
+}
+
+/// The Events of the live accuracy guard: a Warning when a config is excluded (its live lower
+/// bound under the floor), a Normal event when it is allowed again.
+pub fn accuracy_events(changes: &[GuardChange]) -> Vec<Event> {
+    changes
+        .iter()
+        .map(|c| Event {
+            type_: if c.excluded { EventType::Warning } else { EventType::Normal },
+            reason: if c.excluded { "AccuracyExcluded" } else { "AccuracyRestored" }.into(),
+            note: Some(format!("config {}: {}", c.config, c.message)),
+            action: "GuardAccuracy".into(),
+            secondary: None,
+        })
+        .collect()
 }
 
 /// Publishes `events` on `policy`; failures are logged, not fatal (Events are best effort).

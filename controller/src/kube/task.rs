@@ -16,7 +16,8 @@ use tracing::Instrument;
 use super::discovery::runtime_endpoints;
 use super::resource::{SloPolicy, SloPolicyStatus};
 use super::status::{
-    apply_status, changed_materially, events_for, invalid_status, publish, running_status, StatusInput,
+    accuracy_events, apply_status, changed_materially, events_for, invalid_status, publish, running_status,
+    StatusInput,
 };
 use super::KubeConfig;
 use crate::metrics::ControllerMetrics;
@@ -129,7 +130,8 @@ async fn steer(ctx: TaskCtx, api: Api<SloPolicy>, policy: Arc<SloPolicy>, ns: St
             continue;
         }
         if let (Some(d), Some(last)) = (&decision, &lp.status().last) {
-            let events = events_for(d, &last.config, was_saturated);
+            let mut events = accuracy_events(lp.accuracy_changes());
+            events.extend(events_for(d, &last.config, was_saturated));
             was_saturated = d.saturated;
             if !events.is_empty() {
                 publish(&ctx.recorder, &policy, &events).await;

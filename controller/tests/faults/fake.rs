@@ -111,6 +111,7 @@ fn report(active: ActiveConfig, n: u64) -> LoadReport {
         shed_total: 0,
         completions_total: n,
         max_batch_size: 8,
+        live_accuracy: None,
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::ConfigEntry;
+use crate::{ConfigEntry, LiveAccuracy};
 
 /// The configuration a runtime is running (`GET /v1/config`, answer of `PUT /v1/config`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -93,6 +93,10 @@ pub struct LoadReport {
     /// Largest batch the runtime forms.
     #[serde(default)]
     pub max_batch_size: usize,
+    /// Live accuracy from shadow checks (absent when `--shadow-rate` is 0): what a policy with
+    /// `accuracy.source: live` guards its floor with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_accuracy: Option<LiveAccuracy>,
 }
 
 /// Body of every error answer.

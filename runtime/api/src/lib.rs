@@ -14,10 +14,12 @@ mod admin;
 mod config;
 mod data;
 pub mod exposition;
+pub mod live;
 pub mod stats;
 pub mod window;
 
 pub use admin::{ActiveConfig, ConfigsView, ErrorBody, LoadReport, Quantiles, SwitchRequest};
 pub use config::{ConfigEntry, ConfigError, ConfigTable, ExitChoice, FULL_CONFIG_ID};
 pub use data::ClassifyResponse;
+pub use live::{LiveAccuracy, LiveConfig};
 pub use window::{LoadSnapshot, LoadWindow, QueueState, Totals, WindowSample};

@@ -242,6 +242,7 @@ impl LoadSnapshot {
             shed_total: self.totals.shed,
             completions_total: self.totals.completions,
             max_batch_size: queue.max_batch,
+            live_accuracy: None,
         }
     }
 }

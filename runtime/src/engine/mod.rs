@@ -8,12 +8,14 @@ pub mod executor;
 pub mod fast_backend;
 pub mod queue;
 mod replies;
+pub mod shadow;
 
 pub use active::{ActiveConfig, ConfigSwitch, ExitSlot, ResolvedConfig};
 pub use backend::Backend;
 pub use candle_backend::CandleBackend;
 pub use executor::{run_batch, run_batch_answering, run_profiled, AnswerSink, Profiler, SampleResult, Stage};
 pub use fast_backend::{default_pool, FastBackend};
+pub use shadow::{simulate, HeadAnswers, ShadowConfig};
 
 /// Errors of the engine layer.
 #[derive(Debug, thiserror::Error)]

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 use tokio_util::sync::CancellationToken;
 
-use super::active::ConfigSwitch;
+use super::active::{ConfigSwitch, ResolvedConfig};
 use super::backend::Backend;
 use super::executor::run_batch_answering;
 pub use super::replies::{BatchObserver, JobOutput};
 use super::replies::{Job, Replies};
+use super::shadow::{needed_heads, shadow_pass, Sampler, ShadowConfig};
 use super::EngineError;
 use crate::model::Bundle;
 
@@ -36,6 +37,8 @@ pub struct QueueConfig {
     /// Answer each request as soon as its images are answered (at their exits), not when the
     /// whole batch ends.
     pub answer_at_exit: bool,
+    /// Shadow checks of a sampled share of answered images (off by default).
+    pub shadow: ShadowConfig,
 }
 
 /// Why a job was not run.
@@ -190,7 +193,12 @@ pub fn spawn<B: Backend + Send + 'static>(
         running: running.clone(),
         life: life.clone(),
     };
-    let thread = ModelThread { bundle, switch, backend, cfg, observer, rx, per_image, running };
+    let configs: Vec<ResolvedConfig> =
+        bundle.configs.configs.iter().filter_map(|e| ResolvedConfig::resolve(&bundle, e, 0).ok()).collect();
+    let needed = needed_heads(&bundle, &configs);
+    let sampler = Sampler::new(cfg.shadow.clone());
+    let thread =
+        ModelThread { bundle, switch, backend, cfg, observer, rx, per_image, running, sampler, needed };
     let handle = std::thread::Builder::new()
         .name("dyce-model".into())
         .spawn(move || {
@@ -252,6 +260,9 @@ struct ModelThread<B> {
     rx: mpsc::UnboundedReceiver<Job>,
     per_image: usize,
     running: Arc<AtomicUsize>,
+    sampler: Sampler,
+    /// Heads the shadow pass computes: those some configuration of the table uses.
+    needed: Vec<bool>,
 }
 
 impl<B: Backend> ModelThread<B> {
@@ -261,6 +272,15 @@ impl<B: Backend> ModelThread<B> {
         loop {
             let first = match carry.take() {
                 Some(j) => j,
+                // Shadow passes run only when no request waits: the thread would idle otherwise.
+                None if self.sampler.pending() => match self.rx.try_recv() {
+                    Ok(j) => j,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.shadow();
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                },
                 None => match self.rx.blocking_recv() {
                     Some(j) => j,
                     None => return,
@@ -311,6 +331,7 @@ impl<B: Backend> ModelThread<B> {
         if self.cfg.panic_on_config.as_deref() == Some(cfg_now.id.as_str()) {
             panic!("fault injection: a batch on config {:?}", cfg_now.id);
         }
+        let sample = self.sampler.armed();
         self.running.store(images, Ordering::Relaxed);
         let start = Instant::now();
         let cfg_key = (cfg_now.id.as_str(), cfg_now.generation);
@@ -323,6 +344,22 @@ impl<B: Backend> ModelThread<B> {
             Err(e) => tracing::error!(error = %e, "batch failed"),
         }
         replies.finish(&out);
+        // After the answers went out: sampling costs a draw per image, the copy only when taken.
+        if sample && out.is_ok() {
+            let dropped = self.sampler.offer(&input, images);
+            if dropped > 0 {
+                self.observer.shadow_dropped(dropped);
+            }
+        }
+    }
+
+    /// One shadow pass over waiting sampled images; its answers go to the observer.
+    fn shadow(&mut self) {
+        let (input, n) = self.sampler.take();
+        match shadow_pass(&self.bundle, &mut self.backend, &self.needed, &input, n) {
+            Ok(answers) => self.observer.shadow(&answers),
+            Err(e) => tracing::warn!(error = %e, "shadow pass failed"),
+        }
     }
 }
 

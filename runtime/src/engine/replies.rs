@@ -9,6 +9,7 @@ use std::time::Instant;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::executor::{AnswerSink, SampleResult};
+use super::shadow::HeadAnswers;
 use super::EngineError;
 
 /// What a job gets back.
@@ -38,6 +39,12 @@ pub trait BatchObserver: Send + Sync {
     /// A job's images were answered; called just before its reply is sent (so its exits are
     /// counted before the client sees the answer), at its exit or at the end of the batch.
     fn answered(&self, results: &[SampleResult]);
+
+    /// Shadow passes answered these sampled images (off the request path, when idle).
+    fn shadow(&self, _answers: &[HeadAnswers]) {}
+
+    /// `n` sampled images were dropped: the shadow queue was full.
+    fn shadow_dropped(&self, _n: usize) {}
 }
 
 /// A request's images waiting in the queue.

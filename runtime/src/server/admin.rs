@@ -9,7 +9,7 @@ use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dyce_api::{exposition, ActiveConfig, ConfigsView, LoadReport, QueueState, SwitchRequest};
+use dyce_api::{exposition, ActiveConfig, ConfigsView, LiveAccuracy, LoadReport, QueueState, SwitchRequest};
 
 use super::error::ApiError;
 use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized};
@@ -173,7 +173,29 @@ pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
         max_batch: rt.queue.max_batch(),
         active: active(&rt),
     };
-    Json(rt.load.snapshot().report(queue))
+    let mut report = rt.load.snapshot().report(queue);
+    report.live_accuracy = rt.live.as_ref().map(|l| l.report());
+    Json(report)
+}
+
+/// `GET /v1/accuracy`: live accuracy from shadow checks; 404 when they are off.
+#[utoipa::path(
+    get,
+    path = "/v1/accuracy",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Per config: shadow samples, agreement with the full model, the live estimate and its lower bound.",
+            body = LiveAccuracy),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound)
+    )
+)]
+pub async fn accuracy(State(rt): State<Arc<Runtime>>) -> Result<Json<LiveAccuracy>, ApiError> {
+    let live = rt.live.as_ref().ok_or_else(|| {
+        ApiError::NotFound("shadow checks are off (--shadow-rate 0): no live accuracy".into())
+    })?;
+    Ok(Json(live.report()))
 }
 
 /// `GET /metrics`: Prometheus metrics; the same answer on the metrics port
@@ -197,6 +219,9 @@ pub async fn metrics(State(rt): State<Arc<Runtime>>, headers: axum::http::Header
     rt.metrics.model_up.set(i64::from(rt.queue.is_running()));
     for (config, seconds) in rt.load.saturated() {
         rt.metrics.saturated_cost.get_or_create(&ConfigLabel { config }).set(seconds);
+    }
+    if let Some(live) = &rt.live {
+        live.publish(&rt.metrics.shadow);
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     exposition::negotiate(accept, rt.metrics.encode())

@@ -32,6 +32,10 @@ pub enum ApiError {
     /// The request names a configuration that is not in the table.
     #[error("unknown config id {0:?}")]
     UnknownConfig(String),
+    /// Something else the request names that is not here (shadow checks when off, a response id
+    /// feedback quotes that is unknown or expired).
+    #[error("{0}")]
+    NotFound(String),
     /// A configuration write older than the active one.
     #[error("{0}")]
     StaleGeneration(String),
@@ -69,9 +73,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnknownModel(_) | ApiError::UnknownVersion { .. } | ApiError::UnknownConfig(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::UnknownModel(_)
+            | ApiError::UnknownVersion { .. }
+            | ApiError::UnknownConfig(_)
+            | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::StaleGeneration(_) => StatusCode::CONFLICT,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -95,9 +100,10 @@ impl ApiError {
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
             ApiError::BadRequest(_) | ApiError::HeadTooLarge(_) => tonic::Code::InvalidArgument,
-            ApiError::UnknownModel(_) | ApiError::UnknownVersion { .. } | ApiError::UnknownConfig(_) => {
-                tonic::Code::NotFound
-            }
+            ApiError::UnknownModel(_)
+            | ApiError::UnknownVersion { .. }
+            | ApiError::UnknownConfig(_)
+            | ApiError::NotFound(_) => tonic::Code::NotFound,
             ApiError::StaleGeneration(_) => tonic::Code::FailedPrecondition,
             ApiError::Overloaded(_) => tonic::Code::ResourceExhausted,
             ApiError::Unauthorized => tonic::Code::Unauthenticated,

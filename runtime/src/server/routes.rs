@@ -49,6 +49,7 @@ fn admin_routes() -> Routes {
         .routes(routes!(admin::configs))
         .routes(routes!(admin::get_config, admin::put_config))
         .routes(routes!(admin::load))
+        .routes(routes!(admin::accuracy))
         .routes(routes!(admin::metrics))
         .routes(routes!(admin_openapi))
 }

@@ -120,6 +120,8 @@ pub struct Metrics {
     /// Per-stage request time, one histogram per [`Stage`], created up front so that an
     /// observation is an index and an atomic add (no label hashing on the data path).
     stages: [Histogram; 4],
+    /// Shadow checks and live accuracy.
+    pub shadow: super::live::ShadowMetrics,
 }
 
 impl Metrics {
@@ -148,6 +150,7 @@ impl Metrics {
             expected_accuracy: Gauge::default(),
             macs_ratio: Gauge::default(),
             stages,
+            shadow: Default::default(),
             registry: Registry::default(),
         };
         // The model's name as a constant label of the request and inference series (one value
@@ -236,6 +239,7 @@ impl Metrics {
             "Instruction set of the inference kernels and the CPU model",
             kernels,
         );
+        m.shadow.register(registry);
         registry.register_collector(Box::new(super::process::ProcessCollector));
         for outcome in OUTCOMES {
             let _ = m.requests.get_or_create(&OutcomeLabel { outcome });

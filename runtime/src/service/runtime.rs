@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use super::live::LiveBook;
 use super::load::SharedWindow;
 use super::metrics::{ConfigLabel, Metrics, OutcomeLabel, Stage};
 use super::stats::Stats;
 use crate::engine::queue::{self, BatchObserver, JobOutput, ModelQueue, QueueConfig, SubmitError};
-use crate::engine::{default_pool, ConfigSwitch, EngineError, FastBackend, SampleResult};
+use crate::engine::{
+    default_pool, ConfigSwitch, EngineError, FastBackend, HeadAnswers, SampleResult, ShadowConfig,
+};
 use crate::model::Bundle;
 
 /// Settings of a runtime (everything `dyce serve` takes besides addresses and the model).
@@ -51,6 +54,10 @@ pub struct ServeConfig {
     /// Fault injection for the tests of a dead model thread: it panics at the first batch on
     /// this config (`dyce serve` reads `DYCE_FAULT_PANIC_ON_CONFIG` in debug builds only).
     pub panic_on_config: Option<String>,
+    /// Share of answered images shadow-checked against the full model (0 = off).
+    pub shadow_rate: f64,
+    /// Half-life of the live accuracy's decayed counts, seconds.
+    pub shadow_half_life: f64,
 }
 
 impl Default for ServeConfig {
@@ -72,6 +79,8 @@ impl Default for ServeConfig {
             initial_config: None,
             answer_at_exit: true,
             panic_on_config: None,
+            shadow_rate: 0.0,
+            shadow_half_life: dyce_api::live::DEFAULT_HALF_LIFE,
         }
     }
 }
@@ -118,6 +127,9 @@ pub struct Runtime {
     /// One permit per image decode in progress (`--decode-concurrency`): what bounds the memory
     /// images take, since a decode runs before admission and may take ~200 MiB.
     pub decode_permits: Arc<Semaphore>,
+    /// Live accuracy from shadow checks; `None` when they are off.
+    pub live: Option<Arc<LiveBook>>,
+    shadow_armed: Arc<AtomicBool>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -210,6 +222,7 @@ struct Observer {
     load: Arc<SharedWindow>,
     metrics: Arc<Metrics>,
     stats: Arc<Stats>,
+    live: Option<Arc<LiveBook>>,
 }
 
 impl BatchObserver for Observer {
@@ -230,6 +243,18 @@ impl BatchObserver for Observer {
     fn answered(&self, results: &[SampleResult]) {
         self.metrics.answered(results);
     }
+
+    fn shadow(&self, answers: &[HeadAnswers]) {
+        if let Some(live) = &self.live {
+            live.record(answers, &self.metrics.shadow);
+        }
+    }
+
+    fn shadow_dropped(&self, n: usize) {
+        if let Some(live) = &self.live {
+            live.dropped(n, &self.metrics.shadow);
+        }
+    }
 }
 
 /// Loads the engine and starts the model thread; the runtime is live at once and becomes ready
@@ -245,12 +270,21 @@ pub fn start(
     let load = Arc::new(SharedWindow::new(cfg.load_window, cfg.max_batch));
     let metrics = Arc::new(Metrics::new(&bundle.manifest.name));
     let stats = Arc::new(Stats::new(cfg.max_batch));
-    let observer = Arc::new(Observer { load: load.clone(), metrics: metrics.clone(), stats: stats.clone() });
+    let shadow = ShadowConfig::with_rate(cfg.shadow_rate.clamp(0.0, 1.0));
+    let live = shadow.enabled().then(|| Arc::new(LiveBook::new(&bundle, shadow.rate, cfg.shadow_half_life)));
+    let shadow_armed = shadow.armed.clone();
+    let observer = Arc::new(Observer {
+        load: load.clone(),
+        metrics: metrics.clone(),
+        stats: stats.clone(),
+        live: live.clone(),
+    });
     let qcfg = QueueConfig {
         max_batch: cfg.max_batch.max(1),
         max_queued: cfg.max_queued.max(cfg.max_batch).max(1),
         panic_on_config: cfg.panic_on_config.clone(),
         answer_at_exit: cfg.answer_at_exit,
+        shadow,
     };
     let (queue, handle) = queue::spawn(bundle.clone(), switch.clone(), backend, qcfg, observer);
     let rt = Arc::new(Runtime {
@@ -266,6 +300,8 @@ pub fn start(
         request_timeout: cfg.request_timeout,
         body_timeout: cfg.body_timeout,
         decode_permits: Arc::new(Semaphore::new(decode_concurrency(cfg))),
+        live,
+        shadow_armed,
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     });
@@ -297,6 +333,8 @@ pub async fn warm_up(rt: &Runtime, max_batch: usize) -> Result<(), ServeError> {
             .await
             .map_err(|e| EngineError::Tensor(format!("warm-up: {e}")))?;
     }
+    // Warm-up images are zeros: shadow checks sample traffic only.
+    rt.shadow_armed.store(true, Ordering::Relaxed);
     rt.ready.store(true, Ordering::Release);
     Ok(())
 }

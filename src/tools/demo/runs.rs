@@ -156,6 +156,7 @@ impl Env {
             slo_ms: Some(self.policy.spec.objective.latency.threshold.secs() * 1e3),
             log: None,
             log_format: None,
+            drift: None,
         };
         let stack = self.start(&v.initial, v.controller)?;
         let load = LoadConfig { url: stack.data_url.clone(), ..load };

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::client;
@@ -85,20 +85,33 @@ struct Scheduler {
     feed: Feed,
     images_per_request: usize,
     max_in_flight: usize,
+    /// With a drift scenario: when it starts, the share shifted, and the number of original
+    /// images (image `i + originals` is image `i` shifted).
+    drift: Option<(f64, f64, usize)>,
 }
 
 impl Scheduler {
     /// Walks the schedule, never waiting for answers.
     fn run(self) {
-        let Scheduler { shared, runtime, schedule, mut feed, images_per_request, max_in_flight } = self;
+        let Scheduler { shared, runtime, schedule, mut feed, images_per_request, max_in_flight, drift } =
+            self;
         let in_flight = Arc::new(Semaphore::new(max_in_flight));
+        // A stream of its own, so a drift scenario changes neither arrival times nor image order.
+        let mut pick = rand::rngs::StdRng::seed_from_u64(0x0064_7269_6674);
         for (seq, t) in schedule.enumerate() {
             let due = shared.start + Duration::from_secs_f64(t);
             let now = Instant::now();
             if now < due {
                 std::thread::sleep(due - now);
             }
-            let idx = feed.take(images_per_request);
+            let mut idx = feed.take(images_per_request);
+            if let Some((_, share, originals)) = drift.filter(|d| t >= d.0) {
+                for i in &mut idx {
+                    if pick.random::<f64>() < share {
+                        *i += originals;
+                    }
+                }
+            }
             let labels = idx.iter().map(|&i| shared.images.labels[i]).collect();
             let record = Record::pending(seq as u64, t, labels);
             // Beyond the cap the request is counted, not queued: queueing would turn the open
@@ -174,7 +187,10 @@ pub(super) async fn drive(
 ) -> Result<(Vec<Record>, Instant)> {
     let curve = cfg.profile.curve(cfg.duration);
     let schedule = Schedule::new(&curve, cfg.arrivals, cfg.seed);
-    let feed = Feed::new(images.len(), cfg.seed);
+    // With a drift scenario the second half of the images are the shifted copies.
+    let originals = if cfg.drift.is_some() { images.len() / 2 } else { images.len() };
+    let feed = Feed::new(originals, cfg.seed);
+    let drift = cfg.drift.map(|d| (d.at, d.share, originals));
     let (tx, rx) = mpsc::unbounded_channel();
     let start = Instant::now();
     let collector = tokio::spawn(collect(rx, start, curve, log));
@@ -187,6 +203,7 @@ pub(super) async fn drive(
         feed,
         images_per_request: cfg.images_per_request,
         max_in_flight: cfg.max_in_flight,
+        drift,
     };
     tokio::task::spawn_blocking(move || scheduler.run()).await.context("the scheduler thread failed")?;
     tracing::debug!("schedule done, waiting for outstanding answers");

@@ -9,6 +9,7 @@
 //! Described for users in `docs/load.md`.
 
 pub(crate) mod client;
+mod drift;
 mod driver;
 pub(crate) mod images;
 pub(crate) mod profile;
@@ -101,6 +102,14 @@ pub struct LoadArgs {
     /// p99 is within it.
     #[arg(long, env = "DYCE_LOAD_SLO_MS")]
     slo_ms: Option<f64>,
+    /// Shift the images from this many seconds into the run on (a drift scenario: see --drift).
+    #[arg(long, env = "DYCE_LOAD_DRIFT_AT", requires = "drift")]
+    drift_at: Option<f64>,
+    /// The shift from --drift-at on: KIND[:SHARE], KIND one of contrast (40% contrast), blur
+    /// (3×3 box blur twice), noise (Gaussian, σ 40 of 255), invert (negative); SHARE of the
+    /// images sent shifted (default 1). The summary reports accuracy before and after.
+    #[arg(long, env = "DYCE_LOAD_DRIFT", requires = "drift_at")]
+    drift: Option<String>,
 }
 
 /// A checked run description (also built directly by `dyce demo`, which runs the generator
@@ -122,6 +131,8 @@ pub(crate) struct LoadConfig {
     pub slo_ms: Option<f64>,
     pub log: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
+    /// A drift scenario: the images are followed by their shifted copies in the image set.
+    pub drift: Option<drift::Drift>,
 }
 
 /// What one run produced: every request's record in schedule order and the summary `dyce load`
@@ -165,6 +176,10 @@ impl LoadArgs {
             slo_ms: self.slo_ms,
             log: self.log.clone(),
             log_format: self.log_file_format,
+            drift: match (&self.drift, self.drift_at) {
+                (Some(d), Some(at)) => Some(drift::Drift::parse(d, at)?),
+                _ => None,
+            },
         })
     }
 }
@@ -199,7 +214,11 @@ impl LoadArgs {
 pub fn run(args: &LoadArgs) -> Result<()> {
     let cfg = args.config()?;
     // Local inputs first: a typo in --data, --images or --log fails before the server is contacted.
-    let images = Arc::new(args.images()?);
+    let mut images = args.images()?;
+    if let Some(d) = &cfg.drift {
+        images = drift::with_shifted(&images, d.kind);
+    }
+    let images = Arc::new(images);
     let log = match &cfg.log {
         Some(path) => Some(LogWriter::create(path, cfg.log_format)?),
         None => None,
@@ -246,6 +265,9 @@ pub(crate) async fn run_load(
     });
     for (k, v) in run.as_object().expect("an object") {
         summary[k] = v.clone();
+    }
+    if let Some(d) = &cfg.drift {
+        summary["drift"] = drift::phases(&records, d);
     }
     if let Some(slo_ms) = cfg.slo_ms {
         let (ok, windows) = stats::attainment(&records, slo_ms / 1e3);

@@ -71,9 +71,54 @@ pub struct SloPolicySpec {
     /// a fraction (0.03 = three points); with `accuracyFloor` too, both must hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_accuracy_drop: Option<f64>,
+    /// Which accuracy the floor is held with: the table's offline numbers (default) or the
+    /// runtimes' live bounds from shadow checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<AccuracySource>,
     /// How the control loop runs.
     #[serde(default)]
     pub control: Control,
+}
+
+/// Where the accuracy the floor is held with comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum AccuracyKind {
+    /// `expected_accuracy` from the bundle's `configs.json` only (default).
+    #[default]
+    Offline,
+    /// Also the runtimes' live lower bounds (`GET /v1/load`'s `live_accuracy`): a config whose
+    /// bound is under the floor is not chosen.
+    Live,
+}
+
+/// `spec.accuracy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccuracySource {
+    /// `offline` or `live`.
+    #[serde(default)]
+    pub source: AccuracyKind,
+    /// Effective shadow samples a config needs before its live bound may exclude it.
+    #[serde(default = "default_min_samples")]
+    pub min_samples: f64,
+    /// An excluded config comes back once its bound is this far above the floor (a fraction).
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis: f64,
+}
+
+fn default_min_samples() -> f64 {
+    100.0
+}
+fn default_hysteresis() -> f64 {
+    0.01
+}
+
+impl AccuracySource {
+    /// Whether the floor is held on live bounds.
+    pub fn is_live(&self) -> bool {
+        self.source == AccuracyKind::Live
+    }
 }
 
 /// Equality-based label selector (`matchExpressions` are not supported).

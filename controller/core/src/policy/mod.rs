@@ -11,8 +11,8 @@ mod parse;
 mod validate;
 
 pub use document::{
-    Control, LabelSelector, LatencyObjective, Metadata, MissingSignals, Objective, PolicyDocument, Restore,
-    SloPolicySpec, API_VERSION, KIND,
+    AccuracyKind, AccuracySource, Control, LabelSelector, LatencyObjective, Metadata, MissingSignals,
+    Objective, PolicyDocument, Restore, SloPolicySpec, API_VERSION, KIND,
 };
 pub use duration::HumanDuration;
 pub use error::PolicyError;

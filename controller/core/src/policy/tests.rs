@@ -70,7 +70,7 @@ fn rejections_print_the_field_once() {
         (
             with_spec("  bogus: 1\n"),
             "spec.bogus: unknown field `bogus`, expected one of `selector`, `runtimes`, `objective`, \
-             `accuracyFloor`, `maxAccuracyDrop`, `control` at line 7 column 3",
+             `accuracyFloor`, `maxAccuracyDrop`, `accuracy`, `control` at line 7 column 3",
         ),
         (with_spec("  accuracyFloor: x\n"), "spec.accuracyFloor: invalid type: string \"x\", expected f64 at line 7 column 18"),
         (

@@ -104,6 +104,21 @@ impl PolicyDocument {
                 format!("must be in [0, 1) (a fraction: 0.03 is 3 points below the full model), got {d}")
             })?;
         }
+        if let Some(a) = &s.accuracy {
+            check(a.min_samples >= 1.0 && a.min_samples <= 1e6, "spec.accuracy.minSamples", || {
+                format!("must be between 1 and 1000000 effective shadow samples, got {}", a.min_samples)
+            })?;
+            check((0.0..0.5).contains(&a.hysteresis), "spec.accuracy.hysteresis", || {
+                format!(
+                    "must be in [0, 0.5) (a fraction: 0.01 is one point above the floor), got {}",
+                    a.hysteresis
+                )
+            })?;
+            let bounded = s.accuracy_floor > 0.0 || s.max_accuracy_drop.is_some();
+            check(!a.is_live() || bounded, "spec.accuracy.source", || {
+                "live needs a floor to hold: set spec.accuracyFloor or spec.maxAccuracyDrop".into()
+            })?;
+        }
         let c = &s.control;
         let iv = c.interval.0;
         check(
