@@ -54,6 +54,7 @@ pub fn configs() -> ConfigTable {
         expected_accuracy: Some(0.9),
         macs_ratio: Some(0.5),
         latency_ratio: None,
+        expected_disagreement: None,
     };
     t.configs.insert(0, early);
     t

@@ -43,6 +43,7 @@ pub fn tiny_bundle(dir: &Path) -> Bundle {
                 expected_accuracy: Some(0.5),
                 macs_ratio: Some(0.4),
                 latency_ratio: None,
+                expected_disagreement: None,
             },
         );
     }

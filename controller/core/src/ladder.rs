@@ -214,6 +214,7 @@ mod tests {
             expected_accuracy: acc,
             macs_ratio: Some(macs),
             latency_ratio: lat,
+            expected_disagreement: None,
         }
     }
 

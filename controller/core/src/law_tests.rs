@@ -192,6 +192,7 @@ fn floor_bounds_the_choice() {
         expected_accuracy: Some(acc),
         macs_ratio: Some(macs),
         latency_ratio: None,
+        expected_disagreement: None,
     };
     let table = ConfigTable {
         model: "m".into(),

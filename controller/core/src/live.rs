@@ -105,6 +105,7 @@ mod tests {
             expected_accuracy: Some(acc),
             macs_ratio: Some(macs),
             latency_ratio: None,
+            expected_disagreement: None,
         };
         ConfigTable {
             model: "m".into(),

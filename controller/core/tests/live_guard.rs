@@ -17,6 +17,7 @@ fn table() -> ConfigTable {
         expected_accuracy: Some(acc),
         macs_ratio: Some(macs),
         latency_ratio: None,
+        expected_disagreement: None,
     };
     ConfigTable {
         model: "m".into(),

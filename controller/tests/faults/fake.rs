@@ -83,6 +83,7 @@ pub fn table() -> Vec<ConfigEntry> {
             expected_accuracy: Some(0.85),
             macs_ratio: Some(0.5),
             latency_ratio: None,
+            expected_disagreement: None,
         },
         ConfigEntry {
             id: "full".into(),
@@ -90,6 +91,7 @@ pub fn table() -> Vec<ConfigEntry> {
             expected_accuracy: Some(0.9),
             macs_ratio: Some(1.0),
             latency_ratio: None,
+            expected_disagreement: None,
         },
     ]
 }

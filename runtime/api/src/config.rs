@@ -37,6 +37,11 @@ pub struct ConfigEntry {
     /// Measured compute time per request relative to the full model (written by `dyce bench`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ratio: Option<f64>,
+    /// Share of calibration images whose answer under this configuration differs from the full
+    /// model's (written by `dyce calibrate`): the disagreement already paid for in
+    /// `expected_accuracy`, which live accuracy compares shadow checks against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_disagreement: Option<f64>,
 }
 
 /// The configuration table of a bundle, sorted from cheapest to richest.
@@ -90,6 +95,7 @@ impl ConfigTable {
                 expected_accuracy: None,
                 macs_ratio: Some(1.0),
                 latency_ratio: None,
+                expected_disagreement: None,
             }],
         }
     }
@@ -143,7 +149,14 @@ mod tests {
     }
 
     fn entry(id: &str, exits: Vec<ExitChoice>) -> ConfigEntry {
-        ConfigEntry { id: id.into(), exits, expected_accuracy: None, macs_ratio: None, latency_ratio: None }
+        ConfigEntry {
+            id: id.into(),
+            exits,
+            expected_accuracy: None,
+            macs_ratio: None,
+            latency_ratio: None,
+            expected_disagreement: None,
+        }
     }
 
     #[test]

@@ -124,16 +124,47 @@ pub struct LiveConfig {
 }
 
 impl LiveConfig {
-    /// The numbers of a decayed disagreement share, against the full model's accuracy.
-    pub fn from_decayed(d: &Decayed, samples_total: u64, acc_full: Option<f64>) -> Self {
+    /// The numbers of a decayed disagreement share. With the configuration's own offline
+    /// anchor (`expected_accuracy` and calibration disagreement) only disagreement beyond the
+    /// calibration share is charged: `acc − max(0, d − d_cal)`. Without it every disagreement is
+    /// charged against the full model's accuracy: `acc_full − d`.
+    pub fn from_decayed(d: &Decayed, samples_total: u64, anchor: Anchor) -> Self {
         let (disagreement, upper) = (d.rate(), d.upper());
+        let at = |share: f64| match anchor {
+            Anchor::Config { accuracy, disagreement } => Some(accuracy - (share - disagreement).max(0.0)),
+            Anchor::Full(acc_full) => acc_full.map(|a| a - share),
+        };
         Self {
             samples_total,
             effective_samples: d.effective(),
             disagreement,
             disagreement_upper: upper,
-            estimate: acc_full.map(|a| (a - disagreement).clamp(0.0, 1.0)),
-            lower_bound: acc_full.map(|a| (a - upper).clamp(0.0, 1.0)),
+            estimate: at(disagreement).map(|a| a.clamp(0.0, 1.0)),
+            lower_bound: at(upper).map(|a| a.clamp(0.0, 1.0)),
+        }
+    }
+}
+
+/// What a configuration's live accuracy is measured from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Anchor {
+    /// Its own offline numbers from `configs.json`.
+    Config {
+        /// `expected_accuracy` (a lower bound on the calibration split).
+        accuracy: f64,
+        /// `expected_disagreement` with the full model on the calibration split.
+        disagreement: f64,
+    },
+    /// Only the full model's `expected_accuracy` (a table from before `expected_disagreement`).
+    Full(Option<f64>),
+}
+
+impl Anchor {
+    /// The anchor of `entry` in a table whose full model is `acc_full` accurate.
+    pub fn of(entry: &crate::ConfigEntry, acc_full: Option<f64>) -> Self {
+        match (entry.expected_accuracy, entry.expected_disagreement) {
+            (Some(accuracy), Some(disagreement)) => Anchor::Config { accuracy, disagreement },
+            _ => Anchor::Full(acc_full),
         }
     }
 }
@@ -203,11 +234,24 @@ mod tests {
         for i in 0..400 {
             d.add(0.0, 120.0, i % 10 == 0);
         }
-        let c = LiveConfig::from_decayed(&d, 400, Some(0.94));
+        let c = LiveConfig::from_decayed(&d, 400, Anchor::Full(Some(0.94)));
         let (est, lb) = (c.estimate.unwrap(), c.lower_bound.unwrap());
         assert!((est - 0.84).abs() < 1e-9);
         assert!(lb < est && lb > 0.80, "{lb}");
-        assert_eq!(LiveConfig::from_decayed(&Decayed::default(), 0, Some(0.94)).lower_bound, Some(0.0));
-        assert_eq!(LiveConfig::from_decayed(&d, 400, None).estimate, None);
+        assert_eq!(
+            LiveConfig::from_decayed(&Decayed::default(), 0, Anchor::Full(Some(0.94))).lower_bound,
+            Some(0.0)
+        );
+        assert_eq!(LiveConfig::from_decayed(&d, 400, Anchor::Full(None)).estimate, None);
+        // Anchored on the configuration: disagreement at its calibration share costs nothing,
+        // beyond it every point is charged.
+        let own = Anchor::Config { accuracy: 0.91, disagreement: c.disagreement };
+        let at_cal = LiveConfig::from_decayed(&d, 400, own);
+        assert!((at_cal.estimate.unwrap() - 0.91).abs() < 1e-12);
+        let lower = at_cal.lower_bound.unwrap();
+        assert!((lower - (0.91 - (c.disagreement_upper - c.disagreement))).abs() < 1e-12, "{lower}");
+        let low_cal = Anchor::Config { accuracy: 0.91, disagreement: 0.0 };
+        let drifted = LiveConfig::from_decayed(&d, 400, low_cal);
+        assert!((drifted.estimate.unwrap() - (0.91 - c.disagreement)).abs() < 1e-12);
     }
 }

@@ -8,7 +8,8 @@ use std::time::Instant;
 use candle_core::Tensor;
 use dyce_api::{ConfigEntry, ConfigTable, ExitChoice, FULL_CONFIG_ID};
 use dyce_search::{
-    coordinate_search, evaluate, onepass, select_table, uniform_threshold, Candidate, Config, Records,
+    coordinate_search, disagreement, evaluate, onepass, select_table, uniform_threshold, Candidate, Config,
+    Records,
 };
 
 use super::exit_train::TrainingFeatures;
@@ -334,6 +335,7 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
                     expected_accuracy: Some(wilson_lower(o.accuracy, n_cal, BOUND_Z)),
                     macs_ratio: Some(o.mean_macs / cal.full_macs()),
                     latency_ratio: None,
+                    expected_disagreement: Some(disagreement(&cal, &c.config)),
                 }
             })
             .collect(),

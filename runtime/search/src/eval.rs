@@ -165,6 +165,31 @@ pub fn evaluate(records: &Records, config: &Config) -> Outcome {
     Outcome { accuracy: correct as f64 / n as f64, mean_macs: total_macs / n as f64, exit_counts }
 }
 
+/// Share of samples whose answer under `config` differs from the full model's (what shadow
+/// checks measure in production).
+///
+/// # Panics
+/// If the config does not fit the records; a caller bug.
+pub fn disagreement(records: &Records, config: &Config) -> f64 {
+    if let Err(e) = config.validate(records) {
+        panic!("disagreement: {e}");
+    }
+    let n = records.n_samples();
+    let slots: Vec<_> = config
+        .exits
+        .iter()
+        .enumerate()
+        .filter_map(|(p, s)| s.map(|(t, theta)| (records.exit(p, t), theta)))
+        .collect();
+    let differ = (0..n)
+        .filter(|&i| {
+            let full = records.final_pred()[i];
+            slots.iter().find(|(e, theta)| e.conf[i] >= *theta).is_some_and(|(e, _)| e.pred[i] != full)
+        })
+        .count();
+    differ as f64 / n.max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +235,16 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn disagreement_with_the_full_model_by_hand() {
+        let r = hand_records();
+        assert_eq!(disagreement(&r, &Config::none(2)), 0.0);
+        // Samples 0, 1 leave at (0, 0) answering 0, 0 (full: 0, 1); 2, 3 at (1, 1) answering
+        // 2, 3 (full: 2, 0).
+        assert_eq!(disagreement(&r, &Config { exits: vec![Some((0, 0.75)), Some((1, 0.5))] }), 0.5);
+        assert_eq!(disagreement(&r, &Config { exits: vec![None, Some((1, 0.0))] }), 0.25);
     }
 
     #[test]

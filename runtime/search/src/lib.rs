@@ -26,7 +26,7 @@ pub mod synthetic;
 mod uniform;
 
 pub use brent::{brent_minimize, BrentResult};
-pub use eval::{evaluate, Candidate, Config, ConfigError, Outcome};
+pub use eval::{disagreement, evaluate, Candidate, Config, ConfigError, Outcome};
 pub use objective::{LambdaGrid, Normalization};
 pub use onepass::{onepass, OnepassParams};
 pub use ours::{coordinate_search, SearchParams};

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use dyce_api::live::{Decayed, LiveAccuracy, LiveConfig};
+use dyce_api::live::{Anchor, Decayed, LiveAccuracy, LiveConfig};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -93,6 +93,8 @@ struct State {
 /// Live accuracy of every configuration of the table.
 pub struct LiveBook {
     configs: Vec<ResolvedConfig>,
+    /// Per configuration, what its live accuracy is measured from.
+    anchors: Vec<Anchor>,
     acc_full: Option<f64>,
     rate: f64,
     half_life: f64,
@@ -103,16 +105,17 @@ pub struct LiveBook {
 impl LiveBook {
     /// A book for `bundle`'s table; `rate` and `half_life` (seconds) are reported as set.
     pub fn new(bundle: &Bundle, rate: f64, half_life: f64) -> Self {
-        let configs: Vec<ResolvedConfig> = bundle
+        let acc_full = bundle.configs.get(dyce_api::FULL_CONFIG_ID).and_then(|e| e.expected_accuracy);
+        let (configs, anchors): (Vec<ResolvedConfig>, Vec<Anchor>) = bundle
             .configs
             .configs
             .iter()
-            .filter_map(|e| ResolvedConfig::resolve(bundle, e, 0).ok())
-            .collect();
-        let acc_full = bundle.configs.get(dyce_api::FULL_CONFIG_ID).and_then(|e| e.expected_accuracy);
+            .filter_map(|e| Some((ResolvedConfig::resolve(bundle, e, 0).ok()?, Anchor::of(e, acc_full))))
+            .unzip();
         let tallies = configs.iter().map(|_| Tally { decayed: Decayed::default(), total: 0 }).collect();
         Self {
             configs,
+            anchors,
             acc_full,
             rate,
             half_life,
@@ -162,7 +165,8 @@ impl LiveBook {
             .iter()
             .zip(&st.tallies)
             .filter(|(_, t)| t.total > 0)
-            .map(|(c, t)| (c.id.clone(), LiveConfig::from_decayed(&t.decayed, t.total, self.acc_full)))
+            .zip(&self.anchors)
+            .map(|((c, t), a)| (c.id.clone(), LiveConfig::from_decayed(&t.decayed, t.total, *a)))
             .collect();
         LiveAccuracy {
             shadow_rate: self.rate,

@@ -59,6 +59,7 @@ pub fn entry(id: &str, exits: &[(usize, &str, f32)]) -> ConfigEntry {
         expected_accuracy: None,
         macs_ratio: None,
         latency_ratio: None,
+        expected_disagreement: None,
     }
 }
 
