@@ -21,7 +21,7 @@ use dyce_runtime::engine::{default_pool, FastBackend};
 use dyce_runtime::model::bundle::{ExitInfo, FORMAT};
 use dyce_runtime::model::macs::exit_macs;
 use dyce_runtime::model::store::TensorStore;
-use dyce_runtime::model::{BackboneSpec, Bundle, ExitType, InputSpec, Manifest, ResNet};
+use dyce_runtime::model::{Backbone, BackboneSpec, Bundle, ExitType, InputSpec, Manifest};
 
 /// The images of a calibration and how the model takes them.
 #[derive(Debug, Clone)]
@@ -160,7 +160,7 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
         seconds.insert(name.to_string(), clock.elapsed().as_secs_f64());
         clock = Instant::now();
     };
-    let net = ResNet::load(job.spec, &TensorStore::new(job.backbone.clone()))?;
+    let net = Backbone::load(job.spec, &TensorStore::new(job.backbone.clone()))?;
     let shape = job.data.input.shape;
     let mut be = FastBackend::new(&net, shape, default_pool(None)?)?;
     // The training split only feeds exit training, which reused exits skip.
@@ -191,7 +191,7 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
         tracing::info!(split = name, computed, cached, seconds = secs, images_per_s = rate, "features");
     }
     lap("features", &mut seconds);
-    let classes = job.spec.num_classes;
+    let classes = job.spec.num_classes();
     let labels: Vec<Vec<u32>> = sets.iter().map(|(_, s)| s.labels()).collect();
     let exit_tensors = match &cfg.exits_from {
         Some(dir) => pretrained_exits(dir)?,
@@ -210,7 +210,7 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
     lap("exit_training", &mut seconds);
 
     let types: Vec<ExitType> = cfg.exits.types.iter().map(|t| t.parse()).collect::<Result<_, _>>()?;
-    let positions = net.blocks.len();
+    let positions = net.positions();
     let manifest = Manifest {
         format: FORMAT,
         name: cfg.name.clone(),

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use dyce_kernels::{
-    gather_batch, global_avg_pool_into, Arena, BlockedTensor, ConvSpec, PackedConv, Par, ResBlock, Stem, Team,
+    gather_batch, global_avg_pool_into, Arena, BlockedTensor, ConvNextBlock, ConvNextStem, ConvSpec,
+    PackedConv, Par, ResBlock, Stem, Team,
 };
 
 use super::backend::Backend;
 use super::EngineError;
 use crate::model::resnet::FoldedConv;
 use crate::model::spec::{BlockKind, StemKind};
-use crate::model::ResNet;
+use crate::model::{Backbone, ResNet};
 
 impl From<dyce_kernels::KernelError> for EngineError {
     fn from(e: dyce_kernels::KernelError) -> Self {
@@ -18,7 +19,7 @@ impl From<dyce_kernels::KernelError> for EngineError {
     }
 }
 
-fn pack(c: &FoldedConv) -> Result<PackedConv, EngineError> {
+pub(super) fn pack(c: &FoldedConv) -> Result<PackedConv, EngineError> {
     let g = c.geom;
     let spec = ConvSpec { cin: g.cin, cout: g.cout, kh: g.k, kw: g.k, stride: g.stride, pad: g.pad };
     Ok(PackedConv::new(spec, &c.weight, &c.bias)?)
@@ -72,12 +73,34 @@ fn no_team() -> bool {
 }
 
 /// The packed weights, shared by a backend and its shards.
-struct PackedNet {
-    stem: Stem,
-    blocks: Vec<ResBlock>,
+pub(super) enum PackedNet {
+    /// A folded ResNet.
+    ResNet { stem: Stem, blocks: Vec<ResBlock> },
+    /// A ConvNeXt-V2.
+    ConvNext { stem: ConvNextStem, blocks: Vec<ConvNextBlock> },
 }
 
-/// Runs a folded ResNet on packed weights; buffers are reused, so steady state allocates nothing.
+fn pack_resnet(net: &ResNet) -> Result<PackedNet, EngineError> {
+    let blocks = net
+        .blocks
+        .iter()
+        .map(|b| {
+            let c = b.convs.iter().map(pack).collect::<Result<Vec<_>, _>>()?;
+            let ds = b.downsample.as_ref().map(pack).transpose()?;
+            let mut c = c.into_iter();
+            let mut next =
+                || c.next().ok_or_else(|| EngineError::Tensor(format!("{}: missing conv", b.name)));
+            Ok(match net.spec.block {
+                BlockKind::Basic => ResBlock::basic(next()?, next()?, ds)?,
+                BlockKind::Bottleneck => ResBlock::bottleneck(next()?, next()?, next()?, ds)?,
+            })
+        })
+        .collect::<Result<_, EngineError>>()?;
+    let stem = Stem::new(pack(&net.stem)?, net.spec.stem == StemKind::Imagenet);
+    Ok(PackedNet::ResNet { stem, blocks })
+}
+
+/// Runs a backbone on packed weights; buffers are reused, so steady state allocates nothing.
 pub struct FastBackend {
     net: Arc<PackedNet>,
     full_macs: u64,
@@ -95,32 +118,20 @@ pub struct FastBackend {
 }
 
 impl FastBackend {
-    /// Packs a folded backbone for images of `[c, h, w]`, running on `pool`.
-    pub fn new(net: &ResNet, shape: [usize; 3], pool: Arc<rayon::ThreadPool>) -> Result<Self, EngineError> {
-        let blocks = net
-            .blocks
-            .iter()
-            .map(|b| {
-                let c = b.convs.iter().map(pack).collect::<Result<Vec<_>, _>>()?;
-                let ds = b.downsample.as_ref().map(pack).transpose()?;
-                let mut c = c.into_iter();
-                let mut next =
-                    || c.next().ok_or_else(|| EngineError::Tensor(format!("{}: missing conv", b.name)));
-                Ok(match net.spec.block {
-                    BlockKind::Basic => ResBlock::basic(next()?, next()?, ds)?,
-                    BlockKind::Bottleneck => ResBlock::bottleneck(next()?, next()?, next()?, ds)?,
-                })
-            })
-            .collect::<Result<_, EngineError>>()?;
-        let stem = Stem::new(pack(&net.stem)?, net.spec.stem == StemKind::Imagenet);
-        let full_macs = crate::model::macs::backbone_macs(&net.spec, shape[1], shape[2]).total;
+    /// Packs a backbone for images of `[c, h, w]`, running on `pool`.
+    pub fn new(net: &Backbone, shape: [usize; 3], pool: Arc<rayon::ThreadPool>) -> Result<Self, EngineError> {
+        let packed = match net {
+            Backbone::ResNet(r) => pack_resnet(r)?,
+            Backbone::ConvNext(c) => super::fast_convnext::pack_convnext(c)?,
+        };
+        let full_macs = crate::model::macs::backbone_macs(&net.spec(), shape[1], shape[2]).total;
         let threads = pool.current_num_threads();
         let team = if threads > 1 && !no_team() {
             Some(Arc::new(Team::new(threads).map_err(|e| EngineError::Tensor(format!("kernel team: {e}")))?))
         } else {
             None
         };
-        let mut be = Self::on(Arc::new(PackedNet { stem, blocks }), full_macs, shape, pool, false);
+        let mut be = Self::on(Arc::new(packed), full_macs, shape, pool, false);
         be.team = team;
         Ok(be)
     }
@@ -195,14 +206,24 @@ impl Backend for FastBackend {
         x.load_nchw(input, n, c, h, w)?;
         let team = self.team_for(n);
         let par = Self::par(team.as_deref(), &self.pool, self.serial);
-        self.net.stem.forward_par_inplace(&mut x, &mut self.arena, par)?;
+        match &*self.net {
+            PackedNet::ResNet { stem, .. } => stem.forward_par_inplace(&mut x, &mut self.arena, par)?,
+            PackedNet::ConvNext { stem, .. } => stem.forward_par_inplace(&mut x, &mut self.arena, par)?,
+        }
         Ok(x)
     }
 
     fn block(&mut self, i: usize, mut x: BlockedTensor) -> Result<BlockedTensor, EngineError> {
         let team = self.team_for(x.n());
         let par = Self::par(team.as_deref(), &self.pool, self.serial);
-        self.net.blocks[i].forward_par_inplace(&mut x, &mut self.arena, par)?;
+        match &*self.net {
+            PackedNet::ResNet { blocks, .. } => {
+                blocks[i].forward_par_inplace(&mut x, &mut self.arena, par)?
+            }
+            PackedNet::ConvNext { blocks, .. } => {
+                blocks[i].forward_par_inplace(&mut x, &mut self.arena, par)?
+            }
+        }
         Ok(x)
     }
 

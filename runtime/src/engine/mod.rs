@@ -4,8 +4,10 @@
 pub mod active;
 pub mod backend;
 pub mod candle_backend;
+mod candle_convnext;
 pub mod executor;
 pub mod fast_backend;
+mod fast_convnext;
 pub mod queue;
 mod replies;
 
