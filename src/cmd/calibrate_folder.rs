@@ -1,5 +1,5 @@
-//! `dyce calibrate --weights FILE --arch NAME --images DIR`: a user's torchvision/timm ResNet
-//! checkpoint and an image folder in, the dataset and backbone the pipeline takes out, with
+//! `dyce calibrate --weights FILE --arch NAME --images DIR`: a user's torchvision/timm ResNet or
+//! timm ConvNeXt-V2 checkpoint and an image folder in, the dataset and backbone the pipeline takes out, with
 //! every mistake a user can make caught before the long phases start.
 
 use std::collections::HashMap;
@@ -23,12 +23,14 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// The model and images of `dyce calibrate` for your own checkpoint (docs/your-model.md).
 #[derive(Args, Debug, Clone)]
 pub struct FolderArgs {
-    /// Backbone checkpoint: a torchvision/timm ResNet state dict in safetensors (torchvision
-    /// names, BatchNorm not folded). Selects the image-folder path instead of --train-dir.
+    /// Backbone checkpoint in safetensors: a torchvision/timm ResNet state dict (torchvision
+    /// names, BatchNorm not folded) or a timm ConvNeXt-V2 `model.safetensors` (timm's names).
+    /// Selects the image-folder path instead of --train-dir.
     #[arg(long, env = "DYCE_WEIGHTS", requires_all = ["arch", "images"])]
     pub weights: Option<PathBuf>,
-    /// Architecture of --weights: resnet18/34/50/101/152 (torchvision) or resnet20/32/44/56
-    /// (small-input). Input channels and classes are read from the checkpoint.
+    /// Architecture of --weights: resnet18/34/50/101/152 (torchvision), resnet20/32/44/56
+    /// (small-input), convnextv2_atto/femto/pico/nano/tiny/base (timm) or convnextv2_atto_s.
+    /// Input channels and classes are read from the checkpoint.
     #[arg(long, env = "DYCE_ARCH")]
     pub arch: Option<String>,
     /// Image folder in torchvision's ImageFolder layout: train/, val/ and test/ sub-folders,
@@ -69,14 +71,14 @@ pub struct FolderArgs {
 pub fn load_checkpoint(weights: &Path, arch: &str) -> Result<(BackboneSpec, HashMap<String, Tensor>)> {
     let tensors = candle_core::safetensors::load(weights, &candle_core::Device::Cpu)
         .with_context(|| format!("{}: not a readable safetensors file", weights.display()))?;
+    let mut spec = BackboneSpec::builtin(arch).with_context(|| "--arch".to_string())?;
+    let naming = spec.naming();
     let dims = |name: &str| -> Result<Vec<usize>> {
         let t = tensors.get(name).with_context(|| {
-            format!("{}: no tensor {name:?}; expected a {} state dict", weights.display(), naming)
+            format!("{}: no tensor {name:?}; expected a {naming} state dict", weights.display())
         })?;
         Ok(t.dims().to_vec())
     };
-    let mut spec = BackboneSpec::builtin(arch).with_context(|| "--arch".to_string())?;
-    let naming = spec.naming();
     let (stem_name, fc_name) = spec.io_tensors();
     let (conv1, fc) = (dims(stem_name)?, dims(fc_name)?);
     if conv1.len() != 4 || fc.len() != 2 {

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 
-use super::candle_backend::Conv;
+use super::candle_ops::Conv;
 use super::EngineError;
 use crate::model::convnext::spec::EPS;
 use crate::model::convnext::{ConvNext, LayerNormW};

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use dyce_kernels::{
-    gather_batch, global_avg_pool_into, Arena, BlockedTensor, ConvNextBlock, ConvNextStem, ConvSpec,
-    PackedConv, Par, ResBlock, Stem, Team,
+    gather_batch, global_avg_pool_into, Arena, BlockedTensor, ConvNextBlock, ConvNextStem, Par, ResBlock,
+    Stem, Team,
 };
 
 use super::backend::Backend;
+use super::packing::pack;
 use super::EngineError;
-use crate::model::resnet::FoldedConv;
 use crate::model::spec::{BlockKind, StemKind};
 use crate::model::{Backbone, ResNet};
 
@@ -17,12 +17,6 @@ impl From<dyce_kernels::KernelError> for EngineError {
     fn from(e: dyce_kernels::KernelError) -> Self {
         EngineError::Tensor(e.to_string())
     }
-}
-
-pub(super) fn pack(c: &FoldedConv) -> Result<PackedConv, EngineError> {
-    let g = c.geom;
-    let spec = ConvSpec { cin: g.cin, cout: g.cout, kh: g.k, kw: g.k, stride: g.stride, pad: g.pad };
-    Ok(PackedConv::new(spec, &c.weight, &c.bias)?)
 }
 
 /// A thread pool sized to the CPUs this process may really use (cgroup quota included).
@@ -73,7 +67,7 @@ fn no_team() -> bool {
 }
 
 /// The packed weights, shared by a backend and its shards.
-pub(super) enum PackedNet {
+enum PackedNet {
     /// A folded ResNet.
     ResNet { stem: Stem, blocks: Vec<ResBlock> },
     /// A ConvNeXt-V2.
@@ -122,7 +116,10 @@ impl FastBackend {
     pub fn new(net: &Backbone, shape: [usize; 3], pool: Arc<rayon::ThreadPool>) -> Result<Self, EngineError> {
         let packed = match net {
             Backbone::ResNet(r) => pack_resnet(r)?,
-            Backbone::ConvNext(c) => super::fast_convnext::pack_convnext(c)?,
+            Backbone::ConvNext(c) => {
+                let (stem, blocks) = super::fast_convnext::pack_convnext(c)?;
+                PackedNet::ConvNext { stem, blocks }
+            }
         };
         let full_macs = crate::model::macs::backbone_macs(&net.spec(), shape[1], shape[2]).total;
         let threads = pool.current_num_threads();

@@ -2,7 +2,7 @@
 
 use dyce_kernels::{ConvNextBlock, ConvNextStem, Grn, LayerNormC, PackedDwConv};
 
-use super::fast_backend::{pack, PackedNet};
+use super::packing::pack;
 use super::EngineError;
 use crate::model::convnext::spec::EPS;
 use crate::model::convnext::{ConvNext, LayerNormW};
@@ -12,7 +12,7 @@ fn norm(n: &LayerNormW) -> Result<LayerNormC, EngineError> {
 }
 
 /// Packs every layer once, at load.
-pub(super) fn pack_convnext(net: &ConvNext) -> Result<PackedNet, EngineError> {
+pub(super) fn pack_convnext(net: &ConvNext) -> Result<(ConvNextStem, Vec<ConvNextBlock>), EngineError> {
     let stem = ConvNextStem::new(pack(&net.stem)?, norm(&net.stem_norm)?)?;
     let blocks = net
         .blocks
@@ -26,5 +26,5 @@ pub(super) fn pack_convnext(net: &ConvNext) -> Result<PackedNet, EngineError> {
             Ok(ConvNextBlock::new(downsample, dw, norm(&b.norm)?, pack(&b.fc1)?, grn, pack(&b.fc2)?)?)
         })
         .collect::<Result<_, EngineError>>()?;
-    Ok(PackedNet::ConvNext { stem, blocks })
+    Ok((stem, blocks))
 }

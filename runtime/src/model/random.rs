@@ -11,21 +11,22 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::backbone::BackboneSpec;
+use super::convnext::spec::{ConvNextSpec, DW_KERNEL, MLP_RATIO};
 use super::exits::{ExitHead, ExitType};
 use super::spec::{ConvGeom, ResNetSpec};
 use super::ModelError;
 
-pub(crate) struct Gen {
+struct Gen {
     rng: StdRng,
-    pub(crate) out: HashMap<String, Tensor>,
+    out: HashMap<String, Tensor>,
 }
 
 impl Gen {
-    pub(crate) fn new(seed: u64) -> Self {
+    fn new(seed: u64) -> Self {
         Self { rng: StdRng::seed_from_u64(seed), out: HashMap::new() }
     }
 
-    pub(crate) fn put(&mut self, name: String, shape: &[usize], lo: f32, hi: f32) -> Result<(), ModelError> {
+    fn put(&mut self, name: String, shape: &[usize], lo: f32, hi: f32) -> Result<(), ModelError> {
         let n = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| self.rng.random_range(lo..hi)).collect();
         let t = Tensor::from_vec(v, shape, &Device::Cpu).map_err(|e| ModelError::Tensor(e.to_string()))?;
@@ -43,7 +44,7 @@ impl Gen {
         self.put(format!("{bn}.running_var"), &[g.cout], 0.5, 1.5)
     }
 
-    pub(crate) fn linear(&mut self, prefix: &str, i: usize, o: usize) -> Result<(), ModelError> {
+    fn linear(&mut self, prefix: &str, i: usize, o: usize) -> Result<(), ModelError> {
         let a = (1.0 / i as f32).sqrt();
         self.put(format!("{prefix}.weight"), &[o, i], -a, a)?;
         self.put(format!("{prefix}.bias"), &[o], -a, a)
@@ -51,7 +52,7 @@ impl Gen {
 }
 
 /// Exit heads of `exit_types` at position `p` on `channels` pooled features.
-pub(crate) fn exits(
+fn exits(
     g: &mut Gen,
     p: usize,
     channels: usize,
@@ -75,7 +76,7 @@ pub fn random_checkpoint(
     spec.validate()?;
     match spec {
         BackboneSpec::ResNet(s) => resnet_checkpoint(s, exit_types, seed),
-        BackboneSpec::ConvNextV2(s) => super::convnext::random::checkpoint(s, exit_types, seed),
+        BackboneSpec::ConvNextV2(s) => convnext_checkpoint(s, exit_types, seed),
     }
 }
 
@@ -96,5 +97,47 @@ fn resnet_checkpoint(
         exits(&mut g, p, b.out_channels, spec.num_classes, exit_types)?;
     }
     g.linear("fc", spec.features(), spec.num_classes)?;
+    Ok(g.out)
+}
+
+fn ln(g: &mut Gen, prefix: &str, c: usize) -> Result<(), ModelError> {
+    g.put(format!("{prefix}.weight"), &[c], 0.6, 1.4)?;
+    g.put(format!("{prefix}.bias"), &[c], -0.2, 0.2)
+}
+
+fn conv_bias(g: &mut Gen, prefix: &str, shape: [usize; 4]) -> Result<(), ModelError> {
+    let a = (6.0 / (shape[1] * shape[2] * shape[3]) as f32).sqrt();
+    g.put(format!("{prefix}.weight"), &shape, -a, a)?;
+    g.put(format!("{prefix}.bias"), &[shape[0]], -0.1, 0.1)
+}
+
+/// Random tensors for `spec` (He-uniform weights, affine parameters near identity, GRN's
+/// weight of either sign so that it matters) plus exit heads of `exit_types` at every position.
+fn convnext_checkpoint(
+    spec: &ConvNextSpec,
+    exit_types: &[ExitType],
+    seed: u64,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let mut g = Gen::new(seed);
+    let p = spec.stem_patch;
+    conv_bias(&mut g, "stem.0", [spec.widths[0], spec.in_channels, p, p])?;
+    ln(&mut g, "stem.1", spec.widths[0])?;
+    for (pos, b) in spec.blocks().iter().enumerate() {
+        let c = b.channels;
+        if let Some(cin) = b.downsample_from {
+            ln(&mut g, &format!("stages.{}.downsample.0", b.stage), cin)?;
+            conv_bias(&mut g, &format!("stages.{}.downsample.1", b.stage), [c, cin, 2, 2])?;
+        }
+        conv_bias(&mut g, &format!("{}.conv_dw", b.name), [c, 1, DW_KERNEL, DW_KERNEL])?;
+        ln(&mut g, &format!("{}.norm", b.name), c)?;
+        let h = c * MLP_RATIO;
+        g.linear(&format!("{}.mlp.fc1", b.name), c, h)?;
+        g.put(format!("{}.mlp.grn.weight", b.name), &[h], -0.5, 0.5)?;
+        g.put(format!("{}.mlp.grn.bias", b.name), &[h], -0.1, 0.1)?;
+        g.linear(&format!("{}.mlp.fc2", b.name), h, c)?;
+        exits(&mut g, pos, c, spec.num_classes, exit_types)?;
+    }
+    ln(&mut g, "head.norm", spec.features())?;
+    g.linear("head.fc", spec.features(), spec.num_classes)?;
     Ok(g.out)
 }
