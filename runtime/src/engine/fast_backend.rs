@@ -66,6 +66,31 @@ fn no_team() -> bool {
     *OFF.get_or_init(|| std::env::var_os("DYCE_NO_TEAM").is_some_and(|v| v != "0"))
 }
 
+/// Shards each read every weight once per batch, where a whole batch reads them once: below
+/// this many MACs per weight and image the doubled weight traffic costs more than the fork-join
+/// per layer that shards save. Measured on `convnextv2_atto_s` at 28 px (7 MACs per weight,
+/// 3.7 M weights, 2 threads, under load): batch 8 ran at 76 img/s as shards and 143 whole;
+/// resnet20 at 28 (150 MACs per weight) and the ImageNet networks (over 100) keep sharding.
+const SHARD_MACS_PER_WEIGHT: u64 = 32;
+
+/// Weights of the backbone's convolutions and linear layers.
+fn weight_count(net: &Backbone) -> u64 {
+    let n = match net {
+        Backbone::ResNet(r) => {
+            let convs = r.blocks.iter().flat_map(|b| b.convs.iter().chain(b.downsample.as_ref()));
+            convs.chain([&r.stem]).map(|c| c.weight.len()).sum::<usize>()
+        }
+        Backbone::ConvNext(c) => {
+            let per_block = c.blocks.iter().map(|b| {
+                let ds = b.downsample.as_ref().map_or(0, |(_, d)| d.weight.len());
+                ds + b.conv_dw.weight.len() + b.fc1.weight.len() + b.fc2.weight.len()
+            });
+            per_block.sum::<usize>() + c.stem.weight.len()
+        }
+    };
+    (n + net.fc().weight.len()) as u64
+}
+
 /// The packed weights, shared by a backend and its shards.
 enum PackedNet {
     /// A folded ResNet.
@@ -98,6 +123,8 @@ fn pack_resnet(net: &ResNet) -> Result<PackedNet, EngineError> {
 pub struct FastBackend {
     net: Arc<PackedNet>,
     full_macs: u64,
+    /// Whether an image does enough work per weight for shards to pay (see `ways`).
+    weight_reuse: bool,
     shape: [usize; 3],
     pool: Arc<rayon::ThreadPool>,
     /// Runs the layers of a batch that is not sharded (a single image above all): its helpers
@@ -130,6 +157,7 @@ impl FastBackend {
         };
         let mut be = Self::on(Arc::new(packed), full_macs, shape, pool, false);
         be.team = team;
+        be.weight_reuse = full_macs >= SHARD_MACS_PER_WEIGHT.saturating_mul(weight_count(net));
         Ok(be)
     }
 
@@ -143,6 +171,7 @@ impl FastBackend {
         Self {
             net,
             full_macs,
+            weight_reuse: true,
             shape,
             pool,
             team: None,
@@ -162,7 +191,8 @@ impl FastBackend {
         // 2 images on 2 threads ran about 14% faster that way (3 as shards would also idle a
         // thread for a whole image); from 4 images up shards are as fast or faster.
         let too_few = n < 2 * ways;
-        if self.serial || ways < 2 || too_few || per_thread > shard_limit() || no_shards() {
+        let light = !self.weight_reuse;
+        if self.serial || ways < 2 || too_few || light || per_thread > shard_limit() || no_shards() {
             0
         } else {
             ways
