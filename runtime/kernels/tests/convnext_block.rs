@@ -12,10 +12,13 @@ use dyce_kernels::{
 
 const EPS: f32 = 1e-6;
 
+/// A downsample's input channels, LayerNorm weight and bias, convolution weight and bias.
+type Downsample = (usize, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
 /// Weights of one block (`c` channels, downsample from `cin` when given).
 struct Weights {
     c: usize,
-    ds: Option<(usize, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)>,
+    ds: Option<Downsample>,
     dw: (Vec<f32>, Vec<f32>),
     norm: (Vec<f32>, Vec<f32>),
     fc1: (Vec<f32>, Vec<f32>),
