@@ -13,9 +13,10 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: random_checkpoint ARCH CLASSES OUT.safetensors");
     };
     let mut spec = BackboneSpec::builtin(arch)?;
-    spec.num_classes = classes.parse()?;
+    let c = spec.in_channels();
+    spec.set_io(c, classes.parse()?);
     let tensors = random_checkpoint(&spec, &[], 7)?;
     candle_core::safetensors::save(&tensors, out)?;
-    println!("{arch} with {} classes: {} tensors written to {out}", spec.num_classes, tensors.len());
+    println!("{arch} with {} classes: {} tensors written to {out}", spec.num_classes(), tensors.len());
     Ok(())
 }

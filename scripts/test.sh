@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 scripts/ci/setup.sh
 cargo test --workspace --no-fail-fast -- --include-ignored
 # The kernel crate tests every ISA explicitly; this also covers the process-wide override.
-DYCE_KERNELS=portable cargo test -p dyce-runtime --test fast_backend
+DYCE_KERNELS=portable cargo test -p dyce-runtime --test fast_backend --test convnext
+DYCE_KERNELS=portable cargo test -p dyce --test onnx_reference -- --include-ignored
 scripts/ci/fuzz.sh
 scripts/ci/fuzz_afl.sh
 python3 -m pytest -q -p no:cacheprovider scripts/

@@ -1,28 +1,30 @@
 //! The engine against an implementation that shares no code with it: onnxruntime running an
-//! ONNX graph that `scripts/peers/onnx_resnet.py` builds from the same torchvision-named weights.
+//! ONNX graph that `scripts/peers/onnx_resnet.py` builds from the same weights (torchvision's
+//! names for the ResNets, timm's for ConvNeXt-V2). Both backends are checked: the candle
+//! reference and the fast kernels (on the process's ISA; scripts/test.sh also runs this file with
+//! `DYCE_KERNELS=portable`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use dyce_runtime::engine::{Backend, CandleBackend};
+use dyce_runtime::engine::{default_pool, Backend, CandleBackend, FastBackend};
 use dyce_runtime::model::random::random_checkpoint;
 use dyce_runtime::model::store::TensorStore;
-use dyce_runtime::model::{BackboneSpec, ResNet};
+use dyce_runtime::model::{Backbone, BackboneSpec};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/onnx_resnet.py")
 }
 
-/// Logits of the folded backbone through the engine's backend path (stem, blocks, pool, fc).
-fn engine_logits(net: &ResNet, shape: [usize; 3], x: &[f32], n: usize) -> Vec<f32> {
-    let mut be = CandleBackend::new(net, shape).unwrap();
+/// Logits of the backbone through a backend (stem, blocks, pool, head).
+fn engine_logits<B: Backend>(be: &mut B, net: &Backbone, x: &[f32], n: usize) -> Vec<f32> {
     let mut a = be.stem(x, n).unwrap();
-    for i in 0..net.blocks.len() {
+    for i in 0..net.positions() {
         a = be.block(i, a).unwrap();
     }
-    net.fc.forward(&be.pool(&a).unwrap(), n, false)
+    net.head(&be.pool(&a).unwrap(), n)
 }
 
 fn check(spec: BackboneSpec, size: usize, n: usize) {
@@ -32,7 +34,7 @@ fn check(spec: BackboneSpec, size: usize, n: usize) {
     candle_core::safetensors::save(&tensors, &weights).unwrap();
     let spec_path = dir.path().join("spec.json");
     std::fs::write(&spec_path, serde_json::to_string(&spec).unwrap()).unwrap();
-    let c = spec.in_channels;
+    let c = spec.in_channels();
     let x: Vec<f32> = (0..n * c * size * size).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     let input = dir.path().join("x.safetensors");
     let xt = Tensor::from_slice(&x, (n, c, size, size), &Device::Cpu).unwrap();
@@ -56,11 +58,16 @@ fn check(spec: BackboneSpec, size: usize, n: usize) {
         .unwrap()
         .to_vec1::<f32>()
         .unwrap();
-    let net = ResNet::load(&spec, &TensorStore::new(tensors)).unwrap();
-    let got = engine_logits(&net, [c, size, size], &x, n);
+    let net = Backbone::load(&spec, &TensorStore::new(tensors)).unwrap();
+    let shape = [c, size, size];
+    let candle = engine_logits(&mut CandleBackend::new(&net, shape).unwrap(), &net, &x, n);
+    let fast =
+        engine_logits(&mut FastBackend::new(&net, shape, default_pool(None).unwrap()).unwrap(), &net, &x, n);
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
-    assert!(err < 1e-4, "relative error {err} against onnxruntime");
+    for (name, got) in [("candle", candle), ("fast", fast)] {
+        let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+        assert!(err < 1e-4, "{name}: relative error {err} against onnxruntime");
+    }
 }
 
 #[test]
@@ -73,4 +80,17 @@ fn resnet18_matches_onnxruntime() {
 #[ignore = "needs python3 with onnxruntime and onnx (scripts/ci/setup.sh); run by scripts/test.sh"]
 fn resnet20_small_input_matches_onnxruntime() {
     check(BackboneSpec::builtin("resnet20").unwrap(), 28, 3);
+}
+
+#[test]
+#[ignore = "needs python3 with onnxruntime and onnx (scripts/ci/setup.sh); run by scripts/test.sh"]
+fn convnextv2_atto_matches_onnxruntime() {
+    // An odd size: 75 → 18 → 9 → 4 → 2 (the 2×2/2 downsamples drop a row and a column).
+    check(BackboneSpec::builtin("convnextv2_atto").unwrap(), 75, 3);
+}
+
+#[test]
+#[ignore = "needs python3 with onnxruntime and onnx (scripts/ci/setup.sh); run by scripts/test.sh"]
+fn convnextv2_small_input_matches_onnxruntime() {
+    check(BackboneSpec::builtin("convnextv2_atto_s").unwrap(), 28, 5);
 }

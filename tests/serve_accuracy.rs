@@ -72,7 +72,7 @@ fn served_full_model_matches_offline_accuracy_on_the_whole_test_split() {
     let full = bundle.configs.configs.iter().find(|c| c.id == "full").expect("a full config");
     let cfg = ResolvedConfig::resolve(&bundle, full, 0).unwrap();
     let mut be =
-        FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(None).unwrap()).unwrap();
+        FastBackend::new(&bundle.backbone, bundle.manifest.input.shape, default_pool(None).unwrap()).unwrap();
     let per = data::PIXELS;
     let mut offline = Vec::with_capacity(test.len());
     for lo in (0..test.len()).step_by(PER_REQUEST) {

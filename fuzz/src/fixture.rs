@@ -20,7 +20,7 @@ pub fn spec() -> BackboneSpec {
 /// The manifest, derived fields left for the loader to fill in.
 pub fn manifest() -> Manifest {
     let spec = spec();
-    let positions = spec.blocks().len();
+    let positions = spec.positions().len();
     Manifest {
         format: FORMAT,
         name: MODEL.into(),
@@ -28,7 +28,7 @@ pub fn manifest() -> Manifest {
             shape: [1, 12, 12],
             mean: vec![0.5],
             std: vec![0.25],
-            labels: (0..spec.num_classes).map(|i| format!("class{i}")).collect(),
+            labels: (0..spec.num_classes()).map(|i| format!("class{i}")).collect(),
             transform: Default::default(),
         },
         backbone: spec,

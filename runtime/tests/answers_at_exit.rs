@@ -34,7 +34,7 @@ proptest! {
         let (b, _) = tiny_bundle(5, vec![entry("c", &[(0, "mlp1", th), (2, "mlp2x16", th)])]);
         let cfg = ResolvedConfig::resolve(&b, b.configs.get("c").unwrap(), 0).unwrap();
         let x = random_input(n, PER, seed);
-        let mut be = FastBackend::new(&b.resnet, b.manifest.input.shape, default_pool(None).unwrap()).unwrap();
+        let mut be = FastBackend::new(&b.backbone, b.manifest.input.shape, default_pool(None).unwrap()).unwrap();
         let sink = Recorder::default();
         let got = run_batch_answering(&b, &mut be, &cfg, &x, n, &sink).unwrap();
         prop_assert_eq!(&got, &run_batch(&b, &mut be, &cfg, &x, n).unwrap());
@@ -58,7 +58,8 @@ impl BatchObserver for Quiet {
 /// Two images of the tiny model: one that leaves at the exit after block 0 under `threshold`,
 /// one that does not, and that threshold.
 fn early_and_late(b: &Bundle) -> (Vec<f32>, Vec<f32>, f32) {
-    let mut be = FastBackend::new(&b.resnet, b.manifest.input.shape, default_pool(Some(1)).unwrap()).unwrap();
+    let mut be =
+        FastBackend::new(&b.backbone, b.manifest.input.shape, default_pool(Some(1)).unwrap()).unwrap();
     let cfg = ResolvedConfig::resolve(b, b.configs.get("probe").unwrap(), 0).unwrap();
     let x = random_input(64, PER, 9);
     let conf: Vec<f32> = run_batch(b, &mut be, &cfg, &x, 64).unwrap().iter().map(|r| r.confidence).collect();
@@ -87,7 +88,8 @@ async fn a_job_that_exits_is_answered_before_its_batch_ends() {
         let (b, _) = tiny_bundle(5, vec![entry("split", &[(0, "mlp1", th)])]);
         let b = Arc::new(b);
         let switch = Arc::new(ConfigSwitch::new(b.clone(), "split").unwrap());
-        let be = FastBackend::new(&b.resnet, b.manifest.input.shape, default_pool(Some(1)).unwrap()).unwrap();
+        let be =
+            FastBackend::new(&b.backbone, b.manifest.input.shape, default_pool(Some(1)).unwrap()).unwrap();
         let qcfg = QueueConfig { max_batch: 32, max_queued: 256, answer_at_exit, ..Default::default() };
         let (q, _thread) = queue::spawn(b.clone(), switch, be, qcfg, Arc::new(Quiet));
         let mut pair = None;

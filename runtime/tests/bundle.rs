@@ -8,12 +8,12 @@ use dyce_api::ConfigTable;
 use dyce_runtime::engine::{ConfigSwitch, EngineError};
 use dyce_runtime::model::random::random_checkpoint;
 use dyce_runtime::model::store::TensorStore;
-use dyce_runtime::model::{BackboneSpec, Bundle, ModelError, ResNet};
+use dyce_runtime::model::{Backbone, BackboneSpec, Bundle, ModelError};
 
 fn err_of(spec: &BackboneSpec, edit: impl FnOnce(&mut std::collections::HashMap<String, Tensor>)) -> String {
     let mut t = random_checkpoint(spec, &[], 0).unwrap();
     edit(&mut t);
-    ResNet::load(spec, &TensorStore::new(t)).unwrap_err().to_string()
+    Backbone::load(spec, &TensorStore::new(t)).unwrap_err().to_string()
 }
 
 #[test]
@@ -23,13 +23,13 @@ fn torchvision_checkpoints_load_and_name_broken_tensors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.safetensors");
         candle_core::safetensors::save(&random_checkpoint(&spec, &[], 1).unwrap(), &path).unwrap();
-        let net = ResNet::load(&spec, &TensorStore::load(&path).unwrap()).unwrap();
-        assert_eq!(net.blocks.len(), spec.depths.iter().sum::<usize>());
+        let net = Backbone::load(&spec, &TensorStore::load(&path).unwrap()).unwrap();
+        assert_eq!(net.positions(), spec.positions().len());
 
         let e = err_of(&spec, |t| {
             t.remove("layer3.1.bn2.running_var");
         });
-        assert!(e.contains("missing tensor \"layer3.1.bn2.running_var\""), "{e}");
+        assert!(e.contains("missing tensor \"layer3.1.bn2.running_var\" (expected shape ["), "{e}");
         let e = err_of(&spec, |t| {
             t.insert(
                 "layer2.0.downsample.0.weight".into(),
@@ -55,7 +55,7 @@ fn bundle_round_trips_through_disk() {
     assert_eq!(b.manifest.exits[0].macs, 4 * 5);
     let again = Bundle::load(dir.path()).unwrap();
     assert_eq!(again.manifest, b.manifest);
-    assert_eq!(again.resnet, b.resnet);
+    assert_eq!(again.backbone, b.backbone);
     assert_eq!(again.configs, table);
 }
 

@@ -18,12 +18,12 @@ fn no_exit_equals_plain_backbone() {
     // reaches exactly 1.0, so every sample must come out of the final head unchanged.
     let all: Vec<(usize, &str, f32)> = (0..4).map(|p| (p, "mlp2x16", 1.0)).collect();
     let (b, raw) = tiny_bundle(7, vec![entry("never", &all)]);
-    let mut be = CandleBackend::new(&b.resnet, b.manifest.input.shape).unwrap();
+    let mut be = CandleBackend::new(&b.backbone, b.manifest.input.shape).unwrap();
     let n = 9;
     let x = random_input(n, PER, 1);
     let cfg = ResolvedConfig::resolve(&b, b.configs.get("never").unwrap(), 0).unwrap();
     let got = run_batch(&b, &mut be, &cfg, &x, n).unwrap();
-    let want = softmax(&plain_logits(&b.resnet.spec, &raw, &tensor(&x, &[n, 1, 12, 12])));
+    let want = softmax(&plain_logits(&b.manifest.backbone, &raw, &tensor(&x, &[n, 1, 12, 12])));
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.exit, None);
         assert_eq!(g.macs, b.macs.total + exits_macs(&b, &cfg));
@@ -38,11 +38,11 @@ fn exits_macs(b: &dyce_runtime::model::Bundle, cfg: &ResolvedConfig) -> u64 {
 #[test]
 fn full_config_equals_plain_backbone() {
     let (b, raw) = tiny_bundle(3, vec![]);
-    let mut be = CandleBackend::new(&b.resnet, b.manifest.input.shape).unwrap();
+    let mut be = CandleBackend::new(&b.backbone, b.manifest.input.shape).unwrap();
     let x = random_input(5, PER, 2);
     let cfg = ResolvedConfig::resolve(&b, b.configs.get("full").unwrap(), 0).unwrap();
     let got = run_batch(&b, &mut be, &cfg, &x, 5).unwrap();
-    let want = softmax(&plain_logits(&b.resnet.spec, &raw, &tensor(&x, &[5, 1, 12, 12])));
+    let want = softmax(&plain_logits(&b.manifest.backbone, &raw, &tensor(&x, &[5, 1, 12, 12])));
     for (g, w) in got.iter().zip(&want) {
         assert_eq!((g.exit, g.macs), (None, b.macs.total));
         assert!(rel_err(&g.probs, w) < 1e-5);
@@ -52,7 +52,7 @@ fn full_config_equals_plain_backbone() {
 #[test]
 fn zero_threshold_exits_everything_at_the_first_enabled_exit() {
     let (b, _) = tiny_bundle(3, vec![entry("zero", &[(1, "mlp1", 0.0), (3, "mlp1", 0.0)])]);
-    let mut be = CandleBackend::new(&b.resnet, b.manifest.input.shape).unwrap();
+    let mut be = CandleBackend::new(&b.backbone, b.manifest.input.shape).unwrap();
     let x = random_input(4, PER, 2);
     let cfg = ResolvedConfig::resolve(&b, b.configs.get("zero").unwrap(), 0).unwrap();
     for r in run_batch(&b, &mut be, &cfg, &x, 4).unwrap() {
@@ -64,7 +64,7 @@ fn zero_threshold_exits_everything_at_the_first_enabled_exit() {
 #[test]
 fn rejects_wrong_input_length() {
     let (b, _) = tiny_bundle(3, vec![]);
-    let mut be = CandleBackend::new(&b.resnet, b.manifest.input.shape).unwrap();
+    let mut be = CandleBackend::new(&b.backbone, b.manifest.input.shape).unwrap();
     let cfg = ResolvedConfig::resolve(&b, b.configs.get("full").unwrap(), 0).unwrap();
     let err = run_batch(&b, &mut be, &cfg, &[0.0; 10], 1).unwrap_err();
     assert!(err.to_string().contains("expected 144"), "{err}");
@@ -88,9 +88,9 @@ proptest! {
         let (b, _) = tiny_bundle(11, vec![entry("c", &exits)]);
         let cfg = ResolvedConfig::resolve(&b, b.configs.get("c").unwrap(), 0).unwrap();
         let x = random_input(n, PER, seed);
-        let mut candle = CandleBackend::new(&b.resnet, b.manifest.input.shape).unwrap();
+        let mut candle = CandleBackend::new(&b.backbone, b.manifest.input.shape).unwrap();
         check_batched_equals_single(&b, &mut candle, &cfg, &x, n)?;
-        let mut fast = FastBackend::new(&b.resnet, b.manifest.input.shape, default_pool(None).unwrap()).unwrap();
+        let mut fast = FastBackend::new(&b.backbone, b.manifest.input.shape, default_pool(None).unwrap()).unwrap();
         check_batched_equals_single(&b, &mut fast, &cfg, &x, n)?;
         check_profiled(&b, &mut fast, &cfg, &x, n)?;
     }

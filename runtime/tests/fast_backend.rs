@@ -8,21 +8,21 @@ use common::*;
 use dyce_runtime::engine::{default_pool, run_batch, Backend, CandleBackend, FastBackend, ResolvedConfig};
 use dyce_runtime::model::random::random_checkpoint;
 use dyce_runtime::model::store::TensorStore;
-use dyce_runtime::model::{BackboneSpec, BlockKind, ResNet, StemKind};
+use dyce_runtime::model::{Backbone, BackboneSpec, BlockKind, ResNetSpec, StemKind};
 
-fn logits<B: Backend>(be: &mut B, net: &ResNet, x: &[f32], n: usize) -> Vec<f32> {
+fn logits<B: Backend>(be: &mut B, net: &Backbone, x: &[f32], n: usize) -> Vec<f32> {
     let mut a = be.stem(x, n).unwrap();
-    for i in 0..net.blocks.len() {
+    for i in 0..net.positions() {
         a = be.block(i, a).unwrap();
     }
     let pooled = be.pool(&a).unwrap();
     be.recycle(a);
-    net.fc.forward(&pooled, n, false)
+    net.head(&pooled, n)
 }
 
 fn compare(spec: BackboneSpec, size: usize, batches: &[usize]) {
-    let net = ResNet::load(&spec, &TensorStore::new(random_checkpoint(&spec, &[], 5).unwrap())).unwrap();
-    let shape = [spec.in_channels, size, size];
+    let net = Backbone::load(&spec, &TensorStore::new(random_checkpoint(&spec, &[], 5).unwrap())).unwrap();
+    let shape = [spec.in_channels(), size, size];
     let per: usize = shape.iter().product();
     let mut fast = FastBackend::new(&net, shape, default_pool(None).unwrap()).unwrap();
     let mut reference = CandleBackend::new(&net, shape).unwrap();
@@ -47,7 +47,7 @@ fn small_resnets_match_candle() {
 
 #[test]
 fn bottleneck_with_imagenet_stem_matches_candle() {
-    let spec = BackboneSpec {
+    let spec = ResNetSpec {
         block: BlockKind::Bottleneck,
         depths: vec![1, 2, 1],
         widths: vec![8, 12, 16],
@@ -56,7 +56,7 @@ fn bottleneck_with_imagenet_stem_matches_candle() {
         in_channels: 3,
         num_classes: 11,
     };
-    compare(spec, 57, &[1, 3]);
+    compare(BackboneSpec::ResNet(spec), 57, &[1, 3]);
 }
 
 #[test]
@@ -71,8 +71,8 @@ fn executor_gives_the_same_answers_on_both_backends() {
     let shape = b.manifest.input.shape;
     // Two threads whatever the machine: batches of 2 to 7 then run as shards, one per thread,
     // each through its own exits and compaction; the answers must not change.
-    let mut fast = FastBackend::new(&b.resnet, shape, default_pool(Some(2)).unwrap()).unwrap();
-    let mut reference = CandleBackend::new(&b.resnet, shape).unwrap();
+    let mut fast = FastBackend::new(&b.backbone, shape, default_pool(Some(2)).unwrap()).unwrap();
+    let mut reference = CandleBackend::new(&b.backbone, shape).unwrap();
     for id in ["a", "b", "full"] {
         let cfg = ResolvedConfig::resolve(&b, b.configs.get(id).unwrap(), 0).unwrap();
         for n in [1, 2, 3, 7, 32] {

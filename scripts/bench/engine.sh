@@ -4,7 +4,9 @@
 # then ONNX Runtime, so slow drifts of a shared machine hit every engine alike. The table gives
 # medians over rounds and the median of the per-round ratios to ONNX Runtime.
 # Usage: scripts/bench/engine.sh [OUT_DIR]    (writes OUT_DIR/*.json and OUT_DIR/table.md)
-# Env: ARCHS (default "resnet20 resnet50"), BATCHES (default 1,8,32), ROUNDS (default 3),
+# Env: ARCHS (default "resnet20 resnet50"; any built-in arch, e.g. "convnextv2_atto convnextv2_atto_s":
+#      the small-input ones, resnet20/32/44/56 and *_s, run at 28 px, the others at 224),
+#      BATCHES (default 1,8,32), ROUNDS (default 3),
 #      ISAS (default: every x86 path this CPU has, best first, e.g. "avx512 avx2"),
 #      BASE_BIN (a second dyce binary, e.g. an older commit's, run at BASE_ISA, default avx2),
 #      CANDLE=1 (also the candle reference backend, first round only),
@@ -43,7 +45,7 @@ dyce_run() { # binary isa arch tag round
 
 for round in $(seq 1 "$rounds"); do
     for arch in $archs; do
-        size=224; [[ $arch =~ ^resnet(20|32|44|56)$ ]] && size=28
+        size=224; [[ $arch =~ ^resnet(20|32|44|56)$|_s$ ]] && size=28
         echo "round $round/$rounds: $arch"
         for isa in $ISAS; do
             dyce_run "$bin" "$isa" "$arch" "dyce-$isa" "$round"

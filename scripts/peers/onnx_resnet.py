@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""ONNX Runtime peer for dyce's ResNets.
+"""ONNX Runtime peer for dyce's backbones.
 
 Builds a torchvision-style ResNet (any number of stages, basic or bottleneck
 blocks) as an ONNX graph from a JSON spec plus a safetensors file of weights
-with torchvision tensor names, and runs it with onnxruntime on the CPU.
+with torchvision tensor names, and runs it with onnxruntime on the CPU. A spec
+with ``"family": "convnextv2"`` is a timm ConvNeXt-V2 instead (weights under
+timm's names; the graph is built by onnx_convnext.py next to this file).
 
 It serves two purposes for the Rust side:
   * ``reference``: an independent numeric reference (same weights, same
@@ -31,6 +33,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import onnx_convnext  # noqa: E402  (next to this file)
 
 BN_EPS = 1e-5
 # Opset 17 / IR 8 are old enough for any recent onnxruntime and new enough
@@ -67,6 +72,11 @@ def load_spec(path: str) -> dict:
             spec = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise UsageError(f"cannot read spec {path}: {e}") from e
+    if spec.get("family") == "convnextv2":
+        onnx_convnext.check_spec(spec, path, UsageError)
+        return spec
+    if spec.get("family", "resnet") != "resnet":
+        raise UsageError(f"spec {path}: unknown family {spec['family']!r}")
     for key in ("block", "depths", "widths", "stem", "stem_width",
                 "in_channels", "num_classes"):
         if key not in spec:
@@ -113,6 +123,8 @@ def block_convs(spec: dict, b: Block) -> list[tuple[int, int, int, int, int]]:
 
 def expected_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
     """Every tensor the network needs, with its shape, in forward order."""
+    if spec.get("family") == "convnextv2":
+        return onnx_convnext.expected_shapes(spec)
     shapes: dict[str, tuple[int, ...]] = {}
 
     def bn(prefix: str, ch: int) -> None:
@@ -169,6 +181,8 @@ def build_model(spec: dict, weights: dict[str, np.ndarray],
     The batch dimension is always symbolic ("N"); height/width are symbolic
     unless given (the benchmark fixes them, the reference keeps them open).
     """
+    if spec.get("family") == "convnextv2":
+        return onnx_convnext.build_model(spec, weights, height, width, OPSET, IR_VERSION)
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -376,6 +390,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def random_weights(spec: dict, seed: int) -> dict[str, np.ndarray]:
     """Random weights with torchvision names (also used by the tests)."""
+    if spec.get("family") == "convnextv2":
+        return onnx_convnext.random_weights(spec, seed)
     rng = np.random.default_rng(seed)
     shapes = expected_shapes(spec)
     out = {}

@@ -193,3 +193,70 @@ def test_bench_json(tmp_path):
     assert [r["batch"] for r in doc["results"]] == [1, 4]
     for r in doc["results"]:
         assert len(r["runs"]) == 2 and r["img_per_s"] > 0
+
+
+# ---------------------------------------------------------------------------
+# ConvNeXt-V2 (onnx_convnext.py): the same independent-reference approach
+# ---------------------------------------------------------------------------
+
+CONVNEXT_SPEC = {"family": "convnextv2", "depths": [1, 2], "widths": [12, 20],
+                 "stem_patch": 2, "in_channels": 3, "num_classes": 7}
+
+
+def np_ln_channels(x: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """LayerNorm over axis 1 of NCHW (timm's LayerNorm2d), eps 1e-6."""
+    mu = x.mean(axis=1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=1, keepdims=True)
+    return (x - mu) / np.sqrt(var + 1e-6) * g[None, :, None, None] + b[None, :, None, None]
+
+
+def np_depthwise(x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    c = x.shape[1]
+    out = np.stack([np_conv(x[:, i:i + 1], w[i:i + 1], 1, w.shape[-1] // 2)[:, 0] for i in range(c)], axis=1)
+    return out + bias[None, :, None, None]
+
+
+def np_convnext(spec: dict, w: dict, x: np.ndarray) -> np.ndarray:
+    from math import erf
+    gelu = np.vectorize(lambda v: 0.5 * v * (1.0 + erf(v / np.sqrt(2.0))))
+    w = {k: v.astype(np.float64) for k, v in w.items()}
+    p = spec["stem_patch"]
+    y = np_conv(x, w["stem.0.weight"], p, 0) + w["stem.0.bias"][None, :, None, None]
+    y = np_ln_channels(y, w["stem.1.weight"], w["stem.1.bias"])
+    for s, depth in enumerate(spec["depths"]):
+        if s > 0:
+            y = np_ln_channels(y, w[f"stages.{s}.downsample.0.weight"], w[f"stages.{s}.downsample.0.bias"])
+            y = np_conv(y, w[f"stages.{s}.downsample.1.weight"], 2, 0) \
+                + w[f"stages.{s}.downsample.1.bias"][None, :, None, None]
+        for j in range(depth):
+            pre = f"stages.{s}.blocks.{j}"
+            h = np_depthwise(y, w[f"{pre}.conv_dw.weight"], w[f"{pre}.conv_dw.bias"])
+            h = np_ln_channels(h, w[f"{pre}.norm.weight"], w[f"{pre}.norm.bias"])
+            h = np.einsum("nchw,oc->nohw", h, w[f"{pre}.mlp.fc1.weight"]) + w[f"{pre}.mlp.fc1.bias"][None, :, None, None]
+            h = gelu(h)
+            gx = np.sqrt((h ** 2).sum(axis=(2, 3), keepdims=True))
+            nx = gx / (gx.mean(axis=1, keepdims=True) + 1e-6)
+            gam = w[f"{pre}.mlp.grn.weight"][None, :, None, None]
+            h = h + w[f"{pre}.mlp.grn.bias"][None, :, None, None] + gam * h * nx
+            h = np.einsum("nchw,oc->nohw", h, w[f"{pre}.mlp.fc2.weight"]) + w[f"{pre}.mlp.fc2.bias"][None, :, None, None]
+            y = y + h
+    pooled = y.mean(axis=(2, 3))
+    mu = pooled.mean(axis=1, keepdims=True)
+    var = ((pooled - mu) ** 2).mean(axis=1, keepdims=True)
+    pooled = (pooled - mu) / np.sqrt(var + 1e-6) * w["head.norm.weight"] + w["head.norm.bias"]
+    return pooled @ w["head.fc.weight"].T + w["head.fc.bias"]
+
+
+def test_convnext_reference_matches_numpy(tmp_path):
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(CONVNEXT_SPEC))
+    weights = tmp_path / "w.safetensors"
+    run_cli("random-weights", "--spec", spec_path, "--out", weights, "--seed", "3")
+    x = np.random.default_rng(5).standard_normal((2, 3, 17, 17)).astype(np.float32)
+    save_file({"input": x}, str(tmp_path / "x.safetensors"))
+    run_cli("reference", "--spec", spec_path, "--weights", weights,
+            "--input", tmp_path / "x.safetensors", "--output", tmp_path / "y.safetensors")
+    got = load_file(str(tmp_path / "y.safetensors"))["logits"]
+    want = np_convnext(CONVNEXT_SPEC, load_file(str(weights)), x.astype(np.float64))
+    err = np.abs(got - want).max() / np.abs(want).max()
+    assert err < 1e-4, err

@@ -157,7 +157,7 @@ fn idx_source(args: &CalibrateArgs) -> Result<(BackboneSpec, Source)> {
         calibration: SplitData::Idx(splits.calibration),
         test: SplitData::Idx(splits.test),
         input: InputSpec {
-            shape: [spec.in_channels, 28, 28],
+            shape: [spec.in_channels(), 28, 28],
             mean: vec![dyce_data::augment::FMNIST_MEAN],
             std: vec![dyce_data::augment::FMNIST_STD],
             labels: data::LABELS.iter().map(|s| s.to_string()).collect(),

@@ -1,5 +1,5 @@
-//! `dyce calibrate --weights FILE --arch NAME --images DIR`: a user's torchvision/timm ResNet
-//! checkpoint and an image folder in, the dataset and backbone the pipeline takes out, with
+//! `dyce calibrate --weights FILE --arch NAME --images DIR`: a user's torchvision/timm ResNet or
+//! timm ConvNeXt-V2 checkpoint and an image folder in, the dataset and backbone the pipeline takes out, with
 //! every mistake a user can make caught before the long phases start.
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use clap::Args;
 use dyce_calibrate::dataset::SplitData;
 use dyce_calibrate::pipeline::Dataset;
 use dyce_data::{DecodeLimits, Interpolation, SplitFractions, Transform};
-use dyce_runtime::model::{BackboneSpec, InputSpec, StemKind};
+use dyce_runtime::model::{BackboneSpec, InputSpec};
 
 /// Fewest images a split may have: with fewer, one image moves accuracy by more than a point
 /// and the search's thresholds fit noise.
@@ -23,12 +23,14 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// The model and images of `dyce calibrate` for your own checkpoint (docs/your-model.md).
 #[derive(Args, Debug, Clone)]
 pub struct FolderArgs {
-    /// Backbone checkpoint: a torchvision/timm ResNet state dict in safetensors (torchvision
-    /// names, BatchNorm not folded). Selects the image-folder path instead of --train-dir.
+    /// Backbone checkpoint in safetensors: a torchvision/timm ResNet state dict (torchvision
+    /// names, BatchNorm not folded) or a timm ConvNeXt-V2 `model.safetensors` (timm's names).
+    /// Selects the image-folder path instead of --train-dir.
     #[arg(long, env = "DYCE_WEIGHTS", requires_all = ["arch", "images"])]
     pub weights: Option<PathBuf>,
-    /// Architecture of --weights: resnet18/34/50/101/152 (torchvision) or resnet20/32/44/56
-    /// (small-input). Input channels and classes are read from the checkpoint.
+    /// Architecture of --weights: resnet18/34/50/101/152 (torchvision), resnet20/32/44/56
+    /// (small-input), convnextv2_atto/femto/pico/nano/tiny/base (timm) or convnextv2_atto_s.
+    /// Input channels and classes are read from the checkpoint.
     #[arg(long, env = "DYCE_ARCH")]
     pub arch: Option<String>,
     /// Image folder in torchvision's ImageFolder layout: train/, val/ and test/ sub-folders,
@@ -69,27 +71,31 @@ pub struct FolderArgs {
 pub fn load_checkpoint(weights: &Path, arch: &str) -> Result<(BackboneSpec, HashMap<String, Tensor>)> {
     let tensors = candle_core::safetensors::load(weights, &candle_core::Device::Cpu)
         .with_context(|| format!("{}: not a readable safetensors file", weights.display()))?;
+    let mut spec = BackboneSpec::builtin(arch).with_context(|| "--arch".to_string())?;
+    let naming = spec.naming();
     let dims = |name: &str| -> Result<Vec<usize>> {
         let t = tensors.get(name).with_context(|| {
-            format!("{}: no tensor {name:?}; expected a torchvision ResNet state dict", weights.display())
+            format!("{}: no tensor {name:?}; expected a {naming} state dict", weights.display())
         })?;
         Ok(t.dims().to_vec())
     };
-    let (conv1, fc) = (dims("conv1.weight")?, dims("fc.weight")?);
-    let mut spec = BackboneSpec::builtin(arch).with_context(|| "--arch".to_string())?;
+    let (stem_name, fc_name) = spec.io_tensors();
+    let (conv1, fc) = (dims(stem_name)?, dims(fc_name)?);
     if conv1.len() != 4 || fc.len() != 2 {
-        bail!("{}: conv1.weight {conv1:?} or fc.weight {fc:?} has the wrong rank", weights.display());
+        bail!("{}: {stem_name} {conv1:?} or {fc_name} {fc:?} has the wrong rank", weights.display());
     }
-    spec.in_channels = conv1[1];
-    spec.num_classes = fc[0];
+    spec.set_io(conv1[1], fc[0]);
     // Convert to f32 once: the engine folds and packs f32 (timm files may be f16/bf16).
     let tensors = tensors
         .into_iter()
         .map(|(k, v)| Ok((k, v.to_dtype(candle_core::DType::F32)?)))
         .collect::<Result<HashMap<_, _>, candle_core::Error>>()?;
     // The architecture's every tensor, with its shape, before the long phases.
-    dyce_runtime::model::ResNet::load(&spec, &dyce_runtime::model::store::TensorStore::new(tensors.clone()))
-        .with_context(|| format!("{} does not hold a {arch}", weights.display()))?;
+    dyce_runtime::model::Backbone::load(
+        &spec,
+        &dyce_runtime::model::store::TensorStore::new(tensors.clone()),
+    )
+    .with_context(|| format!("{} does not hold a {arch}", weights.display()))?;
     Ok((spec, tensors))
 }
 
@@ -148,26 +154,26 @@ fn class_names(a: &FolderArgs, folders: &[String], classes: usize) -> Result<Vec
 /// The dataset of an image folder for `spec`, every split checked.
 pub fn dataset(a: &FolderArgs, spec: &BackboneSpec, limit: Option<usize>, training: bool) -> Result<Dataset> {
     let root = a.images.as_ref().context("--images is needed with --weights")?;
-    let size = match (a.input_size, spec.stem) {
+    let size = match (a.input_size, spec.default_input()) {
         (Some(s), _) => s,
-        (None, StemKind::Imagenet) => 224,
-        (None, StemKind::Small) => bail!("--input-size is needed for a small-input architecture"),
+        (None, 224) => 224,
+        (None, _) => bail!("--input-size is needed for a small-input architecture"),
     };
     let [train, calibration] = a.split[..] else { bail!("--split takes two fractions: train,calibration") };
     let splits = dyce_data::folder::open(root, SplitFractions { train, calibration }, a.split_seed)?;
-    if splits.classes.len() != spec.num_classes {
+    if splits.classes.len() != spec.num_classes() {
         bail!(
             "{}: {} class folders, but the checkpoint's fc has {} outputs",
             root.display(),
             splits.classes.len(),
-            spec.num_classes
+            spec.num_classes()
         );
     }
-    let c = spec.in_channels;
+    let c = spec.in_channels();
     let (mean, std) = normalisation(a, c)?;
     let transform = parse_resize(a, size)?;
     let shape = [c, size as usize, size as usize];
-    let labels = class_names(a, &splits.classes, spec.num_classes)?;
+    let labels = class_names(a, &splits.classes, spec.num_classes())?;
     let input = InputSpec { shape, mean, std, labels, transform };
     let preprocess = input.preprocess(DecodeLimits::FILES);
     let files = |s: Vec<dyce_data::Sample>| SplitData::Files { samples: s, preprocess: preprocess.clone() };

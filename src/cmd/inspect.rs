@@ -14,10 +14,12 @@ pub struct InspectArgs {
     /// Model bundle directory (manifest.json, weights.safetensors, configs.json).
     #[arg(long, env = "DYCE_MODEL", conflicts_with = "arch")]
     model: Option<PathBuf>,
-    /// Built-in architecture instead of a bundle: resnet18/34/50/101/152 or resnet20/32/44/56.
+    /// Built-in architecture instead of a bundle: resnet18/34/50/101/152, resnet20/32/44/56,
+    /// convnextv2_atto/femto/pico/nano/tiny/base or convnextv2_atto_s (small input).
     #[arg(long, env = "DYCE_ARCH")]
     arch: Option<String>,
-    /// Input height and width in pixels, with --arch (default: 224, or 28 for the small ResNets).
+    /// Input height and width in pixels, with --arch (default: 224, or 28 for the small-input
+    /// architectures).
     #[arg(long, env = "DYCE_INPUT")]
     input: Option<usize>,
     /// Exit types whose MACs to show, with --arch (comma-separated).
@@ -38,11 +40,10 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         }
         (None, Some(arch)) => {
             let spec = BackboneSpec::builtin(arch)?;
-            let size = args.input.unwrap_or(if spec.stem == dyce_runtime::model::StemKind::Small {
-                28
-            } else {
-                224
-            });
+            let size = args.input.unwrap_or(spec.default_input());
+            if size < spec.min_input() {
+                bail!("--input {size}: {arch} needs at least {} pixels", spec.min_input());
+            }
             let types = args.exit_types.iter().map(|s| s.parse()).collect::<Result<Vec<ExitType>, _>>()?;
             describe_arch(arch, &spec, size, &types)
         }
@@ -61,22 +62,22 @@ fn describe_arch(name: &str, spec: &BackboneSpec, size: usize, types: &[ExitType
         giga(m.total),
         giga(m.stem)
     );
-    let _ = write!(s, "{:>4}  {:<10} {:>16} {:>8}", "pos", "block", "shape (c,h,w)", "cum MACs");
+    let _ = write!(s, "{:>4}  {:<18} {:>16} {:>8}", "pos", "block", "shape (c,h,w)", "cum MACs");
     for t in types {
         let _ = write!(s, " {:>11}", t.to_string());
     }
     s.push('\n');
-    for (i, b) in spec.blocks().iter().enumerate() {
+    for (i, b) in spec.positions().iter().enumerate() {
         let (c, h, w) = m.shapes[i];
         let _ = write!(
             s,
-            "{i:>4}  {:<10} {:>16} {:>7.1}%",
+            "{i:>4}  {:<18} {:>16} {:>7.1}%",
             b.name,
             format!("{c}x{h}x{w}"),
             100.0 * m.cumulative[i] as f64 / m.total as f64
         );
         for t in types {
-            let _ = write!(s, " {:>11}", exit_macs(t, c, spec.num_classes));
+            let _ = write!(s, " {:>11}", exit_macs(t, c, spec.num_classes()));
         }
         s.push('\n');
     }
@@ -87,7 +88,7 @@ fn describe_bundle(b: &Bundle) -> String {
     let man = &b.manifest;
     let [c, h, w] = man.input.shape;
     let mut s = describe_arch(&man.name, &man.backbone, h, &[]);
-    let _ = writeln!(s, "input {c}x{h}x{w}, {} classes", man.backbone.num_classes);
+    let _ = writeln!(s, "input {c}x{h}x{w}, {} classes", man.backbone.num_classes());
     let _ = writeln!(s, "\ntrained exits ({}):", man.exits.len());
     for e in &man.exits {
         let _ = writeln!(s, "  position {:>3} {:<10} {:>10} MACs", e.position, e.exit_type, e.macs);

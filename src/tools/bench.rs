@@ -107,7 +107,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let pool_images = 8 * n;
     let x = inputs(&bundle, args, pool_images)?;
     let per: usize = bundle.manifest.input.shape.iter().product();
-    let mut be = FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(args.threads)?)?;
+    let mut be =
+        FastBackend::new(&bundle.backbone, bundle.manifest.input.shape, default_pool(args.threads)?)?;
     // The full model (no exits) always stays: the ratios are relative to it.
     bundle
         .configs

@@ -9,16 +9,17 @@ use dyce_runtime::engine::{default_pool, Backend, CandleBackend, FastBackend};
 use dyce_runtime::model::macs::backbone_macs;
 use dyce_runtime::model::random::random_checkpoint;
 use dyce_runtime::model::store::TensorStore;
-use dyce_runtime::model::{BackboneSpec, ResNet, StemKind};
+use dyce_runtime::model::{Backbone, BackboneSpec};
 use serde_json::json;
 
 /// Arguments of `dyce bench-backbone`.
 #[derive(Args, Debug)]
 pub struct BenchBackboneArgs {
-    /// Built-in architecture: resnet18/34/50/101/152 or resnet20/32/44/56.
+    /// Built-in architecture: resnet18/34/50/101/152, resnet20/32/44/56,
+    /// convnextv2_atto/femto/pico/nano/tiny/base or convnextv2_atto_s.
     #[arg(long, env = "DYCE_ARCH", default_value = "resnet20")]
     arch: String,
-    /// Input height and width (default: 224, or 28 for the small ResNets).
+    /// Input height and width (default: 224, or 28 for the small-input architectures).
     #[arg(long, env = "DYCE_INPUT")]
     input: Option<usize>,
     /// Compute backend: `fast` (dyce-kernels, what serving uses) or `candle` (the reference).
@@ -39,7 +40,8 @@ pub struct BenchBackboneArgs {
     /// Seed of the random weights (the same seed gives the peer the same weights).
     #[arg(long, env = "DYCE_SEED", default_value_t = 0)]
     seed: u64,
-    /// Also write the random weights (torchvision names) and the spec here, for a peer to load.
+    /// Also write the random weights (the family's checkpoint names) and the spec here, for a
+    /// peer to load.
     #[arg(long, env = "DYCE_EXPORT_DIR")]
     export: Option<PathBuf>,
     /// After the timed runs, run the largest batch this many more times and report the RSS
@@ -52,28 +54,28 @@ pub struct BenchBackboneArgs {
 }
 
 /// One forward pass, sharded across threads where the backend would shard it when serving.
-fn run_once<B: Backend>(be: &mut B, net: &ResNet, x: &[f32], n: usize) -> Result<()> {
+fn run_once<B: Backend>(be: &mut B, net: &Backbone, x: &[f32], n: usize) -> Result<()> {
     let per = x.len() / n.max(1);
     let whole =
         |b: &mut B, r: std::ops::Range<usize>| run_whole(b, net, &x[r.start * per..r.end * per], r.len());
     be.sharded_or_whole(n, &whole).into_iter().collect()
 }
 
-fn run_whole<B: Backend>(be: &mut B, net: &ResNet, x: &[f32], n: usize) -> Result<()> {
+fn run_whole<B: Backend>(be: &mut B, net: &Backbone, x: &[f32], n: usize) -> Result<()> {
     let mut a = be.stem(x, n)?;
-    for i in 0..net.blocks.len() {
+    for i in 0..net.positions() {
         a = be.block(i, a)?;
     }
     let pooled = be.pool(&a)?;
     be.recycle(a);
-    std::hint::black_box(net.fc.forward(&pooled, n, false));
+    std::hint::black_box(net.head(&pooled, n));
     Ok(())
 }
 
 /// Median images/s over `repeats` runs of at least `min` each, after one warm-up run.
 fn measure<B: Backend>(
     be: &mut B,
-    net: &ResNet,
+    net: &Backbone,
     x: &[f32],
     n: usize,
     repeats: usize,
@@ -107,7 +109,7 @@ fn proc_status_kib(field: &str) -> u64 {
 /// RSS after a warm-up and after `iterations` more runs of the same batch.
 fn leak_check<B: Backend>(
     be: &mut B,
-    net: &ResNet,
+    net: &Backbone,
     x: &[f32],
     n: usize,
     iterations: usize,
@@ -125,16 +127,19 @@ fn leak_check<B: Backend>(
 /// Runs `dyce bench-backbone`.
 pub fn run(args: &BenchBackboneArgs) -> Result<()> {
     let spec = BackboneSpec::builtin(&args.arch)?;
-    let size = args.input.unwrap_or(if spec.stem == StemKind::Small { 28 } else { 224 });
+    let size = args.input.unwrap_or(spec.default_input());
+    if size < spec.min_input() {
+        anyhow::bail!("--input {size}: {} needs at least {} pixels", args.arch, spec.min_input());
+    }
     let tensors = random_checkpoint(&spec, &[], args.seed)?;
     if let Some(dir) = &args.export {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         candle_core::safetensors::save(&tensors, dir.join("weights.safetensors"))?;
         std::fs::write(dir.join("spec.json"), serde_json::to_string_pretty(&spec)?)?;
     }
-    let net = ResNet::load(&spec, &TensorStore::new(tensors))?;
+    let net = Backbone::load(&spec, &TensorStore::new(tensors))?;
     let macs = backbone_macs(&spec, size, size).total as f64;
-    let shape = [spec.in_channels, size, size];
+    let shape = [spec.in_channels(), size, size];
     let per: usize = shape.iter().product();
     let pool = default_pool(args.threads)?;
     let threads = pool.current_num_threads();

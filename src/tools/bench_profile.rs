@@ -73,7 +73,11 @@ pub fn profile(bundle: &Bundle, run: &ProfileRun) -> Result<serde_json::Value> {
     // outside any pool that would be rayon's global one, so they would hop to other threads.
     let pool = default_pool(Some(1))?;
     pool.install(|| {
-        profile_on(bundle, run, FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, pool.clone())?)
+        profile_on(
+            bundle,
+            run,
+            FastBackend::new(&bundle.backbone, bundle.manifest.input.shape, pool.clone())?,
+        )
     })
 }
 

@@ -14,7 +14,7 @@ use crate::dataset::SplitData;
 use crate::error::CalibrateError;
 use dyce_runtime::engine::{Backend, FastBackend};
 use dyce_runtime::model::linear::{argmax, softmax_rows};
-use dyce_runtime::model::ResNet;
+use dyce_runtime::model::Backbone;
 
 /// What `meta.json` records; `done` is the commit point of every batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,16 +120,16 @@ fn open_at(path: &Path, rows: usize, row_bytes: usize) -> Result<File, Calibrate
 
 /// Runs the backbone over `split` in batches of `batch`, into (or on from) the cache at `dir`.
 pub fn extract(
-    net: &ResNet,
+    net: &Backbone,
     be: &mut FastBackend,
     split: &SplitData,
     dir: &Path,
     batch: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<CachedFeatures, CalibrateError> {
-    let positions = net.blocks.len();
+    let positions = net.positions();
     let channels: Vec<usize> = (0..positions).map(|p| net.channels_at(p)).collect();
-    let classes = net.spec.num_classes;
+    let classes = net.num_classes();
     let n = split.len();
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut meta = Meta { n, channels: channels.clone(), classes, done: 0 };
@@ -158,7 +158,7 @@ pub fn extract(
             file.write_all(&bytes).map_err(io(&position_file(dir, p)))?;
         }
         be.recycle(a);
-        let mut logits = net.fc.forward(&pooled, end - i, false);
+        let mut logits = net.head(&pooled, end - i);
         softmax_rows(&mut logits, classes);
         let top1: Vec<u8> = logits
             .chunks_exact(classes)

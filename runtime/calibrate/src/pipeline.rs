@@ -22,7 +22,7 @@ use crate::recipes::{train_and_choose, Chosen, RecipeResult, Recorded, Recorder,
 use dyce_runtime::engine::{default_pool, FastBackend};
 use dyce_runtime::model::bundle::{ExitInfo, FORMAT};
 use dyce_runtime::model::store::TensorStore;
-use dyce_runtime::model::{BackboneSpec, Bundle, ExitType, InputSpec, Manifest, ResNet};
+use dyce_runtime::model::{Backbone, BackboneSpec, Bundle, ExitType, InputSpec, Manifest};
 
 /// The images of a calibration and how the model takes them.
 #[derive(Debug, Clone)]
@@ -174,7 +174,7 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
         seconds.insert(name.to_string(), clock.elapsed().as_secs_f64());
         clock = Instant::now();
     };
-    let net = ResNet::load(job.spec, &TensorStore::new(job.backbone.clone()))?;
+    let net = Backbone::load(job.spec, &TensorStore::new(job.backbone.clone()))?;
     let shape = job.data.input.shape;
     let mut be = FastBackend::new(&net, shape, default_pool(None)?)?;
     // The training split only feeds exit training, which reused exits skip.
@@ -205,10 +205,10 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
         tracing::info!(split = name, computed, cached, seconds = secs, images_per_s = rate, "features");
     }
     lap("features", &mut seconds);
-    let classes = job.spec.num_classes;
+    let classes = job.spec.num_classes();
     let labels: Vec<Vec<u32>> = sets.iter().map(|(_, s)| s.labels()).collect();
     let types: Vec<ExitType> = cfg.exits.types.iter().map(|t| t.parse()).collect::<Result<_, _>>()?;
-    let positions = net.blocks.len();
+    let positions = net.positions();
     let manifest = Manifest {
         format: FORMAT,
         name: cfg.name.clone(),

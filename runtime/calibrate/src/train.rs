@@ -15,9 +15,8 @@ use super::trainnet::TrainResNet;
 use dyce_data::augment;
 use dyce_data::fashion_mnist::{Images, Splits};
 use dyce_runtime::engine::{default_pool, run_batch, FastBackend, ResolvedConfig};
-use dyce_runtime::model::spec::BackboneSpec;
 use dyce_runtime::model::store::TensorStore;
-use dyce_runtime::model::ResNet;
+use dyce_runtime::model::{Backbone, BackboneSpec};
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +35,9 @@ pub enum TrainError {
     /// The trained weights do not load as a backbone (a naming bug).
     #[error("loading the trained weights")]
     Model(#[from] dyce_runtime::model::ModelError),
+    /// The architecture has no training path.
+    #[error("{0} is not supported")]
+    Unsupported(String),
     /// Evaluation failed.
     #[error("evaluating")]
     Engine(#[from] dyce_runtime::engine::EngineError),
@@ -157,10 +159,10 @@ pub fn evaluate(
     tensors: HashMap<String, Tensor>,
     set: &Images,
 ) -> Result<f64, TrainError> {
-    let net = ResNet::load(spec, &TensorStore::new(tensors))?;
+    let net = Backbone::load(spec, &TensorStore::new(tensors))?;
     let bundle = dyce_runtime::model::Bundle::from_backbone(net, "eval", [1, 28, 28])?;
-    let mut be = FastBackend::new(&bundle.resnet, [1, 28, 28], default_pool(None)?)?;
-    let cfg = ResolvedConfig::from_slots("full", vec![None; bundle.resnet.blocks.len()]);
+    let mut be = FastBackend::new(&bundle.backbone, [1, 28, 28], default_pool(None)?)?;
+    let cfg = ResolvedConfig::from_slots("full", vec![None; bundle.backbone.positions()]);
     let mut correct = 0usize;
     let idx: Vec<usize> = (0..set.len()).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
@@ -208,7 +210,10 @@ pub fn train(
     super::fastops::keep_freed_memory();
     let dev = Device::Cpu;
     let mut varmap = VarMap::new();
-    let net = TrainResNet::new(&cfg.spec, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    let BackboneSpec::ResNet(spec) = &cfg.spec else {
+        return Err(TrainError::Unsupported(format!("training a {} backbone", cfg.spec.naming())));
+    };
+    let net = TrainResNet::new(spec, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     // candle's CPU device cannot be seeded, so initialisation is redone from our own RNG.
     init_weights(&varmap, cfg.seed)?;
     let named: Vec<(String, candle_core::Var)> =

@@ -9,7 +9,7 @@ use candle_core::{Module, Result, Tensor, Var};
 use candle_nn::{linear, Init, Linear, VarBuilder};
 
 use super::fastops::{add_relu, conv2d_nhwc, conv_bn_train, BnStats, BN_EPS};
-use dyce_runtime::model::spec::{BackboneSpec, ConvGeom, StemKind};
+use dyce_runtime::model::spec::{ConvGeom, ResNetSpec, StemKind};
 
 /// Running-statistics momentum, as torchvision.
 const BN_MOMENTUM: f64 = 0.1;
@@ -105,7 +105,7 @@ pub struct TrainResNet {
 
 impl TrainResNet {
     /// Creates (or, with a loaded `VarBuilder`, reads) every tensor under torchvision names.
-    pub fn new(spec: &BackboneSpec, vb: VarBuilder) -> Result<Self> {
+    pub fn new(spec: &ResNetSpec, vb: VarBuilder) -> Result<Self> {
         let stem = ConvBn::new(spec.stem_conv(), vb.pp("conv1"), vb.pp("bn1"))?;
         let mut blocks = Vec::new();
         for b in spec.blocks() {
@@ -184,7 +184,7 @@ mod tests {
         super::super::fastops::keep_freed_memory();
         let dev = Device::Cpu;
         let varmap = VarMap::new();
-        let spec = BackboneSpec::small(depths.clone(), vec![16, 32, 64], 1, 10);
+        let spec = ResNetSpec::small(depths.clone(), vec![16, 32, 64], 1, 10);
         let net = TrainResNet::new(&spec, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
         let named: Vec<(String, Var)> =
             varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();

@@ -9,6 +9,8 @@ pub struct Arena {
     pub(crate) t2: BlockedTensor,
     pub(crate) shortcut: BlockedTensor,
     pub(crate) out: BlockedTensor,
+    /// Per-plane values (ConvNeXt's GRN sums and factors).
+    pub(crate) scratch: Vec<f32>,
 }
 
 impl Arena {
@@ -19,7 +21,11 @@ impl Arena {
 
     /// Total floats currently reserved (for memory accounting and reuse checks).
     pub fn capacity_floats(&self) -> usize {
-        self.t1.capacity() + self.t2.capacity() + self.shortcut.capacity() + self.out.capacity()
+        self.t1.capacity()
+            + self.t2.capacity()
+            + self.shortcut.capacity()
+            + self.out.capacity()
+            + self.scratch.capacity()
     }
 
     /// The output buffer of the last `forward` call.

@@ -182,7 +182,7 @@ impl ResBlock {
         par: Par,
         imgs: std::ops::Range<usize>,
     ) -> Result<(), KernelError> {
-        let Arena { t1, t2, shortcut, out } = arena;
+        let Arena { t1, t2, shortcut, out, .. } = arena;
         let c = &self.convs;
         let r = || imgs.clone();
         let mid = if self.kind == BlockKind::Bottleneck {

@@ -1,5 +1,6 @@
 //! Inference-only CPU kernels for dyce: NCHW8c activations, packed weights, direct
-//! convolution micro-kernels with fused bias/residual/ReLU epilogues, and ResNet blocks.
+//! convolution micro-kernels with fused bias/residual/ReLU epilogues, ResNet blocks, and
+//! ConvNeXt-V2's blocks (depthwise convolution, LayerNorm, GELU, GRN).
 //!
 //! Integration notes:
 //! * Weights are OIHW with BN folded in; pass a zero bias when the conv had none.
@@ -38,6 +39,7 @@ mod act;
 mod arena;
 mod block;
 pub mod conv;
+mod convnext;
 mod dense;
 mod dwconv;
 mod error;
@@ -54,6 +56,7 @@ pub use act::{gelu, gelu_inplace};
 pub use arena::Arena;
 pub use block::{BlockKind, ResBlock, Stem};
 pub use conv::{ConvSpec, PackedConv};
+pub use convnext::{ConvNextBlock, ConvNextStem, Grn};
 pub use dense::PackedDense;
 pub use dwconv::PackedDwConv;
 pub use error::KernelError;

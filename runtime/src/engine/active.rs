@@ -35,7 +35,7 @@ impl ResolvedConfig {
     /// Maps a table entry onto the bundle's positions and heads.
     pub fn resolve(bundle: &Bundle, entry: &ConfigEntry, generation: u64) -> Result<Self, EngineError> {
         let bad = |reason: String| EngineError::BadConfig { id: entry.id.clone(), reason };
-        let mut exits = vec![None; bundle.resnet.blocks.len()];
+        let mut exits = vec![None; bundle.backbone.positions()];
         for e in &entry.exits {
             let ty: ExitType = e.exit_type.parse().map_err(|err| bad(format!("{err}")))?;
             let head = bundle

@@ -3,50 +3,48 @@
 use candle_core::{Device, Tensor};
 
 use super::backend::Backend;
+use super::candle_convnext::CandleConvNext;
+use super::candle_ops::Conv;
 use super::EngineError;
-use crate::model::resnet::FoldedConv;
 use crate::model::spec::StemKind;
-use crate::model::ResNet;
-
-struct Conv {
-    weight: Tensor,
-    bias: Tensor,
-    stride: usize,
-    pad: usize,
-}
-
-impl Conv {
-    fn new(c: &FoldedConv) -> Result<Self, EngineError> {
-        let g = c.geom;
-        Ok(Self {
-            weight: Tensor::from_slice(&c.weight, (g.cout, g.cin, g.k, g.k), &Device::Cpu)?,
-            bias: Tensor::from_slice(&c.bias, (1, g.cout, 1, 1), &Device::Cpu)?,
-            stride: g.stride,
-            pad: g.pad,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor, EngineError> {
-        Ok(x.conv2d(&self.weight, self.pad, self.stride, 1, 1)?.broadcast_add(&self.bias)?)
-    }
-}
+use crate::model::{Backbone, ResNet};
 
 struct Block {
     convs: Vec<Conv>,
     downsample: Option<Conv>,
 }
 
-/// Runs a folded ResNet with candle's convolutions; the numerical reference for faster backends.
-pub struct CandleBackend {
+/// A folded ResNet on candle tensors.
+struct CandleResNet {
     stem: Conv,
     maxpool: bool,
     blocks: Vec<Block>,
+}
+
+enum Net {
+    ResNet(CandleResNet),
+    ConvNext(CandleConvNext),
+}
+
+/// Runs a backbone with candle's operations; the numerical reference for faster backends.
+pub struct CandleBackend {
+    net: Net,
     shape: [usize; 3],
 }
 
 impl CandleBackend {
-    /// Uploads a folded backbone for images of `[c, h, w]`.
-    pub fn new(net: &ResNet, shape: [usize; 3]) -> Result<Self, EngineError> {
+    /// Uploads a backbone for images of `[c, h, w]`.
+    pub fn new(net: &Backbone, shape: [usize; 3]) -> Result<Self, EngineError> {
+        let net = match net {
+            Backbone::ResNet(r) => Net::ResNet(CandleResNet::new(r)?),
+            Backbone::ConvNext(c) => Net::ConvNext(CandleConvNext::new(c)?),
+        };
+        Ok(Self { net, shape })
+    }
+}
+
+impl CandleResNet {
+    fn new(net: &ResNet) -> Result<Self, EngineError> {
         let blocks = net
             .blocks
             .iter()
@@ -57,17 +55,11 @@ impl CandleBackend {
                 })
             })
             .collect::<Result<_, EngineError>>()?;
-        Ok(Self { stem: Conv::new(&net.stem)?, maxpool: net.spec.stem == StemKind::Imagenet, blocks, shape })
+        Ok(Self { stem: Conv::new(&net.stem)?, maxpool: net.spec.stem == StemKind::Imagenet, blocks })
     }
-}
 
-impl Backend for CandleBackend {
-    type Act = Tensor;
-
-    fn stem(&mut self, input: &[f32], n: usize) -> Result<Tensor, EngineError> {
-        let [c, h, w] = self.shape;
-        let x = Tensor::from_slice(input, (n, c, h, w), &Device::Cpu)?;
-        let mut y = self.stem.forward(&x)?.relu()?;
+    fn stem(&self, x: &Tensor) -> Result<Tensor, EngineError> {
+        let mut y = self.stem.forward(x)?.relu()?;
         if self.maxpool {
             // Zero padding equals -inf padding here: inputs are post-ReLU (≥ 0) and every
             // window holds at least one real value.
@@ -76,7 +68,7 @@ impl Backend for CandleBackend {
         Ok(y)
     }
 
-    fn block(&mut self, i: usize, x: Tensor) -> Result<Tensor, EngineError> {
+    fn block(&self, i: usize, x: Tensor) -> Result<Tensor, EngineError> {
         let b = &self.blocks[i];
         let mut y = x.clone();
         for (k, conv) in b.convs.iter().enumerate() {
@@ -90,6 +82,26 @@ impl Backend for CandleBackend {
             None => x,
         };
         Ok((y + shortcut)?.relu()?)
+    }
+}
+
+impl Backend for CandleBackend {
+    type Act = Tensor;
+
+    fn stem(&mut self, input: &[f32], n: usize) -> Result<Tensor, EngineError> {
+        let [c, h, w] = self.shape;
+        let x = Tensor::from_slice(input, (n, c, h, w), &Device::Cpu)?;
+        match &self.net {
+            Net::ResNet(r) => r.stem(&x),
+            Net::ConvNext(c) => c.stem(&x),
+        }
+    }
+
+    fn block(&mut self, i: usize, x: Tensor) -> Result<Tensor, EngineError> {
+        match &self.net {
+            Net::ResNet(r) => r.block(i, x),
+            Net::ConvNext(c) => c.block(i, x),
+        }
     }
 
     fn pool(&mut self, x: &Tensor) -> Result<Vec<f32>, EngineError> {

@@ -149,7 +149,7 @@ fn run_whole<B: Backend, P: Profiler>(
             *c = now;
         }
     };
-    let classes = bundle.resnet.spec.num_classes;
+    let classes = bundle.backbone.num_classes();
     let mut results: Vec<Option<SampleResult>> = vec![None; n];
     if n == 0 {
         return Ok(vec![]);
@@ -158,7 +158,7 @@ fn run_whole<B: Backend, P: Profiler>(
     let mut alive: Vec<usize> = (0..n).collect();
     let mut exit_macs = 0u64;
     let mut x = backend.stem(input, n)?;
-    for p in 0..bundle.resnet.blocks.len() {
+    for p in 0..bundle.backbone.positions() {
         x = backend.block(p, x)?;
         let block_macs =
             bundle.macs.cumulative[p] - p.checked_sub(1).map_or(0, |q| bundle.macs.cumulative[q]);
@@ -200,7 +200,7 @@ fn run_whole<B: Backend, P: Profiler>(
     } else {
         let pooled = backend.pool(&x)?;
         backend.recycle(x);
-        let mut probs = bundle.resnet.fc.forward(&pooled, alive.len(), false);
+        let mut probs = bundle.backbone.head(&pooled, alive.len());
         softmax_rows(&mut probs, classes);
         for (j, row) in probs.chunks_exact(classes).enumerate() {
             let (label, confidence) = argmax(row);

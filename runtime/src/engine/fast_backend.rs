@@ -3,25 +3,20 @@
 use std::sync::Arc;
 
 use dyce_kernels::{
-    gather_batch, global_avg_pool_into, Arena, BlockedTensor, ConvSpec, PackedConv, Par, ResBlock, Stem, Team,
+    gather_batch, global_avg_pool_into, Arena, BlockedTensor, ConvNextBlock, ConvNextStem, Par, ResBlock,
+    Stem, Team,
 };
 
 use super::backend::Backend;
+use super::packing::pack;
 use super::EngineError;
-use crate::model::resnet::FoldedConv;
 use crate::model::spec::{BlockKind, StemKind};
-use crate::model::ResNet;
+use crate::model::{Backbone, ResNet};
 
 impl From<dyce_kernels::KernelError> for EngineError {
     fn from(e: dyce_kernels::KernelError) -> Self {
         EngineError::Tensor(e.to_string())
     }
-}
-
-fn pack(c: &FoldedConv) -> Result<PackedConv, EngineError> {
-    let g = c.geom;
-    let spec = ConvSpec { cin: g.cin, cout: g.cout, kh: g.k, kw: g.k, stride: g.stride, pad: g.pad };
-    Ok(PackedConv::new(spec, &c.weight, &c.bias)?)
 }
 
 /// A thread pool sized to the CPUs this process may really use (cgroup quota included).
@@ -71,16 +66,65 @@ fn no_team() -> bool {
     *OFF.get_or_init(|| std::env::var_os("DYCE_NO_TEAM").is_some_and(|v| v != "0"))
 }
 
-/// The packed weights, shared by a backend and its shards.
-struct PackedNet {
-    stem: Stem,
-    blocks: Vec<ResBlock>,
+/// Shards each read every weight once per batch, where a whole batch reads them once: below
+/// this many MACs per weight and image the doubled weight traffic costs more than the fork-join
+/// per layer that shards save. Measured on `convnextv2_atto_s` at 28 px (7 MACs per weight,
+/// 3.7 M weights, 2 threads, under load): batch 8 ran at 76 img/s as shards and 143 whole;
+/// resnet20 at 28 (150 MACs per weight) and the ImageNet networks (over 100) keep sharding.
+const SHARD_MACS_PER_WEIGHT: u64 = 32;
+
+/// Weights of the backbone's convolutions and linear layers.
+fn weight_count(net: &Backbone) -> u64 {
+    let n = match net {
+        Backbone::ResNet(r) => {
+            let convs = r.blocks.iter().flat_map(|b| b.convs.iter().chain(b.downsample.as_ref()));
+            convs.chain([&r.stem]).map(|c| c.weight.len()).sum::<usize>()
+        }
+        Backbone::ConvNext(c) => {
+            let per_block = c.blocks.iter().map(|b| {
+                let ds = b.downsample.as_ref().map_or(0, |(_, d)| d.weight.len());
+                ds + b.conv_dw.weight.len() + b.fc1.weight.len() + b.fc2.weight.len()
+            });
+            per_block.sum::<usize>() + c.stem.weight.len()
+        }
+    };
+    (n + net.fc().weight.len()) as u64
 }
 
-/// Runs a folded ResNet on packed weights; buffers are reused, so steady state allocates nothing.
+/// The packed weights, shared by a backend and its shards.
+enum PackedNet {
+    /// A folded ResNet.
+    ResNet { stem: Stem, blocks: Vec<ResBlock> },
+    /// A ConvNeXt-V2.
+    ConvNext { stem: ConvNextStem, blocks: Vec<ConvNextBlock> },
+}
+
+fn pack_resnet(net: &ResNet) -> Result<PackedNet, EngineError> {
+    let blocks = net
+        .blocks
+        .iter()
+        .map(|b| {
+            let c = b.convs.iter().map(pack).collect::<Result<Vec<_>, _>>()?;
+            let ds = b.downsample.as_ref().map(pack).transpose()?;
+            let mut c = c.into_iter();
+            let mut next =
+                || c.next().ok_or_else(|| EngineError::Tensor(format!("{}: missing conv", b.name)));
+            Ok(match net.spec.block {
+                BlockKind::Basic => ResBlock::basic(next()?, next()?, ds)?,
+                BlockKind::Bottleneck => ResBlock::bottleneck(next()?, next()?, next()?, ds)?,
+            })
+        })
+        .collect::<Result<_, EngineError>>()?;
+    let stem = Stem::new(pack(&net.stem)?, net.spec.stem == StemKind::Imagenet);
+    Ok(PackedNet::ResNet { stem, blocks })
+}
+
+/// Runs a backbone on packed weights; buffers are reused, so steady state allocates nothing.
 pub struct FastBackend {
     net: Arc<PackedNet>,
     full_macs: u64,
+    /// Whether an image does enough work per weight for shards to pay (see `ways`).
+    weight_reuse: bool,
     shape: [usize; 3],
     pool: Arc<rayon::ThreadPool>,
     /// Runs the layers of a batch that is not sharded (a single image above all): its helpers
@@ -95,33 +139,25 @@ pub struct FastBackend {
 }
 
 impl FastBackend {
-    /// Packs a folded backbone for images of `[c, h, w]`, running on `pool`.
-    pub fn new(net: &ResNet, shape: [usize; 3], pool: Arc<rayon::ThreadPool>) -> Result<Self, EngineError> {
-        let blocks = net
-            .blocks
-            .iter()
-            .map(|b| {
-                let c = b.convs.iter().map(pack).collect::<Result<Vec<_>, _>>()?;
-                let ds = b.downsample.as_ref().map(pack).transpose()?;
-                let mut c = c.into_iter();
-                let mut next =
-                    || c.next().ok_or_else(|| EngineError::Tensor(format!("{}: missing conv", b.name)));
-                Ok(match net.spec.block {
-                    BlockKind::Basic => ResBlock::basic(next()?, next()?, ds)?,
-                    BlockKind::Bottleneck => ResBlock::bottleneck(next()?, next()?, next()?, ds)?,
-                })
-            })
-            .collect::<Result<_, EngineError>>()?;
-        let stem = Stem::new(pack(&net.stem)?, net.spec.stem == StemKind::Imagenet);
-        let full_macs = crate::model::macs::backbone_macs(&net.spec, shape[1], shape[2]).total;
+    /// Packs a backbone for images of `[c, h, w]`, running on `pool`.
+    pub fn new(net: &Backbone, shape: [usize; 3], pool: Arc<rayon::ThreadPool>) -> Result<Self, EngineError> {
+        let packed = match net {
+            Backbone::ResNet(r) => pack_resnet(r)?,
+            Backbone::ConvNext(c) => {
+                let (stem, blocks) = super::fast_convnext::pack_convnext(c)?;
+                PackedNet::ConvNext { stem, blocks }
+            }
+        };
+        let full_macs = crate::model::macs::backbone_macs(&net.spec(), shape[1], shape[2]).total;
         let threads = pool.current_num_threads();
         let team = if threads > 1 && !no_team() {
             Some(Arc::new(Team::new(threads).map_err(|e| EngineError::Tensor(format!("kernel team: {e}")))?))
         } else {
             None
         };
-        let mut be = Self::on(Arc::new(PackedNet { stem, blocks }), full_macs, shape, pool, false);
+        let mut be = Self::on(Arc::new(packed), full_macs, shape, pool, false);
         be.team = team;
+        be.weight_reuse = full_macs >= SHARD_MACS_PER_WEIGHT.saturating_mul(weight_count(net));
         Ok(be)
     }
 
@@ -135,6 +171,7 @@ impl FastBackend {
         Self {
             net,
             full_macs,
+            weight_reuse: true,
             shape,
             pool,
             team: None,
@@ -154,7 +191,8 @@ impl FastBackend {
         // 2 images on 2 threads ran about 14% faster that way (3 as shards would also idle a
         // thread for a whole image); from 4 images up shards are as fast or faster.
         let too_few = n < 2 * ways;
-        if self.serial || ways < 2 || too_few || per_thread > shard_limit() || no_shards() {
+        let light = !self.weight_reuse;
+        if self.serial || ways < 2 || too_few || light || per_thread > shard_limit() || no_shards() {
             0
         } else {
             ways
@@ -195,14 +233,24 @@ impl Backend for FastBackend {
         x.load_nchw(input, n, c, h, w)?;
         let team = self.team_for(n);
         let par = Self::par(team.as_deref(), &self.pool, self.serial);
-        self.net.stem.forward_par_inplace(&mut x, &mut self.arena, par)?;
+        match &*self.net {
+            PackedNet::ResNet { stem, .. } => stem.forward_par_inplace(&mut x, &mut self.arena, par)?,
+            PackedNet::ConvNext { stem, .. } => stem.forward_par_inplace(&mut x, &mut self.arena, par)?,
+        }
         Ok(x)
     }
 
     fn block(&mut self, i: usize, mut x: BlockedTensor) -> Result<BlockedTensor, EngineError> {
         let team = self.team_for(x.n());
         let par = Self::par(team.as_deref(), &self.pool, self.serial);
-        self.net.blocks[i].forward_par_inplace(&mut x, &mut self.arena, par)?;
+        match &*self.net {
+            PackedNet::ResNet { blocks, .. } => {
+                blocks[i].forward_par_inplace(&mut x, &mut self.arena, par)?
+            }
+            PackedNet::ConvNext { blocks, .. } => {
+                blocks[i].forward_par_inplace(&mut x, &mut self.arena, par)?
+            }
+        }
         Ok(x)
     }
 

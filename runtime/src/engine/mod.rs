@@ -4,8 +4,12 @@
 pub mod active;
 pub mod backend;
 pub mod candle_backend;
+mod candle_convnext;
+mod candle_ops;
 pub mod executor;
 pub mod fast_backend;
+mod fast_convnext;
+mod packing;
 pub mod queue;
 mod replies;
 pub mod shadow;

@@ -7,10 +7,10 @@ use candle_core::Tensor;
 use dyce_api::ConfigTable;
 use serde::{Deserialize, Serialize};
 
+use super::backbone::{Backbone, BackboneSpec};
 use super::exits::{ExitHead, ExitType};
 use super::macs::{backbone_macs, exit_macs, BackboneMacs};
-use super::resnet::{load_exit, ResNet};
-use super::spec::BackboneSpec;
+use super::resnet::load_exit;
 use super::store::TensorStore;
 use dyce_data::Transform;
 
@@ -114,8 +114,8 @@ pub struct Manifest {
 pub struct Bundle {
     /// The manifest, with derived fields filled in.
     pub manifest: Manifest,
-    /// The folded backbone and its final head.
-    pub resnet: ResNet,
+    /// The loaded backbone and its final head.
+    pub backbone: Backbone,
     /// Trained exit heads, in manifest order.
     pub exits: Vec<ExitHead>,
     /// Configuration table.
@@ -159,7 +159,7 @@ impl Manifest {
                     m.shapes.len()
                 ))
             })?;
-            e.macs = exit_macs(&ty, ch, self.backbone.num_classes);
+            e.macs = exit_macs(&ty, ch, self.backbone.num_classes());
         }
         Ok(())
     }
@@ -176,14 +176,15 @@ impl Manifest {
         }
         self.backbone.validate()?;
         let [c, h, w] = self.input.shape;
-        if c != self.backbone.in_channels {
+        if c != self.backbone.in_channels() {
             return bad(format!(
                 "input has {c} channels but the backbone expects {}",
-                self.backbone.in_channels
+                self.backbone.in_channels()
             ));
         }
-        if h < 4 || w < 4 || h > 4096 || w > 4096 {
-            return bad(format!("input size {h}x{w} is outside 4..4096"));
+        let min = self.backbone.min_input();
+        if h < min || w < min || h > 4096 || w > 4096 {
+            return bad(format!("input size {h}x{w} is outside {min}..4096"));
         }
         if self.input.mean.len() != c || self.input.std.len() != c {
             return bad(format!("input.mean and input.std need {c} values each"));
@@ -191,11 +192,11 @@ impl Manifest {
         if self.input.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return bad("input.std values must be positive".into());
         }
-        if self.input.labels.len() != self.backbone.num_classes {
+        if self.input.labels.len() != self.backbone.num_classes() {
             return bad(format!(
                 "{} labels for {} classes",
                 self.input.labels.len(),
-                self.backbone.num_classes
+                self.backbone.num_classes()
             ));
         }
         let derived = derived_positions(&self.backbone, &self.derive_macs());
@@ -222,13 +223,13 @@ impl Manifest {
 }
 
 fn derived_positions(spec: &BackboneSpec, m: &BackboneMacs) -> Vec<PositionInfo> {
-    spec.blocks()
-        .iter()
+    spec.positions()
+        .into_iter()
         .enumerate()
         .map(|(i, b)| PositionInfo {
             index: i,
-            block: b.name.clone(),
-            channels: b.out_channels,
+            block: b.name,
+            channels: b.channels,
             cumulative_macs: m.cumulative[i],
         })
         .collect()
@@ -243,19 +244,19 @@ impl Bundle {
     ) -> Result<Self, ModelError> {
         manifest.validate()?;
         manifest.fill_derived()?;
-        let resnet = ResNet::load(&manifest.backbone, store)?;
-        let classes = manifest.backbone.num_classes;
+        let backbone = Backbone::load(&manifest.backbone, store)?;
+        let classes = manifest.backbone.num_classes();
         let exits = manifest
             .exits
             .iter()
             .map(|e| {
                 let ty: ExitType = e.exit_type.parse()?;
-                load_exit(store, e.position, ty, resnet.channels_at(e.position), classes)
+                load_exit(store, e.position, ty, backbone.channels_at(e.position), classes)
             })
             .collect::<Result<Vec<_>, _>>()?;
         check_configs(&configs, &exits)?;
         let macs = manifest.derive_macs();
-        Ok(Self { manifest, resnet, exits, configs, macs })
+        Ok(Self { manifest, backbone, exits, configs, macs })
     }
 
     /// Loads a bundle directory.
@@ -266,7 +267,7 @@ impl Bundle {
         Self::from_parts(manifest, &store, configs)
     }
 
-    /// Writes a bundle directory from raw (unfolded, torchvision-named) tensors and loads it back.
+    /// Writes a bundle directory from raw (unfolded, checkpoint-named) tensors and loads it back.
     pub fn write(
         dir: &Path,
         mut manifest: Manifest,
@@ -286,8 +287,8 @@ impl Bundle {
     }
 
     /// A bundle of just a backbone (no exits, only the full configuration), for evaluation.
-    pub fn from_backbone(resnet: ResNet, name: &str, shape: [usize; 3]) -> Result<Self, ModelError> {
-        let spec = resnet.spec.clone();
+    pub fn from_backbone(backbone: Backbone, name: &str, shape: [usize; 3]) -> Result<Self, ModelError> {
+        let spec = backbone.spec();
         let mut manifest = Manifest {
             format: FORMAT,
             name: name.to_string(),
@@ -295,7 +296,7 @@ impl Bundle {
                 shape,
                 mean: vec![0.0; shape[0]],
                 std: vec![1.0; shape[0]],
-                labels: (0..spec.num_classes).map(|i| i.to_string()).collect(),
+                labels: (0..spec.num_classes()).map(|i| i.to_string()).collect(),
                 transform: Default::default(),
             },
             backbone: spec,
@@ -307,7 +308,7 @@ impl Bundle {
         manifest.validate()?;
         manifest.fill_derived()?;
         let macs = manifest.derive_macs();
-        Ok(Self { manifest, resnet, exits: vec![], configs: ConfigTable::full_only(name), macs })
+        Ok(Self { manifest, backbone, exits: vec![], configs: ConfigTable::full_only(name), macs })
     }
 
     /// Index into `exits` of the head `ty` at `position`, if trained.

@@ -1,6 +1,9 @@
-//! Models: staged ResNet backbones, exit heads, MACs, and the on-disk bundle.
+//! Models: backbones of two families (ResNet, ConvNeXt-V2), exit heads, MACs, and the on-disk
+//! bundle.
 
+pub mod backbone;
 pub mod bundle;
+pub mod convnext;
 pub mod embedded;
 pub mod exits;
 pub mod linear;
@@ -12,16 +15,18 @@ pub mod store;
 
 use std::path::PathBuf;
 
+pub use backbone::{Backbone, BackboneSpec, PositionLayout};
 pub use bundle::{Bundle, InputSpec, Manifest};
+pub use convnext::{ConvNext, ConvNextSpec};
 pub use exits::{ExitHead, ExitType};
 pub use resnet::ResNet;
-pub use spec::{BackboneSpec, BlockKind, StemKind};
+pub use spec::{BlockKind, ResNetSpec, StemKind};
 
 /// Everything that can go wrong while describing, loading or saving a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A built-in architecture name that does not exist.
-    #[error("unknown architecture {0:?} (known: resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56)")]
+    #[error("unknown architecture {0:?} (known: resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, convnextv2_atto, convnextv2_femto, convnextv2_pico, convnextv2_nano, convnextv2_tiny, convnextv2_base, convnextv2_atto_s)")]
     UnknownArch(String),
     /// The backbone description is inconsistent.
     #[error("invalid backbone spec: {0}")]
@@ -30,8 +35,13 @@ pub enum ModelError {
     #[error("unknown exit type {0:?} (expected mlp1 or mlp<layers>x<hidden>, e.g. mlp2x256)")]
     UnknownExitType(String),
     /// A tensor the architecture needs is absent from the checkpoint.
-    #[error("missing tensor {0:?} in the weights file")]
-    MissingTensor(String),
+    #[error("missing tensor {name:?} (expected shape {expected:?}) in the weights file")]
+    MissingTensor {
+        /// Tensor name.
+        name: String,
+        /// Shape the architecture needs.
+        expected: Vec<usize>,
+    },
     /// A tensor has the wrong shape.
     #[error("tensor {name:?} has shape {found:?}, expected {expected:?}")]
     ShapeMismatch {

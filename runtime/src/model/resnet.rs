@@ -2,7 +2,7 @@
 
 use super::exits::ExitHead;
 use super::linear::Linear;
-use super::spec::{BackboneSpec, BlockLayout, ConvGeom};
+use super::spec::{BlockLayout, ConvGeom, ResNetSpec};
 use super::store::TensorStore;
 use super::ModelError;
 
@@ -35,7 +35,7 @@ pub struct FoldedBlock {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResNet {
     /// Architecture.
-    pub spec: BackboneSpec,
+    pub spec: ResNetSpec,
     /// Stem convolution (followed by ReLU, and max-pool for the ImageNet stem).
     pub stem: FoldedConv,
     /// Residual blocks; block `i` is exit position `i`.
@@ -93,7 +93,7 @@ fn load_block(store: &TensorStore, b: &BlockLayout) -> Result<FoldedBlock, Model
 
 impl ResNet {
     /// Loads and folds the backbone named as torchvision names it.
-    pub fn load(spec: &BackboneSpec, store: &TensorStore) -> Result<Self, ModelError> {
+    pub fn load(spec: &ResNetSpec, store: &TensorStore) -> Result<Self, ModelError> {
         spec.validate()?;
         let stem = load_conv(store, "conv1", "bn1", spec.stem_conv())?;
         let blocks = spec.blocks().iter().map(|b| load_block(store, b)).collect::<Result<_, _>>()?;

@@ -1,5 +1,5 @@
-//! Backbone architecture description: torchvision's ResNet, generalised to any number of stages
-//! and a small-input stem.
+//! The ResNet family's architecture description: torchvision's ResNet, generalised to any
+//! number of stages and a small-input stem.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +47,7 @@ pub enum StemKind {
 /// A ResNet backbone: stem, stages of residual blocks, global average pool, `fc`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BackboneSpec {
+pub struct ResNetSpec {
     /// Residual block family.
     pub block: BlockKind,
     /// Number of blocks in each stage (`layer1`, `layer2`, ...).
@@ -99,7 +99,7 @@ pub struct BlockLayout {
     pub out_channels: usize,
 }
 
-impl BackboneSpec {
+impl ResNetSpec {
     /// torchvision's resnet18/34/50/101/152 by name.
     pub fn torchvision(name: &str) -> Result<Self, ModelError> {
         let (block, depths) = match name {
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn resnet50_layout_matches_torchvision() {
-        let s = BackboneSpec::torchvision("resnet50").unwrap();
+        let s = ResNetSpec::torchvision("resnet50").unwrap();
         let b = s.blocks();
         assert_eq!(b.len(), 16);
         assert_eq!(b[0].name, "layer1.0");
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn resnet18_has_no_projection_in_layer1() {
-        let b = BackboneSpec::torchvision("resnet18").unwrap().blocks();
+        let b = ResNetSpec::torchvision("resnet18").unwrap().blocks();
         assert_eq!(b.len(), 8);
         assert!(b[0].downsample.is_none());
         assert!(b[2].downsample.is_some());
@@ -264,8 +264,8 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_bad_specs() {
-        assert!(matches!(BackboneSpec::builtin("resnet7"), Err(ModelError::UnknownArch(_))));
-        let mut s = BackboneSpec::builtin("resnet20").unwrap();
+        assert!(matches!(ResNetSpec::builtin("resnet7"), Err(ModelError::UnknownArch(_))));
+        let mut s = ResNetSpec::builtin("resnet20").unwrap();
         s.widths.pop();
         assert!(s.validate().is_err());
     }
@@ -274,11 +274,11 @@ mod tests {
     /// width of 2^29 overflowed the MACs count (a panic under overflow checks).
     #[test]
     fn absurd_sizes_are_refused_before_anything_is_derived() {
-        let deep = BackboneSpec::small(vec![3, 3, usize::MAX], vec![16, 32, 64], 1, 10);
+        let deep = ResNetSpec::small(vec![3, 3, usize::MAX], vec![16, 32, 64], 1, 10);
         assert!(matches!(deep.validate(), Err(ModelError::BadSpec(m)) if m.contains("1024 blocks")));
-        let wide = BackboneSpec::small(vec![2, 1, 1], vec![4, 8, 1 << 29], 1, 5);
+        let wide = ResNetSpec::small(vec![2, 1, 1], vec![4, 8, 1 << 29], 1, 5);
         assert!(matches!(wide.validate(), Err(ModelError::BadSpec(m)) if m.contains("at most 65536")));
-        let classes = BackboneSpec::small(vec![1], vec![4], 1, usize::MAX);
+        let classes = ResNetSpec::small(vec![1], vec![4], 1, usize::MAX);
         assert!(classes.validate().is_err());
     }
 }

@@ -45,7 +45,10 @@ impl TensorStore {
 
     /// The tensor `name` as flat f32 values, after checking that its shape is `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
-        let t = self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor { name: name.to_string(), expected: shape.to_vec() })?;
         if t.dims() != shape {
             return Err(ModelError::ShapeMismatch {
                 name: name.to_string(),

@@ -140,7 +140,7 @@ pub fn check_output(name: &str) -> Result<(), ApiError> {
 /// One output of an answered batch of `n` images, by name (one of [`OUTPUTS`]).
 pub fn output(rt: &Runtime, out: &JobOutput, name: &str) -> binary::Tensor {
     let (n, r) = (out.results.len(), &out.results);
-    let classes = rt.bundle.manifest.backbone.num_classes;
+    let classes = rt.bundle.manifest.backbone.num_classes();
     match name {
         "probabilities" => {
             binary::Tensor::F32(vec![n, classes], r.iter().flat_map(|r| r.probs.iter().copied()).collect())
@@ -155,7 +155,7 @@ pub fn output(rt: &Runtime, out: &JobOutput, name: &str) -> binary::Tensor {
 pub fn tensors(rt: &Runtime) -> (Vec<TensorMetadata>, Vec<TensorMetadata>) {
     let m = &rt.bundle.manifest;
     let [c, h, w] = m.input.shape.map(|d| d as i64);
-    let classes = m.backbone.num_classes as i64;
+    let classes = m.backbone.num_classes() as i64;
     let tensor = |name, datatype, shape| TensorMetadata { name, datatype, shape };
     (
         vec![tensor("input", "UINT8", vec![-1, c, h, w])],

@@ -170,7 +170,7 @@ pub async fn version_config(
 fn config(rt: &Runtime) -> ModelConfig {
     let m = &rt.bundle.manifest;
     let [c, h, w] = m.input.shape.map(|d| d as i64);
-    let classes = m.backbone.num_classes as i64;
+    let classes = m.backbone.num_classes() as i64;
     let tensor = |name, data_type, dims| ConfigTensor { name, data_type, dims, format: None };
     let output = OUTPUTS
         .iter()

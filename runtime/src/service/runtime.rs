@@ -266,7 +266,8 @@ pub fn start(
     let bundle = Arc::new(bundle);
     let initial = cfg.initial_config.clone().unwrap_or_else(|| dyce_api::FULL_CONFIG_ID.to_string());
     let switch = Arc::new(ConfigSwitch::new(bundle.clone(), &initial)?);
-    let backend = FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(cfg.threads)?)?;
+    let backend =
+        FastBackend::new(&bundle.backbone, bundle.manifest.input.shape, default_pool(cfg.threads)?)?;
     let load = Arc::new(SharedWindow::new(cfg.load_window, cfg.max_batch));
     let metrics = Arc::new(Metrics::new(&bundle.manifest.name));
     let stats = Arc::new(Stats::new(cfg.max_batch));

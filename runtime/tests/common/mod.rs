@@ -16,7 +16,7 @@ pub fn tiny_spec() -> BackboneSpec {
 }
 
 pub fn manifest(spec: &BackboneSpec, size: usize, exits: &[(usize, &str)]) -> Manifest {
-    let c = spec.in_channels;
+    let c = spec.in_channels();
     Manifest {
         format: FORMAT,
         name: "tiny".into(),
@@ -24,7 +24,7 @@ pub fn manifest(spec: &BackboneSpec, size: usize, exits: &[(usize, &str)]) -> Ma
             shape: [c, size, size],
             mean: vec![0.5; c],
             std: vec![0.25; c],
-            labels: (0..spec.num_classes).map(|i| format!("class{i}")).collect(),
+            labels: (0..spec.num_classes()).map(|i| format!("class{i}")).collect(),
             transform: Default::default(),
         },
         backbone: spec.clone(),
@@ -40,7 +40,7 @@ pub fn tiny_bundle(seed: u64, configs: Vec<ConfigEntry>) -> (Bundle, HashMap<Str
     let spec = tiny_spec();
     let types: Vec<ExitType> = ["mlp1", "mlp2x16"].iter().map(|s| s.parse().unwrap()).collect();
     let tensors = random_checkpoint(&spec, &types, seed).unwrap();
-    let n = spec.blocks().len();
+    let n = spec.positions().len();
     let exits: Vec<(usize, &str)> = (0..n).flat_map(|p| [(p, "mlp1"), (p, "mlp2x16")]).collect();
     let mut table = ConfigTable::full_only("tiny");
     table.configs.splice(0..0, configs);
@@ -72,6 +72,7 @@ pub fn random_input(n: usize, per: usize, seed: u64) -> Vec<f32> {
 /// The plain backbone, unfolded BatchNorm and all, straight from torchvision-named tensors:
 /// an implementation independent of the folding and of the executor.
 pub fn plain_logits(spec: &BackboneSpec, t: &HashMap<String, Tensor>, x: &Tensor) -> Tensor {
+    let BackboneSpec::ResNet(spec) = spec else { panic!("plain_logits is written for ResNets") };
     let bn = |x: &Tensor, p: &str| -> Tensor {
         let g = |s: &str| t[&format!("{p}.{s}")].reshape((1, (), 1, 1)).unwrap();
         let norm = x.broadcast_sub(&g("running_mean")).unwrap();
