@@ -48,6 +48,7 @@ fn convnext_bundle(dir: &Path) -> Bundle {
         expected_accuracy: None,
         macs_ratio: None,
         latency_ratio: None,
+        expected_disagreement: None,
     };
     table.configs.insert(0, first.clone());
     first.id = "fifth".into();

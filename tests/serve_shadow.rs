@@ -137,7 +137,7 @@ fn shadow_answers_of_the_embedded_model_are_the_served_ones() {
     let raw: Vec<f64> = test.pixels[..n * data::PIXELS].iter().map(|&p| f64::from(p)).collect();
     let x = dyce_runtime::input::normalise(&bundle.manifest.input, "UINT8", &raw).unwrap();
     let mut be =
-        FastBackend::new(&bundle.resnet, bundle.manifest.input.shape, default_pool(None).unwrap()).unwrap();
+        FastBackend::new(&bundle.backbone, bundle.manifest.input.shape, default_pool(None).unwrap()).unwrap();
     // In passes of 4, as the model thread runs them.
     let mut shadow = Vec::new();
     for lo in (0..n).step_by(4) {

@@ -32,7 +32,7 @@ proptest! {
             b.configs.configs.iter().map(|e| ResolvedConfig::resolve(&b, e, 0).unwrap()).collect();
         let needed = needed_heads(&b, &configs);
         let x = random_input(n, PER, seed);
-        let mut be = FastBackend::new(&b.resnet, b.manifest.input.shape, default_pool(None).unwrap()).unwrap();
+        let mut be = FastBackend::new(&b.backbone, b.manifest.input.shape, default_pool(None).unwrap()).unwrap();
         let shadow = shadow_pass(&b, &mut be, &needed, &x, n).unwrap();
         let full = run_batch(&b, &mut be, configs.iter().find(|c| c.id == "full").unwrap(), &x, n).unwrap();
         for cfg in &configs {
@@ -73,7 +73,7 @@ async fn the_model_thread_checks_when_idle_and_drops_beyond_its_queue() {
     let (b, _) = tiny_bundle(5, vec![entry("c", &[(0, "mlp1", 0.3)])]);
     let b = Arc::new(b);
     let switch = Arc::new(ConfigSwitch::new(b.clone(), "c").unwrap());
-    let be = FastBackend::new(&b.resnet, b.manifest.input.shape, default_pool(Some(1)).unwrap()).unwrap();
+    let be = FastBackend::new(&b.backbone, b.manifest.input.shape, default_pool(Some(1)).unwrap()).unwrap();
     let shadow = ShadowConfig { rate: 1.0, capacity: 8, batch: 4, ..ShadowConfig::default() };
     let armed = shadow.armed.clone();
     let qcfg = QueueConfig { max_batch: 32, max_queued: 256, shadow, ..Default::default() };

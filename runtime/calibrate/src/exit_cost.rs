@@ -142,7 +142,7 @@ pub fn measure(
     let mut tensors = backbone.clone();
     let heads = random_checkpoint(&manifest.backbone, types, 7)?;
     tensors.extend(heads.into_iter().filter(|(k, _)| k.starts_with("exits.")));
-    let positions = manifest.backbone.blocks().len();
+    let positions = manifest.backbone.positions().len();
     let mut m = manifest.clone();
     m.exits = (0..positions)
         .flat_map(|p| types.iter().map(move |t| ExitInfo { position: p, exit_type: t.to_string(), macs: 0 }))
@@ -158,7 +158,7 @@ pub fn measure(
     let mut samples = Samples::default();
     let budget = Duration::from_secs_f64((seconds / (ROWS.len() * types.len() * 2) as f64).max(0.01));
     pool.install(|| -> Result<(), CalibrateError> {
-        let mut be = FastBackend::new(&bundle.resnet, shape, pool.clone())?;
+        let mut be = FastBackend::new(&bundle.backbone, shape, pool.clone())?;
         for t in types {
             let exits = (0..positions)
                 .map(|p| bundle.exit_index(p, t).map(|head| ExitSlot { head, threshold: 2.0 }))

@@ -260,7 +260,7 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
             // The teacher of distillation: the final head on the last position's pooled
             // features, which are exactly what it reads.
             let teacher = match recipes.iter().any(|r| r.needs_teacher()) {
-                true => Some(net.fc.forward(&feats[0].position(positions - 1)?, feats[0].n, false)),
+                true => Some(net.head(&feats[0].position(positions - 1)?, feats[0].n)),
                 false => None,
             };
             let rows = |p: usize| feats[0].position(p);

@@ -16,7 +16,7 @@ use crate::exit_train::{train_exits, ExitTrainConfig, Recipe, TrainingFeatures};
 use crate::record::{costed, head_outputs, HeadOutputs, RecordContext};
 use dyce_runtime::model::macs::exit_macs;
 use dyce_runtime::model::store::TensorStore;
-use dyce_runtime::model::{Bundle, ExitType, Manifest, ResNet};
+use dyce_runtime::model::{Backbone, Bundle, ExitType, Manifest};
 
 /// Records of both splits, in true MACs and, when exits are charged more, in charged cost.
 pub struct Recorded {
@@ -42,7 +42,7 @@ pub struct Recorder<'a> {
     /// Backbone tensors.
     pub backbone: &'a HashMap<String, Tensor>,
     /// The backbone, for channel counts.
-    pub net: &'a ResNet,
+    pub net: &'a Backbone,
     /// Calibration and test features.
     pub feats: [&'a CachedFeatures; 2],
     /// Calibration and test labels.

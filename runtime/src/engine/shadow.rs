@@ -109,14 +109,14 @@ fn shadow_rows<B: Backend>(
     input: &[f32],
     n: usize,
 ) -> Result<Vec<HeadAnswers>, EngineError> {
-    let classes = bundle.resnet.spec.num_classes;
+    let classes = bundle.backbone.num_classes();
     let mut out: Vec<HeadAnswers> =
         (0..n).map(|_| HeadAnswers { heads: vec![None; bundle.exits.len()], label: 0 }).collect();
     if n == 0 {
         return Ok(out);
     }
     let mut x = backend.stem(input, n)?;
-    for p in 0..bundle.resnet.blocks.len() {
+    for p in 0..bundle.backbone.positions() {
         x = backend.block(p, x)?;
         let heads: Vec<usize> = (0..bundle.exits.len())
             .filter(|&h| bundle.exits[h].position == p && needed.get(h).copied().unwrap_or(false))
@@ -135,7 +135,7 @@ fn shadow_rows<B: Backend>(
     }
     let pooled = backend.pool(&x)?;
     backend.recycle(x);
-    let mut probs = bundle.resnet.fc.forward(&pooled, n, false);
+    let mut probs = bundle.backbone.head(&pooled, n);
     softmax_rows(&mut probs, classes);
     for (i, row) in probs.chunks_exact(classes).enumerate() {
         out[i].label = argmax(row).0;
