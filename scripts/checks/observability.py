@@ -56,7 +56,8 @@ import dashboards as check_dashboards  # noqa: E402
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 RUNTIME_JOB, CONTROLLER_JOB = "dyce-runtime", "dyce-controller"
 SOURCES = [os.path.join(ROOT, f) for f in
-           ("runtime/src/service/metrics.rs", "runtime/src/service/process.rs", "controller/src/metrics.rs")]
+           ("runtime/src/service/metrics.rs", "runtime/src/service/process.rs", "runtime/src/service/live.rs",
+            "controller/src/metrics.rs")]
 # Series created by the code only on their first event, with the event: absent from a healthy
 # run without it. (Proposed upstream: create them at start with value 0.)
 LAZY = {
