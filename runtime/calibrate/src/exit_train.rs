@@ -115,23 +115,21 @@ impl PositionData<'_> {
         x
     }
 
-    /// The targets of a batch: one-hot labels and, with a teacher, its tempered probabilities.
-    fn targets(&self, chunk: &[usize], temperature: f64) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        let dev = Device::Cpu;
+    /// One-hot labels of a batch.
+    fn hard(&self, chunk: &[usize]) -> candle_core::Result<Tensor> {
         let mut hard = vec![0f32; chunk.len() * self.classes];
         for (r, &i) in chunk.iter().enumerate() {
             hard[r * self.classes + self.labels[i] as usize] = 1.0;
         }
-        let hard = Tensor::from_vec(hard, (chunk.len(), self.classes), &dev)?;
-        let soft = match self.teacher {
-            Some(t) => {
-                let logits =
-                    Tensor::from_vec(self.gather(t, self.classes, chunk), (chunk.len(), self.classes), &dev)?;
-                Some(candle_nn::ops::softmax_last_dim(&(logits / temperature)?)?)
-            }
-            None => None,
-        };
-        Ok((hard, soft))
+        Tensor::from_vec(hard, (chunk.len(), self.classes), &Device::Cpu)
+    }
+
+    /// The teacher's probabilities at `temperature` for a batch; `None` without a teacher.
+    fn teacher_probs(&self, chunk: &[usize], temperature: f64) -> candle_core::Result<Option<Tensor>> {
+        let Some(t) = self.teacher else { return Ok(None) };
+        let logits =
+            Tensor::from_vec(self.gather(t, self.classes, chunk), (chunk.len(), self.classes), &Device::Cpu)?;
+        Ok(Some(candle_nn::ops::softmax_last_dim(&(logits / temperature)?)?))
     }
 }
 
@@ -213,16 +211,17 @@ fn train_position(
         for (s, chunk) in order.chunks(cfg.batch_size.max(1)).enumerate() {
             let t = (epoch * steps + s) as f64 / total as f64;
             opt.set_learning_rate(cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()));
-            let x = Tensor::from_vec(d.gather(d.rows, d.c, chunk), (chunk.len(), d.c), &dev)?;
-            let (mut hard, mut soft) = d.targets(chunk, recipe.temperature)?;
-            let mut weight = match (recipe.confidence_weighted, d.teacher) {
-                (true, Some(_)) => {
-                    let (_, t1) = d.targets(chunk, 1.0)?;
-                    Some(confidence_weights(&t1.expect("teacher present"), &hard)?)
-                }
-                _ => None,
+            let mut x = Tensor::from_vec(d.gather(d.rows, d.c, chunk), (chunk.len(), d.c), &dev)?;
+            let mut hard = d.hard(chunk)?;
+            // The teacher's answers only where the recipe reads them.
+            let mut soft = match recipe.distill > 0.0 {
+                true => d.teacher_probs(chunk, recipe.temperature)?,
+                false => None,
             };
-            let mut x = x;
+            let mut weight = match recipe.confidence_weighted {
+                true => d.teacher_probs(chunk, 1.0)?.map(|p| confidence_weights(&p, &hard)).transpose()?,
+                false => None,
+            };
             if let Some(beta) = &beta {
                 // Mixup in "batch" mode: one λ per batch, each row mixed with a shuffled partner,
                 // targets (hard and soft) mixed the same way.

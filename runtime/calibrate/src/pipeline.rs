@@ -18,7 +18,7 @@ use crate::dataset::{Fnv, SplitData};
 use crate::error::CalibrateError;
 use crate::exit_cost::measure as measure_exit_costs;
 pub use crate::outcome::{wilson_lower, CalibrateConfig, CalibrationReport, CostRatios, FrontPoint, BOUND_Z};
-use crate::recipes::{train_and_choose, Chosen, RecipeResult, Recorded, Recorder, Training};
+use crate::recipes::{train_and_choose, Chosen, RecipeResult, Recorder, Training};
 use dyce_runtime::engine::{default_pool, FastBackend};
 use dyce_runtime::model::bundle::{ExitInfo, FORMAT};
 use dyce_runtime::model::store::TensorStore;
@@ -289,12 +289,12 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
     let cfg = &cfg;
     let mut tensors = job.backbone;
     tensors.extend(exit_tensors);
-    let Recorded { cal, test, costed: costed_records } = recorded;
-    let cost = costed_records.as_ref().map_or(&cal, |(c, _)| c);
+    let cost = recorded.search_cost();
+    let (cal, test) = (&recorded.cal, &recorded.test);
     lap("recording", &mut seconds);
 
-    let full = Candidate::evaluate(&cal, Config::none(positions));
-    let full_test = evaluate(&test, &full.config);
+    let full = Candidate::evaluate(cal, Config::none(positions));
+    let full_test = evaluate(test, &full.config);
     let ours = coordinate_search(cost, &Default::default());
     lap("search_ours", &mut seconds);
     let one = onepass(cost, &Default::default());
@@ -314,7 +314,7 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
             .map(|(i, c)| {
                 // Chosen on calibration, so estimated on calibration: the test split stays
                 // held out for the report.
-                let o = evaluate(&cal, &c.config);
+                let o = evaluate(cal, &c.config);
                 let exits: Vec<ExitChoice> = c
                     .config
                     .exits
@@ -335,7 +335,7 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
                     expected_accuracy: Some(wilson_lower(o.accuracy, n_cal, BOUND_Z)),
                     macs_ratio: Some(o.mean_macs / cal.full_macs()),
                     latency_ratio: None,
-                    expected_disagreement: Some(disagreement(&cal, &c.config)),
+                    expected_disagreement: Some(disagreement(cal, &c.config)),
                 }
             })
             .collect(),
@@ -349,7 +349,7 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
     }
     write_predictions(job.out, &[("calibration", &sets[1].1, &feats[1]), ("test", &sets[2].1, &feats[2])])?;
     lap("write", &mut seconds);
-    let split = Split { cal: &cal, test: &test, cost: costed_records.as_ref().map(|(c, t)| (c, t)) };
+    let split = Split { cal, test, cost: recorded.costed.as_ref().map(|(c, t)| (c, t)) };
     let pts = |v: &[Candidate]| v.iter().map(|c| point(&split, c)).collect::<Vec<_>>();
     let report = CalibrationReport {
         config: cfg.clone(),

@@ -126,13 +126,19 @@ fn drop_key(d: f64) -> String {
 /// Scores the search's front of `rec` at every scored drop: MACs saved on calibration and, for
 /// the same configurations, on test.
 fn score(rec: &Recorded) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
-    let front = coordinate_search(rec.search_cost(), &Default::default());
-    let full = evaluate(&rec.cal, &dyce_search::Config::none(rec.cal.n_positions())).accuracy;
+    // Each front configuration measured once on the true-MACs records, then read per drop.
+    let front: Vec<_> = coordinate_search(rec.search_cost(), &Default::default())
+        .into_iter()
+        .map(|c| {
+            let o = evaluate(&rec.cal, &c.config);
+            (c, o)
+        })
+        .collect();
+    let full = rec.cal.full_accuracy();
     let (mut cal, mut test) = (BTreeMap::new(), BTreeMap::new());
     for d in SCORED_DROPS {
         let best = front
             .iter()
-            .map(|c| (c, evaluate(&rec.cal, &c.config)))
             .filter(|(_, o)| o.accuracy >= full - d - 1e-12)
             .min_by(|a, b| a.1.mean_macs.total_cmp(&b.1.mean_macs));
         if let Some((c, o)) = best {
