@@ -269,7 +269,9 @@ impl PolicyLoop {
         let out = step.step(&self.tracks, &obs, now);
         self.accuracy_changes.clone_from(&out.accuracy);
         for c in &out.accuracy {
-            if c.excluded {
+            if c.last_resort {
+                tracing::warn!(policy = %self.name, config = %c.config, reason = %c.message, "live accuracy of the richest config: {}", if c.excluded { "under the floor" } else { "recovered" });
+            } else if c.excluded {
                 tracing::warn!(policy = %self.name, config = %c.config, reason = %c.message, "config excluded: live accuracy under the floor");
             } else {
                 tracing::info!(policy = %self.name, config = %c.config, reason = %c.message, "config allowed again: live accuracy recovered");
@@ -281,8 +283,10 @@ impl PolicyLoop {
             self.metrics.accuracy_excluded.get_or_create(&PolicyLabel { policy: self.name.clone() }).set(n);
             let only_full =
                 step.steering().law.ladder.len() == 1 && !self.status.accuracy_excluded.is_empty();
-            self.status.accuracy_note = only_full.then(|| {
-                "no configuration but the full model meets the accuracy floor on live data: serving the full model".into()
+            self.status.accuracy_note = step.full_under_floor().map(str::to_string).or_else(|| {
+                only_full.then(|| {
+                    "no configuration but the full model meets the accuracy floor on live data: serving the full model".into()
+                })
             });
             if let Some(note) = &self.status.accuracy_note {
                 tracing::warn!(policy = %self.name, "{note}");

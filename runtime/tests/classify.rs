@@ -98,6 +98,7 @@ async fn oip(router: &Router, pixels: &[u8], [c, h, w]: [usize; 3]) -> ClassifyR
         exit: out("exit_position").as_i64().unwrap() as i32,
         config: v["parameters"]["config_id"].as_str().unwrap().into(),
         generation: v["parameters"]["config_generation"].as_u64().unwrap(),
+        answer_id: v["parameters"]["answer_id"].as_str().map(str::to_string),
     }
 }
 

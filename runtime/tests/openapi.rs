@@ -77,6 +77,7 @@ fn documents_hold_exactly_their_ports_routes() {
         ("GET", "/v2/models/{name}/versions/{version}/stats"),
         ("POST", "/v2/repository/index"),
         ("POST", "/v1/classify"),
+        ("POST", "/v1/feedback"),
         ("GET", "/openapi.json"),
     ]);
     let admin = set(&[
@@ -155,6 +156,7 @@ fn error_kind(response: &str) -> ApiError {
         "UnsupportedEncoding" => ApiError::UnsupportedEncoding(s()),
         "NotFound" => ApiError::UnknownModel(s()),
         "Conflict" => ApiError::StaleGeneration(s()),
+        "AlreadyLabelled" => ApiError::Conflict(s()),
         "TooLarge" => ApiError::TooLarge(s()),
         "Overloaded" => ApiError::Overloaded(s()),
         "Unavailable" => ApiError::Unavailable(s()),

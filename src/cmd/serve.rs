@@ -136,6 +136,10 @@ pub struct EngineFlags {
     /// Half-life in seconds of the live accuracy's decayed counts: how fast old samples fade.
     #[arg(long, env = "DYCE_SHADOW_HALF_LIFE", default_value_t = dyce_api::live::DEFAULT_HALF_LIFE, value_parser = positive_seconds)]
     pub shadow_half_life: f64,
+    /// Most recently answered images kept for `POST /v1/feedback` (true labels, quoted by the
+    /// `answer_id` each answer carries); about 100 bytes each. 0 turns feedback off.
+    #[arg(long, env = "DYCE_FEEDBACK_CAPACITY", default_value_t = 100_000)]
+    pub feedback_capacity: usize,
 }
 
 /// A share in [0, 1].
@@ -168,6 +172,7 @@ impl EngineFlags {
             answer_at_exit: self.answer_at_exit,
             shadow_rate: self.shadow_rate,
             shadow_half_life: self.shadow_half_life,
+            feedback_capacity: self.feedback_capacity,
             ..ServeConfig::default()
         }
     }

@@ -2,11 +2,14 @@
 //! bound, as the runtimes measure it with shadow checks, is under the policy's floor out of the
 //! ladder, and lets them back once the bound has recovered by the hysteresis.
 //!
-//! A config is judged only on runtimes that report at least `minSamples` effective samples for
-//! it, by the worst bound among them (one runtime seeing drifted traffic is enough). A config
-//! without enough samples keeps its standing. The full model is never excluded: it is the
-//! reference the bounds are computed against, so when every other config is out, the ladder is
-//! the full model alone and the controller serves it.
+//! A config is judged by its bounds with at least `minSamples` effective samples behind them,
+//! the shadow one and, where users send true labels, the feedback one, each on every runtime;
+//! the worst of them counts (one runtime seeing drifted traffic is enough; each bound holds on
+//! its own, so the lowest is a bound too). A config without enough samples keeps its standing.
+//! The full model is never excluded: it is the last resort, so when every other config is out,
+//! the ladder is the full model alone and the controller serves it. Only feedback can show the
+//! full model itself under the floor (the shadow bound is measured against it); the guard
+//! then says so ([`LiveGuard::full_under_floor`]) while it serves it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +25,9 @@ pub struct GuardChange {
     pub config: String,
     /// True when it was excluded, false when it came back.
     pub excluded: bool,
+    /// The richest config, never excluded: `excluded` then says it fell under the floor (and is
+    /// served anyway) or recovered.
+    pub last_resort: bool,
     /// Why, in words.
     pub message: String,
 }
@@ -32,12 +38,33 @@ pub struct LiveGuard {
     min_samples: f64,
     hysteresis: f64,
     excluded: BTreeMap<String, String>,
+    full_under: Option<String>,
 }
 
 impl LiveGuard {
     /// A guard with the policy's settings.
     pub fn new(src: &AccuracySource) -> Self {
-        Self { min_samples: src.min_samples, hysteresis: src.hysteresis, excluded: BTreeMap::new() }
+        Self {
+            min_samples: src.min_samples,
+            hysteresis: src.hysteresis,
+            excluded: BTreeMap::new(),
+            full_under: None,
+        }
+    }
+
+    /// Why even the richest config is under the floor on live data (feedback), if it is.
+    pub fn full_under_floor(&self) -> Option<&str> {
+        self.full_under.as_deref()
+    }
+
+    /// The worst bound with enough samples behind it among `reports` for `id`.
+    fn worst(&self, reports: &[&LiveAccuracy], id: &str) -> Option<(f64, f64)> {
+        reports
+            .iter()
+            .filter_map(|r| r.configs.get(id))
+            .flat_map(|c| c.bounds())
+            .filter(|&(_, n)| n >= self.min_samples)
+            .min_by(|a, b| a.0.total_cmp(&b.0))
     }
 
     /// Excluded config ids with the reason.
@@ -55,28 +82,39 @@ impl LiveGuard {
         let floor = ladder.floor();
         let mut changes = Vec::new();
         for rung in &ladder.rungs()[..ladder.top()] {
-            let worst = reports
-                .iter()
-                .filter_map(|r| r.configs.get(&rung.id))
-                .filter(|c| c.effective_samples >= self.min_samples)
-                .filter_map(|c| Some((c.lower_bound?, c.effective_samples)))
-                .min_by(|a, b| a.0.total_cmp(&b.0));
-            let Some((bound, n)) = worst else { continue };
+            let Some((bound, n)) = self.worst(reports, &rung.id) else { continue };
             let id = rung.id.clone();
             if !self.excluded.contains_key(&id) && bound < floor {
                 let message = format!(
                     "live accuracy lower bound {bound:.4} under the floor {floor:.4} ({n:.0} effective samples)"
                 );
                 self.excluded.insert(id.clone(), message.clone());
-                changes.push(GuardChange { config: id, excluded: true, message });
+                changes.push(GuardChange { config: id, excluded: true, last_resort: false, message });
             } else if self.excluded.contains_key(&id) && bound >= floor + self.hysteresis {
                 self.excluded.remove(&id);
                 let message = format!(
                     "live accuracy lower bound {bound:.4} back above the floor {floor:.4} + hysteresis {}",
                     self.hysteresis
                 );
-                changes.push(GuardChange { config: id, excluded: false, message });
+                changes.push(GuardChange { config: id, excluded: false, last_resort: false, message });
             }
+        }
+        // The richest config: never excluded, but named when feedback puts it under the floor.
+        let top = ladder.rung(ladder.top()).id.clone();
+        match (self.worst(reports, &top), self.full_under.is_some()) {
+            (Some((b, n)), false) if b < floor => {
+                let message = format!(
+                    "even {top}, the richest config, has a live accuracy lower bound {b:.4} under the floor {floor:.4} ({n:.0} effective samples): serving it anyway"
+                );
+                self.full_under = Some(message.clone());
+                changes.push(GuardChange { config: top, excluded: true, last_resort: true, message });
+            }
+            (Some((b, _)), true) if b >= floor + self.hysteresis => {
+                self.full_under = None;
+                let message = format!("live accuracy lower bound {b:.4} back above the floor {floor:.4}");
+                changes.push(GuardChange { config: top, excluded: false, last_resort: true, message });
+            }
+            _ => {}
         }
         changes
     }
@@ -124,6 +162,7 @@ mod tests {
                     disagreement_upper: 0.0,
                     estimate: Some(lb + 0.01),
                     lower_bound: Some(lb),
+                    feedback: None,
                 };
                 (id.to_string(), c)
             })
@@ -135,6 +174,7 @@ mod tests {
             dropped_total: 0,
             full_accuracy: Some(0.94),
             configs,
+            feedback: None,
         }
     }
 
@@ -174,7 +214,9 @@ mod tests {
         let ladder = Ladder::new(&table(), AccuracyLimits::relative(0.05)).unwrap();
         let mut g = guard();
         let r = report(&[("a", 0.5, 500.0), ("b", 0.5, 500.0), ("full", 0.1, 500.0)]);
-        assert_eq!(g.update(&ladder, &[&r]).len(), 2);
+        let ch = g.update(&ladder, &[&r]);
+        // Two exclusions, and the full model named as under the floor, yet kept.
+        assert_eq!(ch.iter().map(|c| c.last_resort).collect::<Vec<_>>(), [false, false, true]);
         let view = ladder.without(&g.excluded_ids());
         assert_eq!(view.rungs().iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["full"]);
         // The runtime ran `a` (rank 0): it goes to the next richer config left, the full model.
@@ -182,5 +224,38 @@ mod tests {
         assert_eq!(view.rung(remap(&ladder, &ladder, &view, 0)).id, "full");
         // And back: `full` stays `full`.
         assert_eq!(ladder.rung(remap(&ladder, &view, &ladder, 0)).id, "full");
+    }
+
+    #[test]
+    fn feedback_bounds_count_and_can_put_even_the_full_model_under_the_floor() {
+        let ladder = Ladder::new(&table(), AccuracyLimits::absolute(0.90)).unwrap();
+        let mut g = guard();
+        let with_feedback = |shadow: f64, fb: f64, n: f64| {
+            let mut r = report(&[("a", shadow, 500.0), ("b", shadow, 500.0), ("full", shadow, 500.0)]);
+            for c in r.configs.values_mut() {
+                c.feedback = Some(dyce_api::live::FeedbackAccuracy {
+                    samples_total: n as u64,
+                    effective_samples: n,
+                    accuracy: fb + 0.02,
+                    lower_bound: fb,
+                });
+            }
+            r
+        };
+        // Shadow bounds fine, feedback too few samples: nothing happens.
+        assert!(g.update(&ladder, &[&with_feedback(0.93, 0.5, 20.0)]).is_empty());
+        // Enough feedback: it is the worst bound, every cheap config goes and the full model is
+        // named as under the floor too, but stays.
+        let ch = g.update(&ladder, &[&with_feedback(0.93, 0.80, 200.0)]);
+        let got: Vec<(&str, bool, bool)> =
+            ch.iter().map(|c| (c.config.as_str(), c.excluded, c.last_resort)).collect();
+        assert_eq!(got, [("a", true, false), ("b", true, false), ("full", true, true)]);
+        assert!(g.full_under_floor().unwrap().contains("0.8000"), "{:?}", g.full_under_floor());
+        assert_eq!(ladder.without(&g.excluded_ids()).rungs().len(), 1);
+        // Steady: no repeated changes; recovered: everything comes back.
+        assert!(g.update(&ladder, &[&with_feedback(0.93, 0.80, 200.0)]).is_empty());
+        let ch = g.update(&ladder, &[&with_feedback(0.93, 0.95, 200.0)]);
+        assert_eq!(ch.iter().filter(|c| !c.excluded).count(), 3);
+        assert!(g.full_under_floor().is_none() && g.excluded().is_empty());
     }
 }

@@ -142,6 +142,11 @@ impl ControlStep {
         Self { steering, state: None, base, guard }
     }
 
+    /// Why even the richest config is under the floor on live data (feedback), if it is.
+    pub fn full_under_floor(&self) -> Option<&str> {
+        self.guard.as_ref().and_then(LiveGuard::full_under_floor)
+    }
+
     /// Configs the live accuracy guard keeps out, with the reason (empty when offline).
     pub fn excluded(&self) -> BTreeMap<String, String> {
         self.guard.as_ref().map(|g| g.excluded().clone()).unwrap_or_default()
@@ -207,7 +212,12 @@ impl ControlStep {
                         format!(
                             "{} {}: {}",
                             c.config,
-                            if c.excluded { "excluded" } else { "back" },
+                            match (c.last_resort, c.excluded) {
+                                (false, true) => "excluded",
+                                (false, false) => "back",
+                                (true, true) => "under the floor, served anyway",
+                                (true, false) => "back above the floor",
+                            },
                             c.message
                         )
                     })

@@ -41,6 +41,7 @@ fn track(at: f64, active: &str, cheap_bound: f64) -> RuntimeTrack {
         disagreement_upper: 0.0,
         estimate: Some(lb + 0.01),
         lower_bound: Some(lb),
+        feedback: None,
     };
     let configs = BTreeMap::from([("cheap".to_string(), live(cheap_bound)), ("mid".to_string(), live(0.92))]);
     let mut t = RuntimeTrack::new("http://127.0.0.1:1");
@@ -69,6 +70,7 @@ fn track(at: f64, active: &str, cheap_bound: f64) -> RuntimeTrack {
                 dropped_total: 0,
                 full_accuracy: Some(0.94),
                 configs,
+                feedback: None,
             }),
         },
     );

@@ -248,7 +248,13 @@ pub fn accuracy_events(changes: &[GuardChange]) -> Vec<Event> {
         .iter()
         .map(|c| Event {
             type_: if c.excluded { EventType::Warning } else { EventType::Normal },
-            reason: if c.excluded { "AccuracyExcluded" } else { "AccuracyRestored" }.into(),
+            reason: match (c.last_resort, c.excluded) {
+                (false, true) => "AccuracyExcluded",
+                (false, false) => "AccuracyRestored",
+                (true, true) => "AccuracyUnderFloorServingFull",
+                (true, false) => "AccuracyFullRecovered",
+            }
+            .into(),
             note: Some(format!("config {}: {}", c.config, c.message)),
             action: "GuardAccuracy".into(),
             secondary: None,

@@ -20,6 +20,6 @@ pub mod window;
 
 pub use admin::{ActiveConfig, ConfigsView, ErrorBody, LoadReport, Quantiles, SwitchRequest};
 pub use config::{ConfigEntry, ConfigError, ConfigTable, ExitChoice, FULL_CONFIG_ID};
-pub use data::ClassifyResponse;
+pub use data::{ClassifyResponse, FeedbackItem, FeedbackLabel, FeedbackRequest, FeedbackResponse};
 pub use live::{LiveAccuracy, LiveConfig};
 pub use window::{LoadSnapshot, LoadWindow, QueueState, Totals, WindowSample};

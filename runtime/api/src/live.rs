@@ -121,9 +121,50 @@ pub struct LiveConfig {
     pub estimate: Option<f64>,
     /// `acc_full − disagreement_upper`: at least this accurate with ≥ 90% confidence.
     pub lower_bound: Option<f64>,
+    /// Real correctness from user feedback (`POST /v1/feedback`), when any came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackAccuracy>,
+}
+
+/// A configuration's accuracy from true labels: its answers to fed-back images, those it served
+/// and, for images a shadow check also ran, the answer it would have given. Unlike the shadow
+/// estimate it needs no offline anchor, so it shows a shift that hurts the full model too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackAccuracy {
+    /// Fed-back images counted for this configuration since start.
+    pub samples_total: u64,
+    /// Effective number of samples in the decayed window.
+    pub effective_samples: f64,
+    /// Share of those answered right.
+    pub accuracy: f64,
+    /// One-sided 95% Wilson lower bound of that share.
+    pub lower_bound: f64,
+}
+
+impl FeedbackAccuracy {
+    /// The numbers of decayed counts whose hits are wrong answers.
+    pub fn from_decayed(wrong: &Decayed, samples_total: u64) -> Self {
+        let accuracy = 1.0 - wrong.rate();
+        Self {
+            samples_total,
+            effective_samples: wrong.effective(),
+            accuracy,
+            lower_bound: wilson_lower(accuracy, wrong.effective(), Z95),
+        }
+    }
 }
 
 impl LiveConfig {
+    /// The bounds a guard may act on, each with its effective sample count: the shadow one
+    /// (when the table anchors it) and the feedback one (when any came). Each holds on its own,
+    /// so their minimum is a bound too.
+    pub fn bounds(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        let shadow = self.lower_bound.filter(|_| self.samples_total > 0).map(|b| (b, self.effective_samples));
+        let feedback = self.feedback.as_ref().map(|f| (f.lower_bound, f.effective_samples));
+        shadow.into_iter().chain(feedback)
+    }
+
     /// The numbers of a decayed disagreement share. With the configuration's own offline
     /// anchor (`expected_accuracy` and calibration disagreement) only disagreement beyond the
     /// calibration share is charged: `acc − max(0, d − d_cal)`. Without it every disagreement is
@@ -141,6 +182,7 @@ impl LiveConfig {
             disagreement_upper: upper,
             estimate: at(disagreement).map(|a| a.clamp(0.0, 1.0)),
             lower_bound: at(upper).map(|a| a.clamp(0.0, 1.0)),
+            feedback: None,
         }
     }
 }
@@ -185,6 +227,23 @@ pub struct LiveAccuracy {
     pub full_accuracy: Option<f64>,
     /// Per configuration id, every configuration of the table once it has samples.
     pub configs: BTreeMap<String, LiveConfig>,
+    /// User feedback (`POST /v1/feedback`); `None` when it is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackSummary>,
+}
+
+/// The feedback store's totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackSummary {
+    /// Most recent answers kept for feedback (`--feedback-capacity`).
+    pub capacity: usize,
+    /// Answers kept now.
+    pub kept: usize,
+    /// Fed-back images accepted since start.
+    pub accepted_total: u64,
+    /// Of those, the ones a shadow check also ran on (every configuration's answer is known).
+    pub shadowed_total: u64,
 }
 
 #[cfg(test)]

@@ -140,6 +140,18 @@ impl ModelQueue {
         input: Vec<f32>,
         n: usize,
     ) -> Result<oneshot::Receiver<Result<JobOutput, EngineError>>, SubmitError> {
+        self.submit_tagged(input, n, 0)
+    }
+
+    /// [`ModelQueue::submit`] with a tag (non-zero) that shadow checks of the job's images carry
+    /// in [`HeadAnswers::source`](super::HeadAnswers::source), so that user feedback on an
+    /// answer can reach the shadow pass of the same image.
+    pub fn submit_tagged(
+        &self,
+        input: Vec<f32>,
+        n: usize,
+        tag: u64,
+    ) -> Result<oneshot::Receiver<Result<JobOutput, EngineError>>, SubmitError> {
         if input.len() != n * self.per_image {
             return Err(SubmitError::Engine(EngineError::InputSize {
                 got: input.len(),
@@ -160,7 +172,7 @@ impl ModelQueue {
         };
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { input, n, enqueued: Instant::now(), reply, permit })
+            .send(Job { input, n, enqueued: Instant::now(), reply, tag, permit })
             .map_err(|_| SubmitError::Stopped)?;
         Ok(rx)
     }
@@ -323,8 +335,11 @@ impl<B: Backend> ModelThread<B> {
     /// Runs one batch and answers its jobs.
     fn batch(&mut self, jobs: Vec<Job>, images: usize, dropped: usize) {
         let mut input = Vec::with_capacity(images * self.per_image);
+        // Row → (tag, index in its job), for the shadow checks of tagged jobs.
+        let mut sources = Vec::with_capacity(images);
         for j in &jobs {
             input.extend_from_slice(&j.input);
+            sources.extend((0..j.n as u32).map(|i| (j.tag != 0).then_some((j.tag, i))));
         }
         // One snapshot per batch: a switch during compute applies to the next batch.
         let cfg_now = self.switch.current();
@@ -346,7 +361,7 @@ impl<B: Backend> ModelThread<B> {
         replies.finish(&out);
         // After the answers went out: sampling costs a draw per image, the copy only when taken.
         if sample && out.is_ok() {
-            let dropped = self.sampler.offer(&input, images);
+            let dropped = self.sampler.offer(&input, images, |i| sources[i]);
             if dropped > 0 {
                 self.observer.shadow_dropped(dropped);
             }
@@ -355,9 +370,14 @@ impl<B: Backend> ModelThread<B> {
 
     /// One shadow pass over waiting sampled images; its answers go to the observer.
     fn shadow(&mut self) {
-        let (input, n) = self.sampler.take();
-        match shadow_pass(&self.bundle, &mut self.backend, &self.needed, &input, n) {
-            Ok(answers) => self.observer.shadow(&answers),
+        let (input, sources) = self.sampler.take();
+        match shadow_pass(&self.bundle, &mut self.backend, &self.needed, &input, sources.len()) {
+            Ok(mut answers) => {
+                for (a, source) in answers.iter_mut().zip(sources) {
+                    a.source = source;
+                }
+                self.observer.shadow(&answers)
+            }
             Err(e) => tracing::warn!(error = %e, "shadow pass failed"),
         }
     }

@@ -28,6 +28,8 @@ pub struct JobOutput {
     pub batch_seconds: f64,
     /// Images in that batch.
     pub batch_size: usize,
+    /// The id `POST /v1/feedback` quotes for this answer; set by the runtime when feedback is on.
+    pub answer_id: Option<String>,
 }
 
 /// Observer of the model thread's work, for metrics and load reports.
@@ -53,6 +55,8 @@ pub(super) struct Job {
     pub n: usize,
     pub enqueued: Instant,
     pub reply: oneshot::Sender<Result<JobOutput, EngineError>>,
+    /// The submitter's tag (0: none), carried to shadow checks of its images.
+    pub tag: u64,
     /// Its place in the queue: released when the job is answered.
     pub permit: OwnedSemaphorePermit,
 }
@@ -117,6 +121,7 @@ impl Replies {
             queue_seconds: self.start.duration_since(slot.enqueued).as_secs_f64(),
             batch_seconds,
             batch_size: self.batch_size,
+            answer_id: None,
         }
     }
 

@@ -60,6 +60,9 @@ pub struct HeadAnswers {
     pub heads: Vec<Option<(usize, f32)>>,
     /// The full model's label.
     pub label: usize,
+    /// The answered image this pass checked: its job's tag (`ModelQueue::submit_tagged`) and
+    /// its index in the job; `None` for untagged jobs. Links the pass to user feedback.
+    pub source: Option<(u64, u32)>,
 }
 
 /// What `cfg` answers for an image, from its shadow pass: `(exit position, label)`, position
@@ -110,8 +113,9 @@ fn shadow_rows<B: Backend>(
     n: usize,
 ) -> Result<Vec<HeadAnswers>, EngineError> {
     let classes = bundle.backbone.num_classes();
-    let mut out: Vec<HeadAnswers> =
-        (0..n).map(|_| HeadAnswers { heads: vec![None; bundle.exits.len()], label: 0 }).collect();
+    let mut out: Vec<HeadAnswers> = (0..n)
+        .map(|_| HeadAnswers { heads: vec![None; bundle.exits.len()], label: 0, source: None })
+        .collect();
     if n == 0 {
         return Ok(out);
     }
@@ -143,11 +147,14 @@ fn shadow_rows<B: Backend>(
     Ok(out)
 }
 
+/// Where a sampled image came from: its job's tag and its index in the job.
+pub type Source = Option<(u64, u32)>;
+
 /// The model thread's side: samples answered images and holds them until it is idle.
 pub(super) struct Sampler {
     cfg: ShadowConfig,
     rng: u64,
-    waiting: VecDeque<Vec<f32>>,
+    waiting: VecDeque<(Vec<f32>, Source)>,
 }
 
 impl Sampler {
@@ -173,8 +180,9 @@ impl Sampler {
     }
 
     /// Samples among the `n` images of an answered batch that started [`Sampler::armed`];
-    /// returns how many were dropped for a full queue. One draw per image.
-    pub fn offer(&mut self, input: &[f32], n: usize) -> usize {
+    /// `source(i)` says which answered image row `i` is. Returns how many were dropped for a
+    /// full queue. One draw per image.
+    pub fn offer(&mut self, input: &[f32], n: usize, source: impl Fn(usize) -> Source) -> usize {
         if !self.cfg.enabled() || n == 0 {
             return 0;
         }
@@ -187,7 +195,7 @@ impl Sampler {
             if self.waiting.len() >= self.cfg.capacity {
                 dropped += 1;
             } else {
-                self.waiting.push_back(input[i * per..(i + 1) * per].to_vec());
+                self.waiting.push_back((input[i * per..(i + 1) * per].to_vec(), source(i)));
             }
         }
         dropped
@@ -198,14 +206,16 @@ impl Sampler {
         !self.waiting.is_empty()
     }
 
-    /// Up to one pass's worth of waiting images, concatenated, and their count.
-    pub fn take(&mut self) -> (Vec<f32>, usize) {
+    /// Up to one pass's worth of waiting images, concatenated, and where each came from.
+    pub fn take(&mut self) -> (Vec<f32>, Vec<Source>) {
         let n = self.waiting.len().min(self.cfg.batch.max(1));
         let mut input = Vec::new();
-        for x in self.waiting.drain(..n) {
+        let mut sources = Vec::with_capacity(n);
+        for (x, source) in self.waiting.drain(..n) {
             input.extend_from_slice(&x);
+            sources.push(source);
         }
-        (input, n)
+        (input, sources)
     }
 }
 
@@ -229,15 +239,17 @@ mod tests {
         let mut s = Sampler::new(cfg);
         assert!(s.armed());
         let input = vec![0.5f32; 2 * 4000];
-        assert_eq!(s.offer(&input, 4000), 0);
+        assert_eq!(s.offer(&input, 4000, |i| Some((7, i as u32))), 0);
         let taken = s.waiting.len();
         assert!((800..1200).contains(&taken), "{taken}");
-        assert_eq!(s.take().1, 4);
+        let sources = s.take().1;
+        assert_eq!(sources.len(), 4);
+        assert!(sources.iter().all(|s| s.is_some_and(|(tag, _)| tag == 7)));
         let full = ShadowConfig { rate: 1.0, capacity: 3, batch: 2, armed: Arc::new(AtomicBool::new(true)) };
         let mut s = Sampler::new(full);
-        assert_eq!(s.offer(&[1.0, 2.0, 3.0, 4.0, 5.0], 5), 2);
-        let (x, n) = s.take();
-        assert_eq!((x, n), (vec![1.0, 2.0], 2));
+        assert_eq!(s.offer(&[1.0, 2.0, 3.0, 4.0, 5.0], 5, |i| Some((1, i as u32))), 2);
+        let (x, sources) = s.take();
+        assert_eq!((x, sources), (vec![1.0, 2.0], vec![Some((1, 0)), Some((1, 1))]));
     }
 
     #[test]
@@ -245,7 +257,7 @@ mod tests {
         assert!(!Sampler::new(ShadowConfig::with_rate(1.0)).armed());
         let mut s =
             Sampler::new(ShadowConfig { armed: Arc::new(AtomicBool::new(true)), ..Default::default() });
-        assert_eq!(s.offer(&[1.0; 8], 8), 0);
+        assert_eq!(s.offer(&[1.0; 8], 8, |_| None), 0);
         assert!(!s.pending());
     }
 }

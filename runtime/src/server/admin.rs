@@ -178,13 +178,13 @@ pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
     Json(report)
 }
 
-/// `GET /v1/accuracy`: live accuracy from shadow checks; 404 when they are off.
+/// `GET /v1/accuracy`: live accuracy from shadow checks and feedback; 404 when both are off.
 #[utoipa::path(
     get,
     path = "/v1/accuracy",
     tag = "admin",
     responses(
-        (status = 200, description = "Per config: shadow samples, agreement with the full model, the live estimate and its lower bound.",
+        (status = 200, description = "Per config: shadow samples, agreement with the full model, the live estimate and its lower bound; accuracy from feedback when any came.",
             body = LiveAccuracy),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
@@ -193,7 +193,10 @@ pub async fn load(State(rt): State<Arc<Runtime>>) -> Json<LoadReport> {
 )]
 pub async fn accuracy(State(rt): State<Arc<Runtime>>) -> Result<Json<LiveAccuracy>, ApiError> {
     let live = rt.live.as_ref().ok_or_else(|| {
-        ApiError::NotFound("shadow checks are off (--shadow-rate 0): no live accuracy".into())
+        ApiError::NotFound(
+            "shadow checks and feedback are off (--shadow-rate 0, --feedback-capacity 0): no live accuracy"
+                .into(),
+        )
     })?;
     Ok(Json(live.report()))
 }

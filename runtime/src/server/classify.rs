@@ -71,7 +71,7 @@ pub async fn classify(State(rt): State<Arc<Runtime>>, body: Bytes) -> Result<Res
     // The decode stage includes the wait for a decode permit: time the request spent before it
     // could be queued.
     let decoded = started.elapsed().as_secs_f64();
-    let out = rt.infer(x, 1).await?;
+    let out = rt.infer(x, 1, None).await?;
     let encoding = Instant::now();
     let r = out.results.first().ok_or_else(|| ApiError::Internal("the batch returned no result".into()))?;
     let label = rt.bundle.manifest.input.labels.get(r.label).cloned().unwrap_or_else(|| r.label.to_string());
@@ -82,6 +82,7 @@ pub async fn classify(State(rt): State<Arc<Runtime>>, body: Bytes) -> Result<Res
         exit: r.exit.map_or(-1, |p| p as i32),
         config: out.config_id,
         generation: out.generation,
+        answer_id: out.answer_id,
     };
     let resp = Json(answer).into_response();
     rt.record_decode(decoded);

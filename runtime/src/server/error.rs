@@ -39,6 +39,9 @@ pub enum ApiError {
     /// A configuration write older than the active one.
     #[error("{0}")]
     StaleGeneration(String),
+    /// The request clashes with what is recorded (feedback for an image already labelled).
+    #[error("{0}")]
+    Conflict(String),
     /// The queue is full.
     #[error("{0}")]
     Overloaded(String),
@@ -77,7 +80,7 @@ impl ApiError {
             | ApiError::UnknownVersion { .. }
             | ApiError::UnknownConfig(_)
             | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::StaleGeneration(_) => StatusCode::CONFLICT,
+            ApiError::StaleGeneration(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -105,6 +108,7 @@ impl ApiError {
             | ApiError::UnknownConfig(_)
             | ApiError::NotFound(_) => tonic::Code::NotFound,
             ApiError::StaleGeneration(_) => tonic::Code::FailedPrecondition,
+            ApiError::Conflict(_) => tonic::Code::AlreadyExists,
             ApiError::Overloaded(_) => tonic::Code::ResourceExhausted,
             ApiError::Unauthorized => tonic::Code::Unauthenticated,
             ApiError::Forbidden(_) => tonic::Code::PermissionDenied,

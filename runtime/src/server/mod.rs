@@ -14,6 +14,7 @@ pub mod binary;
 pub mod classify;
 mod encoding;
 pub mod error;
+pub mod feedback;
 pub mod grpc;
 pub mod layers;
 mod listen;

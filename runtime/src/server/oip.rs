@@ -264,7 +264,7 @@ pub async fn run_infer(rt: &Runtime, headers: &HeaderMap, body: &Bytes) -> Resul
         (None, None) => Err(ApiError::BadRequest("input has no data".into())),
     })?;
     let decoded = started.elapsed().as_secs_f64();
-    let out = rt.infer(x, n).await?;
+    let out = rt.infer(x, n, req.id.as_deref()).await?;
     let encoding = Instant::now();
     let mut outputs = Vec::new();
     let mut blob = Vec::new();
@@ -276,7 +276,11 @@ pub async fn run_infer(rt: &Runtime, headers: &HeaderMap, body: &Bytes) -> Resul
         model_name: rt.bundle.manifest.name.clone(),
         model_version: VERSION,
         outputs,
-        parameters: InferParams { config_id: out.config_id, config_generation: out.generation },
+        parameters: InferParams {
+            config_id: out.config_id,
+            config_generation: out.generation,
+            answer_id: out.answer_id,
+        },
     };
     let resp = binary::response(&resp, blob);
     rt.record_decode(decoded);

@@ -148,6 +148,10 @@ pub struct InferParams {
     pub config_id: String,
     /// Its generation.
     pub config_generation: u64,
+    /// The id `POST /v1/feedback` quotes (the request's `id` when it had one); absent when
+    /// feedback is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_id: Option<String>,
 }
 
 /// `POST /v2/models/{name}/infer` answer (the JSON part, with the binary extension).

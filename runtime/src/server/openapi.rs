@@ -48,6 +48,11 @@ pub struct NotFound(#[allow(dead_code)] ErrorBody);
 #[response(description = "Stale generation: the active configuration is newer than this write.")]
 pub struct Conflict(#[allow(dead_code)] ErrorBody);
 
+/// Feedback for an image that already has its label.
+#[derive(ToResponse)]
+#[response(description = "The image already has its label (each counts once), or its answer is not out yet.")]
+pub struct AlreadyLabelled(#[allow(dead_code)] ErrorBody);
+
 /// Body over the port's limit, or a decoded image over the pixel limit.
 #[derive(ToResponse)]
 #[response(description = "Body over the limit (data port: `--max-body-bytes`, default 8 MiB; admin port: \
@@ -88,11 +93,21 @@ pub struct Internal(#[allow(dead_code)] ErrorBody);
     tags(
         (name = "oip", description = "KServe Open Inference Protocol v2 (REST)"),
         (name = "classify", description = "Images in, top-1 class out"),
+        (name = "feedback", description = "True labels for answered images: live accuracy"),
         (name = "meta", description = "This document")
     ),
     components(
         schemas(ErrorBody),
-        responses(BadRequest, NotFound, TooLarge, UnsupportedEncoding, Overloaded, Unavailable, Internal)
+        responses(
+            BadRequest,
+            NotFound,
+            AlreadyLabelled,
+            TooLarge,
+            UnsupportedEncoding,
+            Overloaded,
+            Unavailable,
+            Internal
+        )
     )
 )]
 pub struct DataDoc;

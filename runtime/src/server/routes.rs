@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::openapi::{AdminDoc, DataDoc, Unauthorized};
-use super::{admin, classify, layers, oip, triton};
+use super::{admin, classify, feedback, layers, oip, triton};
 use crate::service::Runtime;
 
 type Routes = OpenApiRouter<Arc<Runtime>>;
@@ -39,6 +39,7 @@ fn data_routes(inference: impl FnOnce(Routes) -> Routes) -> Routes {
         .routes(routes!(triton::model_stats))
         .routes(routes!(triton::version_stats))
         .routes(routes!(oip::repository_index))
+        .routes(routes!(feedback::feedback))
         .routes(routes!(data_openapi))
         .merge(inference(infer))
 }

@@ -3,6 +3,7 @@
 //! every inference route calls (admission, load accounting, the wait for the batch). The HTTP
 //! layer (`crate::server`) only translates.
 
+pub mod feedback;
 pub mod live;
 pub mod load;
 pub mod metrics;

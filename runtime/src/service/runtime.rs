@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::live::LiveBook;
+use super::live::{LiveBook, LiveSettings};
 use super::load::SharedWindow;
 use super::metrics::{ConfigLabel, Metrics, OutcomeLabel, Stage};
 use super::stats::Stats;
@@ -58,6 +58,8 @@ pub struct ServeConfig {
     pub shadow_rate: f64,
     /// Half-life of the live accuracy's decayed counts, seconds.
     pub shadow_half_life: f64,
+    /// Most answered images kept for `POST /v1/feedback` (0 = feedback off).
+    pub feedback_capacity: usize,
 }
 
 impl Default for ServeConfig {
@@ -81,6 +83,7 @@ impl Default for ServeConfig {
             panic_on_config: None,
             shadow_rate: 0.0,
             shadow_half_life: dyce_api::live::DEFAULT_HALF_LIFE,
+            feedback_capacity: 0,
         }
     }
 }
@@ -127,7 +130,7 @@ pub struct Runtime {
     /// One permit per image decode in progress (`--decode-concurrency`): what bounds the memory
     /// images take, since a decode runs before admission and may take ~200 MiB.
     pub decode_permits: Arc<Semaphore>,
-    /// Live accuracy from shadow checks; `None` when they are off.
+    /// Live accuracy from shadow checks and feedback; `None` when both are off.
     pub live: Option<Arc<LiveBook>>,
     shadow_armed: Arc<AtomicBool>,
     ready: AtomicBool,
@@ -174,8 +177,33 @@ impl Runtime {
     /// The one entry point of inference: admits `n` normalised images (refused at once when the
     /// queue is full) and waits for the batch they ran in; counts arrivals and refusals in the
     /// load window and the time queued in the metrics.
-    pub async fn infer(&self, x: Vec<f32>, n: usize) -> Result<JobOutput, SubmitError> {
-        let admitted = self.queue.submit(x, n);
+    ///
+    /// With feedback on, the answer is kept under an id (`client_id`, the request's own, when
+    /// given) that `JobOutput::answer_id` carries, for `POST /v1/feedback` to quote.
+    pub async fn infer(
+        &self,
+        x: Vec<f32>,
+        n: usize,
+        client_id: Option<&str>,
+    ) -> Result<JobOutput, SubmitError> {
+        let kept = self.live.as_ref().and_then(|l| l.open(client_id, n));
+        let tag = kept.as_ref().map_or(0, |k| k.0);
+        let result = self.infer_tagged(x, n, tag).await;
+        match (&result, &self.live) {
+            (Ok(out), Some(live)) if tag != 0 => {
+                let answers: Vec<_> = out.results.iter().map(|r| (r.exit, r.label)).collect();
+                live.answered(tag, &out.config_id, &answers);
+            }
+            (Err(_), Some(live)) if tag != 0 => live.forget(tag),
+            _ => {}
+        }
+        let mut out = result?;
+        out.answer_id = kept.map(|k| k.1);
+        Ok(out)
+    }
+
+    async fn infer_tagged(&self, x: Vec<f32>, n: usize, tag: u64) -> Result<JobOutput, SubmitError> {
+        let admitted = self.queue.submit_tagged(x, n, tag);
         match &admitted {
             Ok(_) => self.load.arrived(n),
             Err(SubmitError::Overloaded { .. }) => self.load.shed(n),
@@ -272,7 +300,12 @@ pub fn start(
     let metrics = Arc::new(Metrics::new(&bundle.manifest.name));
     let stats = Arc::new(Stats::new(cfg.max_batch));
     let shadow = ShadowConfig::with_rate(cfg.shadow_rate.clamp(0.0, 1.0));
-    let live = shadow.enabled().then(|| Arc::new(LiveBook::new(&bundle, shadow.rate, cfg.shadow_half_life)));
+    let settings = LiveSettings {
+        shadow_rate: if shadow.enabled() { shadow.rate } else { 0.0 },
+        half_life: cfg.shadow_half_life,
+        feedback_capacity: cfg.feedback_capacity,
+    };
+    let live = settings.enabled().then(|| Arc::new(LiveBook::new(&bundle, settings)));
     let shadow_armed = shadow.armed.clone();
     let observer = Arc::new(Observer {
         load: load.clone(),

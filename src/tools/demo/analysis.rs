@@ -308,6 +308,8 @@ mod tests {
             predicted: if outcome == Outcome::Ok { vec![3] } else { vec![] },
             exits: vec![exit],
             error: None,
+            answer_id: None,
+            feedback_status: None,
         }
     }
 

@@ -157,6 +157,7 @@ impl Env {
             log: None,
             log_format: None,
             drift: None,
+            feedback: 0.0,
         };
         let stack = self.start(&v.initial, v.controller)?;
         let load = LoadConfig { url: stack.data_url.clone(), ..load };

@@ -229,6 +229,7 @@ pub async fn exchange(
                 200 => match parse_answer(&v, n) {
                     Ok((predicted, exits, id, generation)) => {
                         record.outcome = Outcome::Ok;
+                        record.answer_id = v["parameters"]["answer_id"].as_str().map(str::to_string);
                         (record.predicted, record.exits) = (predicted, exits);
                         (record.config_id, record.generation) = (Some(id), Some(generation));
                     }
@@ -249,6 +250,28 @@ pub async fn exchange(
         }
     }
     record
+}
+
+/// Posts the true labels of an answered request to `feedback_url` (`POST /v1/feedback`), as
+/// an application that learns them later would; the status, or `None` when it got no answer.
+pub async fn feedback(
+    http: &reqwest::Client,
+    feedback_url: &str,
+    record: &Record,
+    timeout: Duration,
+) -> Option<u16> {
+    let id = record.answer_id.as_deref()?;
+    let items: Vec<Value> = record
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(index, label)| serde_json::json!({"id": id, "index": index, "label": label}))
+        .collect();
+    let call = http.post(feedback_url).json(&items).send();
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(resp)) => Some(resp.status().as_u16()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -354,6 +377,8 @@ mod tests {
             predicted: vec![],
             exits: vec![],
             error: None,
+            answer_id: None,
+            feedback_status: None,
         }
     }
 

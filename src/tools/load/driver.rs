@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::client;
 use super::images::LabelledImages;
 use super::profile::RateCurve;
-use super::record::{LogWriter, Record};
+use super::record::{LogWriter, Outcome, Record};
 use super::schedule::Schedule;
 use super::stats::Second;
 use super::LoadConfig;
@@ -52,7 +52,7 @@ enum Event {
     /// A request left (`Some(lag)`) or was dropped (`None`).
     Offered(Option<f64>),
     /// A request's outcome is known.
-    Resolved(Record),
+    Resolved(Box<Record>),
 }
 
 /// What every request task needs; the collector stops when the last copy is gone.
@@ -64,6 +64,8 @@ struct Shared {
     encoding: client::Encoding,
     start: Instant,
     tx: mpsc::UnboundedSender<Event>,
+    /// `--feedback`: where true labels go and for which share of answered requests.
+    feedback: Option<(String, f64)>,
 }
 
 /// Sends `record`'s images and reports the outcome.
@@ -73,8 +75,23 @@ async fn request(shared: Arc<Shared>, idx: Vec<usize>, record: Record) {
     let sent = shared.start.elapsed().as_secs_f64();
     let _ = shared.tx.send(Event::Offered(Some(sent - record.scheduled_s)));
     let record = Record { sent_s: Some(sent), ..record };
-    let record = client::exchange(&shared.http, &shared.url, body, shared.timeout, record).await;
-    let _ = shared.tx.send(Event::Resolved(record));
+    let mut record = client::exchange(&shared.http, &shared.url, body, shared.timeout, record).await;
+    if let Some((url, share)) = &shared.feedback {
+        // A draw per request from its place in the schedule: the same requests get feedback in
+        // every run with the same seed.
+        if record.outcome == Outcome::Ok && unit(record.seq) < *share {
+            record.feedback_status = client::feedback(&shared.http, url, &record, shared.timeout).await;
+        }
+    }
+    let _ = shared.tx.send(Event::Resolved(Box::new(record)));
+}
+
+/// A uniform number in [0, 1) from `x` (splitmix64's finaliser).
+fn unit(x: u64) -> f64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// What the scheduler thread owns.
@@ -118,7 +135,7 @@ impl Scheduler {
             // loop into a closed one exactly when the server is slow.
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 let _ = shared.tx.send(Event::Offered(None));
-                let _ = shared.tx.send(Event::Resolved(record));
+                let _ = shared.tx.send(Event::Resolved(Box::new(record)));
                 continue;
             };
             let task = request(shared.clone(), idx, record);
@@ -153,7 +170,7 @@ async fn collect(
                     if let Some(log) = log.as_mut() {
                         log.write(&r)?;
                     }
-                    records.push(r);
+                    records.push(*r);
                 }
                 None => break,
             },
@@ -194,8 +211,17 @@ pub(super) async fn drive(
     let (tx, rx) = mpsc::unbounded_channel();
     let start = Instant::now();
     let collector = tokio::spawn(collect(rx, start, curve, log));
-    let shared =
-        Arc::new(Shared { http, url, images, timeout: cfg.timeout, encoding: cfg.encoding, start, tx });
+    let feedback = (cfg.feedback > 0.0).then(|| (format!("{}/v1/feedback", cfg.url), cfg.feedback));
+    let shared = Arc::new(Shared {
+        http,
+        url,
+        images,
+        timeout: cfg.timeout,
+        encoding: cfg.encoding,
+        start,
+        tx,
+        feedback,
+    });
     let scheduler = Scheduler {
         shared,
         runtime: tokio::runtime::Handle::current(),

@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use client::Encoding;
 use images::LabelledImages;
 use profile::Profile;
+use record::Outcome;
 use record::{LogFormat, LogWriter, Record};
 use schedule::Arrivals;
 
@@ -110,6 +111,11 @@ pub struct LoadArgs {
     /// images sent shifted (default 1). The summary reports accuracy before and after.
     #[arg(long, env = "DYCE_LOAD_DRIFT", requires = "drift_at")]
     drift: Option<String>,
+    /// Share of answered requests whose true labels are posted to the runtime's
+    /// `POST /v1/feedback` right after the answer, as an application that learns them would
+    /// (0 = none). The summary counts what was accepted.
+    #[arg(long, env = "DYCE_LOAD_FEEDBACK", default_value_t = 0.0)]
+    feedback: f64,
 }
 
 /// A checked run description (also built directly by `dyce demo`, which runs the generator
@@ -133,6 +139,8 @@ pub(crate) struct LoadConfig {
     pub log_format: Option<LogFormat>,
     /// A drift scenario: the images are followed by their shifted copies in the image set.
     pub drift: Option<drift::Drift>,
+    /// Share of answered requests given feedback (true labels).
+    pub feedback: f64,
 }
 
 /// What one run produced: every request's record in schedule order and the summary `dyce load`
@@ -161,6 +169,7 @@ impl LoadArgs {
         if let Some(slo) = self.slo_ms {
             ensure!(slo.is_finite() && slo > 0.0, "--slo-ms must be a positive number");
         }
+        ensure!((0.0..=1.0).contains(&self.feedback), "--feedback must be a share in [0, 1]");
         Ok(LoadConfig {
             url,
             model: self.model.clone(),
@@ -180,6 +189,7 @@ impl LoadArgs {
                 (Some(d), Some(at)) => Some(drift::Drift::parse(d, at)?),
                 _ => None,
             },
+            feedback: self.feedback,
         })
     }
 }
@@ -268,6 +278,20 @@ pub(crate) async fn run_load(
     }
     if let Some(d) = &cfg.drift {
         summary["drift"] = drift::phases(&records, d);
+    }
+    if cfg.feedback > 0.0 {
+        let posted: Vec<Option<u16>> =
+            records.iter().filter(|r| r.answer_id.is_some()).map(|r| r.feedback_status).collect();
+        let sent = posted.iter().filter(|s| s.is_some()).count();
+        let accepted = posted.iter().filter(|&&s| s == Some(200)).count();
+        let without_id = records.iter().filter(|r| r.outcome == Outcome::Ok && r.answer_id.is_none()).count();
+        summary["feedback"] = json!({"share": cfg.feedback, "sent": sent, "accepted": accepted, "refused": sent - accepted, "answers_without_id": without_id});
+        if without_id > 0 {
+            tracing::warn!(
+                without_id,
+                "answers without an answer_id: the runtime's feedback is off (--feedback-capacity 0)"
+            );
+        }
     }
     if let Some(slo_ms) = cfg.slo_ms {
         let (ok, windows) = stats::attainment(&records, slo_ms / 1e3);

@@ -64,6 +64,10 @@ pub struct Record {
     pub exits: Vec<i32>,
     /// What went wrong (error and timeout only).
     pub error: Option<String>,
+    /// The answer's id for `POST /v1/feedback` (ok only, when the runtime takes feedback).
+    pub answer_id: Option<String>,
+    /// Status of the feedback posted for this answer (`--feedback`), when one was posted.
+    pub feedback_status: Option<u16>,
 }
 
 impl Record {
@@ -82,6 +86,8 @@ impl Record {
             predicted: vec![],
             exits: vec![],
             error: None,
+            answer_id: None,
+            feedback_status: None,
         }
     }
 
@@ -228,6 +234,8 @@ mod tests {
             predicted: vec![7, 2],
             exits: vec![0, -1],
             error: None,
+            answer_id: None,
+            feedback_status: None,
         }
     }
 

@@ -186,6 +186,8 @@ mod tests {
             predicted: if outcome == Outcome::Ok { vec![predicted] } else { vec![] },
             exits: vec![-1],
             error: None,
+            answer_id: None,
+            feedback_status: None,
         }
     }
 

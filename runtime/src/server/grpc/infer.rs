@@ -40,7 +40,8 @@ pub async fn infer(rt: &Runtime, req: ModelInferRequest) -> Result<(ModelInferRe
         }
         (None, None) => Err(ApiError::BadRequest("input has no data".into())),
     })?;
-    let out = rt.infer(x, n).await?;
+    let client_id = (!req.id.is_empty()).then_some(req.id.as_str());
+    let out = rt.infer(x, n, client_id).await?;
     let wanted: Vec<&str> = if req.outputs.is_empty() {
         tensor::OUTPUTS.to_vec()
     } else {
@@ -58,6 +59,9 @@ pub async fn infer(rt: &Runtime, req: ModelInferRequest) -> Result<(ModelInferRe
         outputs: Vec::with_capacity(wanted.len()),
         raw_output_contents: Vec::new(),
     };
+    if let Some(id) = &out.answer_id {
+        resp.parameters.insert("answer_id".into(), param(ParameterChoice::StringParam(id.clone())));
+    }
     for name in wanted {
         let t = tensor::output(rt, &out, name);
         let (datatype, shape) = (t.datatype().into(), t.shape().iter().map(|&d| d as i64).collect());
