@@ -12,7 +12,7 @@ use super::render::*;
 use super::*;
 
 /// `helm template` with the defaults plus `yaml` and more arguments: the objects or the error.
-fn template(yaml: &str, extra: &[&str]) -> Result<Vec<Value>, String> {
+pub(super) fn template(yaml: &str, extra: &[&str]) -> Result<Vec<Value>, String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("values.yaml");
     std::fs::write(&file, yaml).unwrap();
@@ -28,16 +28,16 @@ fn template(yaml: &str, extra: &[&str]) -> Result<Vec<Value>, String> {
     }
 }
 
-fn ok(yaml: &str) -> Vec<Value> {
+pub(super) fn ok(yaml: &str) -> Vec<Value> {
     template(yaml, &[]).unwrap_or_else(|e| panic!("helm template with {yaml:?}: {e}"))
 }
 
-fn refused(yaml: &str, reason: &str) {
+pub(super) fn refused(yaml: &str, reason: &str) {
     let err = template(yaml, &[]).expect_err(&format!("helm template accepted {yaml:?}"));
     assert!(err.contains(reason), "helm template refused {yaml:?} without naming {reason:?}: {err}");
 }
 
-fn ci(name: &str) -> Vec<Value> {
+pub(super) fn ci(name: &str) -> Vec<Value> {
     render(&Some(chart().join("ci").join(name)))
 }
 
@@ -59,7 +59,7 @@ fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 /// Every pod spec rendered: Deployments' templates and bare Pods (the test hook).
-fn all_pods(objects: &[Value]) -> Vec<(String, PodSpec)> {
+pub(super) fn all_pods(objects: &[Value]) -> Vec<(String, PodSpec)> {
     let mut pods = vec![];
     for o in objects {
         match kind_of(o).1 {

@@ -5,12 +5,14 @@
 //! profile, probes, ports and RBAC; the schema refusing misspelt keys; the values table of the
 //! chart's README against values.yaml, and `helm show readme`; the chart's copies of the
 //! dashboards and rules; kubernetes-validate over every rendered built-in object (validate.rs);
-//! security contexts, drain, autoscaling, monitors and `helm test` (features.rs).
+//! security contexts, drain, autoscaling, monitors and `helm test` (features.rs); live accuracy,
+//! its values against the binary's and the controller's bounds (accuracy.rs).
 //!
 //! Tests that run helm are `#[ignore]`d for a plain `cargo test`; `scripts/test.sh` runs them
 //! (`--include-ignored`) after `scripts/ci/setup.sh` installed helm and kubernetes-validate. A
 //! missing tool is a failure.
 
+mod accuracy;
 mod checks;
 mod features;
 mod model;
@@ -238,6 +240,8 @@ fn misspelt_values_are_refused_by_the_schema() {
         ("runtime:\n  resources:\n    limits:\n      cpus: \"2\"\n", "cpus"),
         ("networkPolicy:\n  prometheus:\n    podSelector: {app: prometheus}\n", "podSelector"),
         ("runtime:\n  drain:\n    delaySecs: 3\n", "delaySecs"),
+        ("runtime:\n  liveAccuracy:\n    shadowRat: 0.1\n", "shadowRat"),
+        ("sloPolicy:\n  accuracy:\n    minSample: 10\n", "minSample"),
         ("autoscaling:\n  keda:\n    serverAdress: http://p:9090\n", "serverAdress"),
         ("runtime:\n  topologySpreadConstraints:\n    - {maxSkew: 1, topologyKey: k, whenUnsatisfiable: ScheduleAnyway, labelSelektor: {}}\n", "labelSelektor"),
     ];
@@ -270,6 +274,10 @@ fn misspelt_values_are_refused_by_the_schema() {
         "runtime:\n  drain:\n    delaySeconds: -1\n",
         "runtime:\n  http:\n    headerTimeoutSeconds: 0\n",
         "autoscaling:\n  minReplicas: 0\n",
+        "runtime:\n  liveAccuracy:\n    shadowRate: 1.5\n",
+        "runtime:\n  liveAccuracy:\n    feedbackCapacity: -1\n",
+        "sloPolicy:\n  accuracy:\n    source: bogus\n",
+        "sloPolicy:\n  accuracy:\n    hysteresis: 0.5\n",
     ] {
         let file = dir.path().join("bad-type.yaml");
         std::fs::write(&file, yaml).unwrap();

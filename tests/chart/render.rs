@@ -77,6 +77,7 @@ pub fn value_sets() -> Vec<Option<PathBuf>> {
         "hpa-values.yaml",
         "keda-values.yaml",
         "openshift-values.yaml",
+        "live-accuracy-values.yaml",
     ] {
         assert!(names.contains(required), "charts/dyce/ci/{required} is missing");
     }

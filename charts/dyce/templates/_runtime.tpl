@@ -159,6 +159,22 @@ variables, not flags: a variable the binary does not know is ignored, a flag wou
     - name: DYCE_INITIAL_CONFIG
       value: {{ . | quote }}
     {{- end }}
+    {{- /* Live accuracy: each only when set, so the binary's defaults hold; not `with`, since
+    0 (off) is a value. */}}
+    {{- with $v.liveAccuracy }}
+    {{- if not (kindIs "invalid" .shadowRate) }}
+    - name: DYCE_SHADOW_RATE
+      value: {{ .shadowRate | quote }}
+    {{- end }}
+    {{- if not (kindIs "invalid" .shadowHalfLifeSeconds) }}
+    - name: DYCE_SHADOW_HALF_LIFE
+      value: {{ .shadowHalfLifeSeconds | quote }}
+    {{- end }}
+    {{- if not (kindIs "invalid" .feedbackCapacity) }}
+    - name: DYCE_FEEDBACK_CAPACITY
+      value: {{ .feedbackCapacity | int64 | quote }}
+    {{- end }}
+    {{- end }}
     - name: RUST_LOG
       value: {{ $v.logLevel | quote }}
     - name: DYCE_LOG_FORMAT
