@@ -63,6 +63,8 @@ SOURCES = [os.path.join(ROOT, f) for f in
 LAZY = {
     "dyce_controller_push_errors_total": "created by the first failed config push",
     "dyce_controller_observed_latency_seconds": "created by the first tick with a latency to read",
+    "dyce_feedback_accuracy_lower_bound": "created by the first true label (POST /v1/feedback)",
+    "dyce_feedback_effective_samples": "created by the first true label (POST /v1/feedback)",
 }
 DASHBOARD_PREFIX = {"runtime": "dyce-runtime", "controller": "dyce-controller"}
 

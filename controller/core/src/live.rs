@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use dyce_api::live::BoundSource;
 use dyce_api::LiveAccuracy;
 
 use crate::ladder::Ladder;
@@ -38,6 +39,11 @@ pub struct LiveGuard {
     min_samples: f64,
     hysteresis: f64,
     excluded: BTreeMap<String, String>,
+    /// Which source excluded each config: only that source, with enough samples, lets it back.
+    /// Otherwise a config excluded on feedback would come back as soon as its feedback samples
+    /// decayed under `minSamples` (it is no longer served, so they come only from shadowed
+    /// images), be served again, and be excluded again: flapping on a config known to be bad.
+    excluded_by: BTreeMap<String, BoundSource>,
     full_under: Option<String>,
 }
 
@@ -48,6 +54,7 @@ impl LiveGuard {
             min_samples: src.min_samples,
             hysteresis: src.hysteresis,
             excluded: BTreeMap::new(),
+            excluded_by: BTreeMap::new(),
             full_under: None,
         }
     }
@@ -57,13 +64,20 @@ impl LiveGuard {
         self.full_under.as_deref()
     }
 
-    /// The worst bound with enough samples behind it among `reports` for `id`.
-    fn worst(&self, reports: &[&LiveAccuracy], id: &str) -> Option<(f64, f64)> {
+    /// The worst bound with enough samples behind it among `reports` for `id`, from `only`
+    /// that source when given: `(bound, effective samples, source)`.
+    fn worst(
+        &self,
+        reports: &[&LiveAccuracy],
+        id: &str,
+        only: Option<BoundSource>,
+    ) -> Option<(f64, f64, BoundSource)> {
         reports
             .iter()
             .filter_map(|r| r.configs.get(id))
             .flat_map(|c| c.bounds())
-            .filter(|&(_, n)| n >= self.min_samples)
+            .filter(|&(src, _, n)| n >= self.min_samples && only.is_none_or(|o| o == src))
+            .map(|(src, b, n)| (b, n, src))
             .min_by(|a, b| a.0.total_cmp(&b.0))
     }
 
@@ -82,34 +96,53 @@ impl LiveGuard {
         let floor = ladder.floor();
         let mut changes = Vec::new();
         for rung in &ladder.rungs()[..ladder.top()] {
-            let Some((bound, n)) = self.worst(reports, &rung.id) else { continue };
             let id = rung.id.clone();
-            if !self.excluded.contains_key(&id) && bound < floor {
-                let message = format!(
-                    "live accuracy lower bound {bound:.4} under the floor {floor:.4} ({n:.0} effective samples)"
-                );
-                self.excluded.insert(id.clone(), message.clone());
-                changes.push(GuardChange { config: id, excluded: true, last_resort: false, message });
-            } else if self.excluded.contains_key(&id) && bound >= floor + self.hysteresis {
-                self.excluded.remove(&id);
-                let message = format!(
-                    "live accuracy lower bound {bound:.4} back above the floor {floor:.4} + hysteresis {}",
-                    self.hysteresis
-                );
-                changes.push(GuardChange { config: id, excluded: false, last_resort: false, message });
+            match self.excluded_by.get(&id).copied() {
+                None => {
+                    let Some((bound, n, src)) = self.worst(reports, &id, None) else { continue };
+                    if bound < floor {
+                        let message = format!(
+                            "live accuracy lower bound {bound:.4} ({}) under the floor {floor:.4} ({n:.0} effective samples)",
+                            src.as_str()
+                        );
+                        self.excluded.insert(id.clone(), message.clone());
+                        self.excluded_by.insert(id.clone(), src);
+                        changes.push(GuardChange { config: id, excluded: true, last_resort: false, message });
+                    }
+                }
+                Some(by) => {
+                    // Back only when the source that excluded it has enough samples again and
+                    // says so, and no other source with enough samples disagrees.
+                    let Some((own, _, _)) = self.worst(reports, &id, Some(by)) else { continue };
+                    let (bound, _, _) = self.worst(reports, &id, None).expect("own bound is among them");
+                    if own >= floor + self.hysteresis && bound >= floor + self.hysteresis {
+                        self.excluded.remove(&id);
+                        self.excluded_by.remove(&id);
+                        let message = format!(
+                            "live accuracy lower bound {bound:.4} back above the floor {floor:.4} + hysteresis {}",
+                            self.hysteresis
+                        );
+                        changes.push(GuardChange {
+                            config: id,
+                            excluded: false,
+                            last_resort: false,
+                            message,
+                        });
+                    }
+                }
             }
         }
         // The richest config: never excluded, but named when feedback puts it under the floor.
         let top = ladder.rung(ladder.top()).id.clone();
-        match (self.worst(reports, &top), self.full_under.is_some()) {
-            (Some((b, n)), false) if b < floor => {
+        match (self.worst(reports, &top, None), self.full_under.is_some()) {
+            (Some((b, n, _)), false) if b < floor => {
                 let message = format!(
                     "even {top}, the richest config, has a live accuracy lower bound {b:.4} under the floor {floor:.4} ({n:.0} effective samples): serving it anyway"
                 );
                 self.full_under = Some(message.clone());
                 changes.push(GuardChange { config: top, excluded: true, last_resort: true, message });
             }
-            (Some((b, _)), true) if b >= floor + self.hysteresis => {
+            (Some((b, _, _)), true) if b >= floor + self.hysteresis => {
                 self.full_under = None;
                 let message = format!("live accuracy lower bound {b:.4} back above the floor {floor:.4}");
                 changes.push(GuardChange { config: top, excluded: false, last_resort: true, message });
@@ -224,6 +257,33 @@ mod tests {
         assert_eq!(view.rung(remap(&ladder, &ladder, &view, 0)).id, "full");
         // And back: `full` stays `full`.
         assert_eq!(ladder.rung(remap(&ladder, &view, &ladder, 0)).id, "full");
+    }
+
+    #[test]
+    fn a_config_excluded_on_feedback_stays_out_when_its_feedback_thins_out() {
+        let ladder = Ladder::new(&table(), AccuracyLimits::absolute(0.90)).unwrap();
+        let mut g = guard();
+        // Shadow says 0.95 (the offline anchor cannot see a shift hurting the full model),
+        // feedback says 0.85 on 500 samples: out.
+        let with = |fb: f64, n: f64| {
+            let mut r = report(&[("a", 0.95, 500.0)]);
+            r.configs.get_mut("a").unwrap().feedback = Some(dyce_api::live::FeedbackAccuracy {
+                samples_total: n as u64,
+                effective_samples: n,
+                accuracy: fb + 0.01,
+                lower_bound: fb,
+            });
+            r
+        };
+        let ch = g.update(&ladder, &[&with(0.85, 500.0)]);
+        assert!(ch[0].excluded && ch[0].message.contains("(feedback)"), "{ch:?}");
+        // No longer served: its feedback decays under minSamples; the shadow bound alone does
+        // not let it back.
+        assert!(g.update(&ladder, &[&with(0.85, 40.0)]).is_empty());
+        assert!(g.excluded().contains_key("a"));
+        // Feedback with enough samples above floor + hysteresis does.
+        let ch = g.update(&ladder, &[&with(0.92, 500.0)]);
+        assert_eq!((ch.len(), ch[0].excluded), (1, false));
     }
 
     #[test]

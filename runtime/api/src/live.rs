@@ -126,6 +126,25 @@ pub struct LiveConfig {
     pub feedback: Option<FeedbackAccuracy>,
 }
 
+/// Where a live bound comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BoundSource {
+    /// Shadow checks: agreement with the full model, anchored on the offline table.
+    Shadow,
+    /// User feedback: answers against true labels.
+    Feedback,
+}
+
+impl BoundSource {
+    /// The name in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoundSource::Shadow => "shadow",
+            BoundSource::Feedback => "feedback",
+        }
+    }
+}
+
 /// A configuration's accuracy from true labels: its answers to fed-back images, those it served
 /// and, for images a shadow check also ran, the answer it would have given. Unlike the shadow
 /// estimate it needs no offline anchor, so it shows a shift that hurts the full model too.
@@ -156,12 +175,16 @@ impl FeedbackAccuracy {
 }
 
 impl LiveConfig {
-    /// The bounds a guard may act on, each with its effective sample count: the shadow one
-    /// (when the table anchors it) and the feedback one (when any came). Each holds on its own,
-    /// so their minimum is a bound too.
-    pub fn bounds(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
-        let shadow = self.lower_bound.filter(|_| self.samples_total > 0).map(|b| (b, self.effective_samples));
-        let feedback = self.feedback.as_ref().map(|f| (f.lower_bound, f.effective_samples));
+    /// The bounds a guard may act on, each with its source and effective sample count: the
+    /// shadow one (when the table anchors it) and the feedback one (when any came). Each holds
+    /// on its own, so their minimum is a bound too.
+    pub fn bounds(&self) -> impl Iterator<Item = (BoundSource, f64, f64)> + '_ {
+        let shadow = self
+            .lower_bound
+            .filter(|_| self.samples_total > 0)
+            .map(|b| (BoundSource::Shadow, b, self.effective_samples));
+        let feedback =
+            self.feedback.as_ref().map(|f| (BoundSource::Feedback, f.lower_bound, f.effective_samples));
         shadow.into_iter().chain(feedback)
     }
 

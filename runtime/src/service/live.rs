@@ -55,6 +55,9 @@ pub struct ShadowMetrics {
     pub feedback_accuracy: Family<ConfigLabel, Gauge<f64, AtomicU64>>,
     /// Its one-sided 95% lower bound (set at scrape).
     pub feedback_lower_bound: Family<ConfigLabel, Gauge<f64, AtomicU64>>,
+    /// The effective number of fed-back samples behind it (set at scrape): lets a rule ignore
+    /// a bound resting on a handful of labels.
+    pub feedback_effective: Family<ConfigLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl ShadowMetrics {
@@ -105,6 +108,11 @@ impl ShadowMetrics {
             "dyce_feedback_accuracy_lower_bound",
             "One-sided 95% Wilson lower bound of the accuracy from user feedback, by config",
             self.feedback_lower_bound.clone(),
+        );
+        registry.register(
+            "dyce_feedback_effective_samples",
+            "Effective number of fed-back samples (decayed) behind dyce_feedback_accuracy_lower_bound, by config",
+            self.feedback_effective.clone(),
         );
     }
 }
@@ -325,6 +333,7 @@ impl LiveBook {
             if let Some(f) = &c.feedback {
                 metrics.feedback_accuracy.get_or_create(&label).set(f.accuracy);
                 metrics.feedback_lower_bound.get_or_create(&label).set(f.lower_bound);
+                metrics.feedback_effective.get_or_create(&label).set(f.effective_samples);
             }
         }
     }
