@@ -121,12 +121,23 @@ fn every_image_shadow_checked_agrees_on_clean_data_and_shows_in_every_view() {
 
 #[test]
 fn without_shadow_checks_the_accuracy_route_says_why() {
-    let s = common::serve_with(&["--shadow-rate", "0"], Duration::from_secs(120));
+    let s = common::serve_with(&["--shadow-rate", "0", "--feedback-capacity", "0"], Duration::from_secs(120));
     let (status, body) = get(&format!("{}/v1/accuracy", s.admin));
     assert_eq!(status, 404);
-    assert!(body["error"].as_str().unwrap().contains("--shadow-rate"), "{body}");
+    let why = body["error"].as_str().unwrap();
+    assert!(why.contains("--shadow-rate") && why.contains("--feedback-capacity"), "{body}");
     let (_, load) = get(&format!("{}/v1/load", s.admin));
     assert!(load.get("live_accuracy").is_none(), "{load}");
+    // Feedback alone (its default) keeps the route: no shadow samples, the feedback totals.
+    let s = common::serve_with(&["--shadow-rate", "0"], Duration::from_secs(120));
+    let (status, body) = get(&format!("{}/v1/accuracy", s.admin));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["shadow_rate"].as_f64(), body["checked_total"].as_u64()),
+        (Some(0.0), Some(0)),
+        "{body}"
+    );
+    assert_eq!(body["feedback"]["capacity"], 100_000, "{body}");
 }
 
 /// The shadow pass of the embedded model on real test images gives every config's answer exactly
