@@ -188,6 +188,7 @@ fn bad_profile_and_missing_data_fail_in_one_line() {
         (vec!["--duration", "0"], "--duration"),
         (vec!["--url", "https://example.invalid"], "https is not supported"),
         (vec!["--data", "/nonexistent/fmnist"], "apt-get install dataset-fashion-mnist"),
+        (vec!["--feedback", "1.5"], "--feedback must be a share in [0, 1]"),
     ] {
         let (ok, out, err) = load(&args);
         assert!(!ok, "{args:?} should fail");
@@ -216,4 +217,41 @@ fn unreachable_server_and_unknown_model_fail_in_one_line() {
     let (ok, out, err) = load(&["--url", &s.data, "--duration", "1", "--profile", "constant:20"]);
     assert!(ok, "{err}");
     assert_eq!(summary(&out)["model"], "tiny", "{out}");
+}
+
+#[test]
+#[ignore = "needs the dataset-fashion-mnist package (scripts/ci/setup.sh)"]
+fn feedback_posts_true_labels_the_runtime_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_bundle(dir.path());
+    let s = serve(dir.path(), &["--max-queue", "1024", "--shadow-rate", "0"]);
+    let args =
+        ["--url", &s.data, "--model", "tiny", "--profile", "constant:100", "--duration", "2", "--seed", "3"];
+    let (ok, out, err) = load(&[&args[..], &["--feedback", "0.5"]].concat());
+    assert!(ok, "{err}");
+    let v = summary(&out);
+    let fb = &v["feedback"];
+    let (sent, accepted) = (fb["sent"].as_u64().unwrap(), fb["accepted"].as_u64().unwrap());
+    let ok_answers = v["ok"].as_u64().unwrap();
+    // A seeded half of the answered requests, every one accepted.
+    assert!(sent > ok_answers / 4 && sent < ok_answers * 3 / 4, "{v}");
+    assert_eq!(
+        (accepted, fb["refused"].as_u64(), fb["answers_without_id"].as_u64()),
+        (sent, Some(0), Some(0)),
+        "{v}"
+    );
+    // The runtime counted exactly those labels, and as many right as the load generator saw.
+    let (_, report) = get(&format!("{}/v1/accuracy", s.admin));
+    assert_eq!(report["feedback"]["accepted_total"].as_u64(), Some(sent), "{report}");
+    let full = &report["configs"]["full"]["feedback"];
+    assert_eq!(full["samples_total"].as_u64(), Some(sent), "{report}");
+    // Without feedback on the runtime, the summary says why nothing was sent.
+    let off = serve(dir.path(), &["--feedback-capacity", "0"]);
+    let args =
+        ["--url", &off.data, "--model", "tiny", "--profile", "constant:50", "--duration", "1", "--seed", "3"];
+    let (ok, out, err) = load(&[&args[..], &["--feedback", "1"]].concat());
+    assert!(ok, "{err}");
+    let v = summary(&out);
+    assert_eq!(v["feedback"]["sent"], 0, "{v}");
+    assert_eq!(v["feedback"]["answers_without_id"], v["ok"], "{v}");
 }
