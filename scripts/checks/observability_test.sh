@@ -162,7 +162,8 @@ wait_http "http://$CONTROLLER_PROM/readyz" "controller (prometheus mode) readine
 
 if "$DYCE_BIN" load --help >/dev/null 2>&1; then
     say "load: dyce load --profile $PROFILE --duration $DURATION"
-    "$DYCE_BIN" load --url "http://$DATA" --model "$MODEL" --profile "$PROFILE" --duration "$DURATION" \
+    # --feedback: true labels for a share of the answers, so the feedback series exist too.
+    "$DYCE_BIN" load --url "http://$DATA" --model "$MODEL" --profile "$PROFILE" --duration "$DURATION" --feedback 0.2 \
         >"$TMP/load.json" 2>"$TMP/load.log" || { tail -n 20 "$TMP/load.log" >&2; fail "dyce load failed"; }
     python3 - "$TMP/load.json" <<'EOF'
 import json, sys
