@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{get, post};
+use dyce_data::fashion_mnist::LABELS;
 use serde_json::{json, Value};
 
 fn infer(s: &common::Server, n: usize, seed: u8, id: Option<&str>) -> Value {
@@ -88,21 +89,9 @@ fn answers_carry_ids_and_true_labels_count_per_config() {
 
     // Good feedback: image 0 labelled with its answer (right), image 1 with another class
     // (wrong), by name; the request's own id too.
-    let names = [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ];
     let body = json!([
         {"id": id, "label": served[0]},
-        {"id": id, "index": 1, "label": names[((served[1] + 1) % 10) as usize]},
+        {"id": id, "index": 1, "label": LABELS[((served[1] + 1) % 10) as usize]},
         {"id": "order-17", "label": wrong_class},
     ]);
     let (status, v) = feedback(&s, &body);

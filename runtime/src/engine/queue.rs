@@ -334,19 +334,22 @@ impl<B: Backend> ModelThread<B> {
 
     /// Runs one batch and answers its jobs.
     fn batch(&mut self, jobs: Vec<Job>, images: usize, dropped: usize) {
+        let sample = self.sampler.armed();
         let mut input = Vec::with_capacity(images * self.per_image);
-        // Row → (tag, index in its job), for the shadow checks of tagged jobs.
-        let mut sources = Vec::with_capacity(images);
+        // Row → (tag, index in its job), for the shadow checks of tagged jobs; only built when
+        // this batch may be sampled.
+        let mut sources = Vec::with_capacity(if sample { images } else { 0 });
         for j in &jobs {
             input.extend_from_slice(&j.input);
-            sources.extend((0..j.n as u32).map(|i| (j.tag != 0).then_some((j.tag, i))));
+            if sample {
+                sources.extend((0..j.n as u32).map(|i| (j.tag != 0).then_some((j.tag, i))));
+            }
         }
         // One snapshot per batch: a switch during compute applies to the next batch.
         let cfg_now = self.switch.current();
         if self.cfg.panic_on_config.as_deref() == Some(cfg_now.id.as_str()) {
             panic!("fault injection: a batch on config {:?}", cfg_now.id);
         }
-        let sample = self.sampler.armed();
         self.running.store(images, Ordering::Relaxed);
         let start = Instant::now();
         let cfg_key = (cfg_now.id.as_str(), cfg_now.generation);

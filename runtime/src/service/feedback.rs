@@ -169,15 +169,10 @@ impl FeedbackStore {
         let served = r.config;
         let Some(img) = r.images.get_mut(index) else { return vec![] };
         let truth = img.truth;
-        img.shadow = Some(answers.into_boxed_slice());
-        match (truth, &img.shadow) {
-            (Some(t), Some(all)) => {
-                let all = all.clone();
-                self.shadowed += 1;
-                self.count_others(now, served, &all, t)
-            }
-            _ => vec![],
-        }
+        img.shadow = Some(answers.clone().into_boxed_slice());
+        let Some(t) = truth else { return vec![] };
+        self.shadowed += 1;
+        self.count_others(now, served, &answers, t)
     }
 
     fn count(&mut self, now: f64, config: usize, answer: Answer, truth: usize) -> Counted {

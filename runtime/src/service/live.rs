@@ -26,6 +26,14 @@ pub struct ShadowLabel {
     pub position: String,
 }
 
+impl ShadowLabel {
+    /// The label of `config` answering at exit `position` (`None`: the original head).
+    fn new(config: &str, position: Option<usize>) -> Self {
+        let position = position.map_or_else(|| "final".to_string(), |p| p.to_string());
+        Self { config: config.to_string(), position }
+    }
+}
+
 /// `config` label of the live accuracy gauges (the metrics module's own `ConfigLabel` is not
 /// imported: the two modules would import each other).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -237,8 +245,7 @@ impl LiveBook {
     fn count(&self, counted: &[Counted], metrics: &ShadowMetrics) {
         for c in counted {
             let Some(cfg) = self.configs.get(c.config) else { continue };
-            let position = c.position.map_or_else(|| "final".to_string(), |p| p.to_string());
-            let key = ShadowLabel { config: cfg.id.clone(), position };
+            let key = ShadowLabel::new(&cfg.id, c.position);
             metrics.feedback_samples.get_or_create(&key).inc();
             let right = metrics.feedback_correct.get_or_create(&key);
             if c.correct {
@@ -266,8 +273,7 @@ impl LiveBook {
                 let agree = label == a.label;
                 tally.decayed.add(now, self.half_life, !agree);
                 tally.total += 1;
-                let position = exit.map_or_else(|| "final".to_string(), |p| p.to_string());
-                let key = ShadowLabel { config: cfg.id.clone(), position };
+                let key = ShadowLabel::new(&cfg.id, exit);
                 metrics.samples.get_or_create(&key).inc();
                 let agreed = metrics.agreements.get_or_create(&key);
                 if agree {
