@@ -28,7 +28,8 @@ pub struct ConfigEntry {
     /// Enabled exits, shallow to deep; empty for the full model.
     #[serde(default)]
     pub exits: Vec<ExitChoice>,
-    /// Expected top-1 accuracy on the held-out test split.
+    /// Expected top-1 accuracy: `dyce calibrate` ships the lower of its one-sided 95% Wilson
+    /// bounds on the calibration and the held-out test split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_accuracy: Option<f64>,
     /// Expected MACs per sample relative to the full model.
@@ -37,8 +38,9 @@ pub struct ConfigEntry {
     /// Measured compute time per request relative to the full model (written by `dyce bench`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ratio: Option<f64>,
-    /// Share of calibration images whose answer under this configuration differs from the full
-    /// model's (written by `dyce calibrate`): the disagreement already paid for in
+    /// Share of images whose answer under this configuration differs from the full model's, on
+    /// the split `expected_accuracy` is bounded on (written by `dyce calibrate`): the
+    /// disagreement already paid for in
     /// `expected_accuracy`, which live accuracy compares shadow checks against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_disagreement: Option<f64>,

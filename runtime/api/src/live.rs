@@ -5,7 +5,7 @@
 //! The bound (docs/policy.md, "Live accuracy"): an early answer that agrees with the full model
 //! is right whenever the full model is right, so `acc(c) ≥ acc_full − P(c disagrees with full)`.
 //! `acc_full` is the full model's `expected_accuracy` from `configs.json` (itself a one-sided 95%
-//! lower bound from calibration); `P(disagree)` gets a one-sided 95% Wilson upper bound over the
+//! lower bound from calibration and test); `P(disagree)` gets a one-sided 95% Wilson upper bound over the
 //! decayed, effective number of shadow samples. The two 95% statements together hold with at
 //! least 90% (union bound).
 
@@ -215,9 +215,9 @@ impl LiveConfig {
 pub enum Anchor {
     /// Its own offline numbers from `configs.json`.
     Config {
-        /// `expected_accuracy` (a lower bound on the calibration split).
+        /// `expected_accuracy` (a lower bound on the harder of the calibration and test splits).
         accuracy: f64,
-        /// `expected_disagreement` with the full model on the calibration split.
+        /// `expected_disagreement` with the full model on that split.
         disagreement: f64,
     },
     /// Only the full model's `expected_accuracy` (a table from before `expected_disagreement`).

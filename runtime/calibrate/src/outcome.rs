@@ -1,6 +1,6 @@
 //! What a calibration found: fronts and the shipped table measured on both splits, with the
 //! split every number comes from in its name. Configurations are chosen on the calibration split
-//! only; the test split is read for the report.
+//! only; the test split is read for the report and for the shipped accuracy bound.
 
 use std::collections::BTreeMap;
 
@@ -132,6 +132,51 @@ pub fn wilson_lower(acc: f64, n: usize, z: f64) -> f64 {
 /// The confidence level of shipped `expected_accuracy` bounds (one-sided 95%).
 pub const BOUND_Z: f64 = 1.645;
 
+/// The split a shipped `expected_accuracy` is bounded on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoundSplit {
+    /// The calibration split (the one the configurations were chosen on).
+    Calibration,
+    /// The held-out test split.
+    Test,
+}
+
+impl BoundSplit {
+    /// The split's name as the report spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BoundSplit::Calibration => "calibration",
+            BoundSplit::Test => "test",
+        }
+    }
+}
+
+/// The `expected_accuracy` a configuration ships, from its accuracy and image count on the
+/// calibration and test splits: the lower of the two Wilson bounds (a split without images
+/// gives none), and the split it came from.
+///
+/// Why not the calibration bound alone: the offline floor and every live estimate start from
+/// this number and assume the served traffic is at least this accurate on the full model. The
+/// calibration split chose the configuration (so it flatters it) and may be drawn unlike the
+/// traffic: Fashion-MNIST's held-out training images are ~1 pt easier than its test images, and
+/// anchored there, the live estimates of the richer configurations overstated real accuracy
+/// by 0.7–1.3 pt. The test split chose nothing, so its bound is honest; taking the lower of
+/// the two holds on whichever split is more like the traffic.
+pub fn shipped_accuracy(cal: (f64, usize), test: (f64, usize)) -> (f64, BoundSplit) {
+    let c = wilson_lower(cal.0, cal.1, BOUND_Z);
+    match test.1 {
+        0 => (c, BoundSplit::Calibration),
+        n => {
+            let t = wilson_lower(test.0, n, BOUND_Z);
+            if t < c {
+                (t, BoundSplit::Test)
+            } else {
+                (c, BoundSplit::Calibration)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +194,19 @@ mod tests {
         // A perfect score on few images is not shipped as certain.
         assert!(wilson_lower(1.0, 100, BOUND_Z) < 0.98);
         assert_eq!(wilson_lower(0.5, 0, BOUND_Z), 0.0);
+    }
+
+    #[test]
+    fn the_shipped_bound_is_the_lower_of_both_splits() {
+        // The shipped bundle's full model: 94.25% on calibration, 93.39% on test.
+        let (b, on) = shipped_accuracy((0.9425, 10_000), (0.9339, 10_000));
+        assert_eq!(on, BoundSplit::Test);
+        assert!((b - wilson_lower(0.9339, 10_000, BOUND_Z)).abs() < 1e-15 && b < 0.9339, "{b}");
+        // A harder calibration split bounds it; so does a test split too small to say much.
+        assert_eq!(shipped_accuracy((0.93, 10_000), (0.95, 10_000)).1, BoundSplit::Calibration);
+        assert_eq!(shipped_accuracy((0.93, 10_000), (0.95, 20)).1, BoundSplit::Test);
+        // No test images: the calibration bound alone.
+        let (b, on) = shipped_accuracy((0.93, 10_000), (0.0, 0));
+        assert_eq!((b, on), (wilson_lower(0.93, 10_000, BOUND_Z), BoundSplit::Calibration));
     }
 }

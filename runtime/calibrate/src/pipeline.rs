@@ -17,7 +17,10 @@ use crate::cache::{extract, CachedFeatures, Progress};
 use crate::dataset::{Fnv, SplitData};
 use crate::error::CalibrateError;
 use crate::exit_cost::measure as measure_exit_costs;
-pub use crate::outcome::{wilson_lower, CalibrateConfig, CalibrationReport, CostRatios, FrontPoint, BOUND_Z};
+pub use crate::outcome::{
+    shipped_accuracy, wilson_lower, BoundSplit, CalibrateConfig, CalibrationReport, CostRatios, FrontPoint,
+    BOUND_Z,
+};
 use crate::recipes::{train_and_choose, Chosen, RecipeResult, Recorder, Training};
 use dyce_runtime::engine::{default_pool, FastBackend};
 use dyce_runtime::model::bundle::{ExitInfo, FORMAT};
@@ -312,9 +315,13 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                // Chosen on calibration, so estimated on calibration: the test split stays
-                // held out for the report.
+                // Chosen on calibration only; the bound is the lower of both splits'
+                // (`shipped_accuracy` says why), and the disagreement the live estimate allows
+                // for comes from the same split, so the two describe the same images.
                 let o = evaluate(cal, &c.config);
+                let t = evaluate(test, &c.config);
+                let (expected, on) = shipped_accuracy((o.accuracy, n_cal), (t.accuracy, test.n_samples()));
+                let on = if on == BoundSplit::Test { test } else { cal };
                 let exits: Vec<ExitChoice> = c
                     .config
                     .exits
@@ -332,10 +339,10 @@ pub fn calibrate(job: Job, progress: &mut ProgressFn) -> Result<(Bundle, Calibra
                 ConfigEntry {
                     id,
                     exits,
-                    expected_accuracy: Some(wilson_lower(o.accuracy, n_cal, BOUND_Z)),
+                    expected_accuracy: Some(expected),
                     macs_ratio: Some(o.mean_macs / cal.full_macs()),
                     latency_ratio: None,
-                    expected_disagreement: Some(disagreement(cal, &c.config)),
+                    expected_disagreement: Some(disagreement(on, &c.config)),
                 }
             })
             .collect(),
