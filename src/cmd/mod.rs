@@ -6,6 +6,7 @@ pub mod control;
 pub mod control_kube;
 pub mod inspect;
 pub mod serve;
+pub mod simulate;
 pub mod stack;
 pub mod train;
 pub mod up;

@@ -8,19 +8,25 @@
 //! beyond `max_queued`; images older than `timeout` are dropped before compute (their client
 //! went away). Switches apply `push_delay` after the decision, at the next batch.
 
+pub mod accuracy;
 pub mod autoscale;
 mod fleet;
 pub mod replicas;
 mod runtime;
 mod trace;
 
+use std::sync::Arc;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::ladder::Ladder;
 use crate::law::{Direction, Law};
+use crate::live::GuardChange;
 use crate::signals::RuntimeTrack;
 use crate::step::{ControlStep, Steering};
+use accuracy::LiveTally;
+pub use accuracy::{DriftError, SimDrift, SimLive};
 use fleet::{tick, Fleet};
 use runtime::SimRuntime;
 pub use trace::{Noise, Trace};
@@ -46,6 +52,8 @@ pub struct SimConfig {
     pub window: f64,
     /// Seed of arrivals and routing.
     pub seed: u64,
+    /// Live accuracy (shadow checks, feedback, a drift); `None`: the runtimes report none.
+    pub live: Option<SimLive>,
 }
 
 impl Default for SimConfig {
@@ -60,6 +68,7 @@ impl Default for SimConfig {
             push_delay: 0.005,
             window: 2.0,
             seed: 1,
+            live: None,
         }
     }
 }
@@ -90,6 +99,9 @@ pub struct SimWindow {
     pub mean_cost_ratio: f64,
     /// Expected accuracy of that config, averaged (when the ladder knows it).
     pub mean_expected_accuracy: f64,
+    /// Real accuracy of the computed images in the live truth model, averaged (0 without
+    /// [`SimConfig::live`]).
+    pub mean_real_accuracy: f64,
 }
 
 impl SimWindow {
@@ -122,6 +134,8 @@ pub struct SimReport {
     pub ranks: Vec<(f64, usize)>,
     /// Saturated ticks.
     pub saturated_ticks: usize,
+    /// Configs the live accuracy guard excluded or let back, with the time.
+    pub accuracy: Vec<(f64, GuardChange)>,
 }
 
 impl SimReport {
@@ -137,6 +151,15 @@ impl SimReport {
     /// Changes in `[from, to)`.
     pub fn changes_between(&self, from: f64, to: f64) -> usize {
         self.changes.iter().filter(|c| c.at >= from && c.at < to).count()
+    }
+
+    /// Real accuracy (live truth model) of the images computed in windows `[from, to)`; `None`
+    /// without live accuracy or images.
+    pub fn real_accuracy(&self, from: f64, to: f64) -> Option<f64> {
+        let w = self.windows.iter().filter(|w| w.start >= from && w.start < to);
+        let (sum, n) =
+            w.fold((0.0, 0u64), |(s, n), w| (s + w.mean_real_accuracy * w.served as f64, n + w.served));
+        (n > 0 && sum > 0.0).then(|| sum / n as f64)
     }
 
     /// The first tick at or after `from` whose rank is `rank`.
@@ -156,16 +179,27 @@ pub fn simulate(
     stale_after: f64,
 ) -> SimReport {
     let ladder: &Ladder = &law.ladder;
-    let mut step = ControlStep::new(Steering::for_law(law.clone(), quantile, stale_after));
+    let mut steering = Steering::for_law(law.clone(), quantile, stale_after);
+    steering.live = sim.live.as_ref().and_then(|l| l.source.clone());
+    let mut step = ControlStep::new(steering);
     let mut rng = StdRng::seed_from_u64(sim.seed);
-    let mut rts: Vec<SimRuntime> =
-        (0..sim.runtimes).map(|_| SimRuntime::new(sim, ladder, ladder.top())).collect();
+    let truth = sim.live.as_ref().map(|l| Arc::new(l.truth()));
+    let mut rts: Vec<SimRuntime> = (0..sim.runtimes)
+        .map(|i| {
+            let r = SimRuntime::new(sim, ladder, ladder.top());
+            match &truth {
+                Some(t) => r.with_live(LiveTally::new(t.clone(), sim.seed.wrapping_add(i as u64))),
+                None => r,
+            }
+        })
+        .collect();
     let mut tracks: Vec<RuntimeTrack> =
         (0..sim.runtimes).map(|i| RuntimeTrack::new(format!("sim-{i}"))).collect();
     let nwin = trace.duration.ceil() as usize;
     let mut windows: Vec<SimWindow> =
         (0..nwin).map(|k| SimWindow { start: k as f64, ..Default::default() }).collect();
-    let mut report = SimReport { windows: vec![], changes: vec![], ranks: vec![], saturated_ticks: 0 };
+    let mut report =
+        SimReport { windows: vec![], changes: vec![], ranks: vec![], saturated_ticks: 0, accuracy: vec![] };
     let threshold = law.params.threshold;
     let mut t = 0.0;
     let mut next_arrival = draw_arrival(trace, 0.0, &mut rng);
@@ -201,16 +235,20 @@ pub fn simulate(
             let fleet = Fleet { runtimes: rts.iter().collect(), serving: vec![true; rts.len()], ladder };
             let out = tick(&mut step, fleet, &mut tracks, t);
             let d = &out.decision;
+            // The decision's rank is in the law's current view, which the live guard may have
+            // thinned; the runtimes and the report speak ranks of the whole ladder.
+            let rank = ladder.rank_of(&out.record.config).unwrap_or(ladder.top());
             if d.direction != Direction::Hold {
-                report.changes.push(SimChange { at: t, rank: d.rank, direction: d.direction });
+                report.changes.push(SimChange { at: t, rank, direction: d.direction });
             }
             if d.saturated {
                 report.saturated_ticks += 1;
             }
-            report.ranks.push((t, d.rank));
+            report.accuracy.extend(out.accuracy.iter().map(|c| (t, c.clone())));
+            report.ranks.push((t, rank));
             for p in &out.pushes {
-                if !switches.iter().any(|s| s.1 == p.index && s.2 == d.rank) {
-                    switches.push((t + sim.push_delay, p.index, d.rank));
+                if !switches.iter().any(|s| s.1 == p.index && s.2 == rank) {
+                    switches.push((t + sim.push_delay, p.index, rank));
                 }
             }
             next_tick += interval;
@@ -220,6 +258,7 @@ pub fn simulate(
         let n = w.served.max(1) as f64;
         w.mean_cost_ratio /= n;
         w.mean_expected_accuracy /= n;
+        w.mean_real_accuracy /= n;
     }
     report.windows = windows;
     report
@@ -244,6 +283,8 @@ fn draw_arrival(trace: &Trace, mut t: f64, rng: &mut StdRng) -> f64 {
     }
 }
 
+#[cfg(test)]
+mod accuracy_tests;
 #[cfg(test)]
 mod autoscale_tests;
 #[cfg(test)]

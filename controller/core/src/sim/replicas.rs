@@ -164,7 +164,8 @@ pub fn simulate_replicas(
     let mut windows: Vec<SimWindow> = (0..trace.duration.ceil() as usize)
         .map(|k| SimWindow { start: k as f64, ..Default::default() })
         .collect();
-    let mut run = SimReport { windows: vec![], changes: vec![], ranks: vec![], saturated_ticks: 0 };
+    let mut run =
+        SimReport { windows: vec![], changes: vec![], ranks: vec![], saturated_ticks: 0, accuracy: vec![] };
     let mut points = Vec::new();
     let mut recommendations: VecDeque<(f64, usize)> = VecDeque::from([(0.0, pods.len())]);
     let threshold = law.params.threshold;

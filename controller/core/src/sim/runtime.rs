@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use dyce_api::{ActiveConfig, LoadReport, LoadWindow, QueueState};
 
+use super::accuracy::LiveTally;
 use super::{SimConfig, SimWindow};
 use crate::ladder::Ladder;
 
@@ -14,6 +15,8 @@ pub(super) struct SimRuntime {
     busy_until: f64,
     batch_ratio: f64,
     batch_accuracy: f64,
+    /// The config the running batch is computed on (the rank may change before it finishes).
+    batch_config: String,
     rank: usize,
     max_batch: usize,
     generation: u64,
@@ -22,6 +25,8 @@ pub(super) struct SimRuntime {
     /// work, what an autoscaler's utilisation reads. (Busy time would not do: with a fixed cost
     /// per batch, a lightly loaded batching runtime is busy most of the time with tiny batches.)
     work_total: f64,
+    /// Shadow checks and feedback, when simulated.
+    live: Option<LiveTally>,
 }
 
 fn window_index(t: f64, windows: &[SimWindow]) -> Option<usize> {
@@ -37,16 +42,24 @@ impl SimRuntime {
             busy_until: f64::INFINITY,
             batch_ratio: 1.0,
             batch_accuracy: 0.0,
+            batch_config: String::new(),
             rank,
             max_batch: sim.max_batch,
             generation: 1,
             load: LoadWindow::new(sim.window, sim.max_batch, 0.0),
             work_total: 0.0,
+            live: None,
         };
         // The real runtime's warm-up measures full batches of its starting config.
         let per = batch_seconds(sim, ladder, rank, sim.max_batch) / sim.max_batch as f64;
         r.load.seed_cost(&ladder.rung(rank).id, per);
         r
+    }
+
+    /// The same runtime measuring live accuracy.
+    pub fn with_live(mut self, live: LiveTally) -> Self {
+        self.live = Some(live);
+        self
     }
 
     pub fn busy_until(&self) -> f64 {
@@ -100,6 +113,7 @@ impl SimRuntime {
         self.batch = self.queue.drain(..n).collect();
         self.batch_ratio = ladder.rung(self.rank).cost_ratio;
         self.batch_accuracy = ladder.rung(self.rank).expected_accuracy.unwrap_or(f64::NAN);
+        self.batch_config.clone_from(&ladder.rung(self.rank).id);
         let seconds = batch_seconds(sim, ladder, self.rank, n);
         self.busy_until = t + seconds;
         self.work_total +=
@@ -109,14 +123,19 @@ impl SimRuntime {
     }
 
     pub fn finish_batch(&mut self, t: f64, threshold: f64, timeout: f64, windows: &mut [SimWindow]) {
+        let real = self.live.as_ref().map_or(0.0, |l| l.truth().accuracy(&self.batch_config, t));
         for a in self.batch.drain(..) {
             let latency = t - a;
             self.load.completed(t, 1, latency);
+            if let Some(l) = self.live.as_mut() {
+                l.answered(t, &self.batch_config);
+            }
             if let Some(k) = window_index(a, windows) {
                 let w = &mut windows[k];
                 w.served += 1;
                 w.mean_cost_ratio += self.batch_ratio;
                 w.mean_expected_accuracy += self.batch_accuracy;
+                w.mean_real_accuracy += real;
                 if latency <= threshold {
                     w.good += 1;
                 } else if latency > timeout {
@@ -135,7 +154,9 @@ impl SimRuntime {
             max_batch: self.max_batch,
             active: ActiveConfig { id: ladder.rung(self.rank).id.clone(), generation: self.generation },
         };
-        self.load.snapshot(now).report(queue)
+        let mut report = self.load.snapshot(now).report(queue);
+        report.live_accuracy = self.live.as_ref().map(|l| l.report(now));
+        report
     }
 }
 
