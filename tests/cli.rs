@@ -204,3 +204,33 @@ fn help_texts_name_only_flags_that_exist() {
         }
     }
 }
+
+#[test]
+fn simulate_runs_the_live_guard_through_a_drift_and_refuses_bad_drifts() {
+    let drift = "30:c00=0.850,c01=0.864,c02=0.878,full=0.909";
+    let base =
+        ["control", "simulate", "--policy", "policies/live-accuracy.yaml", "--trace", "constant:1.8,90"];
+    let live = [&base[..], &["--feedback", "0.2", "--shadow-half-life", "30", "--drift", drift]].concat();
+    let (ok, out, err) = dyce(&live);
+    assert!(ok, "{err}");
+    assert!(out.lines().next().is_some_and(|l| l.contains("real acc")), "{out}");
+    assert!(out.contains(" c00 excluded: live accuracy lower bound"), "{out}");
+    // "real accuracy B before the drift, A after (floor F, accuracy source live)"
+    let last = out.lines().last().unwrap();
+    let nums: Vec<f64> =
+        last.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|x| x.parse().ok()).collect();
+    assert!(last.ends_with("accuracy source live)") && nums.len() == 3, "{last}");
+    assert!(nums[1] >= nums[2], "after the drift {} under the floor {}", nums[1], nums[2]);
+    for (bad, says) in [
+        (vec!["--drift", "30:nope=0.5"], "no config \"nope\""),
+        (vec!["--drift", "30"], "expected AT:ID=ACCURACY"),
+        (vec!["--drift", "30:c00=1.5"], "in [0, 1]"),
+        (vec!["--shadow-rate", "2"], "--shadow-rate must be in [0, 1]"),
+        (vec!["--shadow-rate", "0", "--drift", "30:c00=0.8"], "--drift needs"),
+    ] {
+        let (ok, out, err) = dyce(&[&base[..], &bad].concat());
+        assert!(!ok && out.is_empty(), "{bad:?} should fail");
+        assert_eq!(err.trim().lines().count(), 1, "{bad:?}: {err}");
+        assert!(err.starts_with("error: ") && err.contains(says), "{bad:?}: {err}");
+    }
+}
