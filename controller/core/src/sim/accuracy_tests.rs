@@ -98,7 +98,7 @@ fn live_accuracy_holds_the_floor_through_a_drift_that_offline_accuracy_misses() 
     // see, and under the floor on feedback) is out within a half-life (30 s) of the drift (if an
     // unlucky clean stretch had not put it out before)...
     let out_at = |id: &str, t: f64| {
-        let last = live_run.accuracy.iter().filter(|(at, c)| *at <= t && c.config == id).next_back();
+        let last = live_run.accuracy.iter().rfind(|(at, c)| *at <= t && c.config == id);
         last.is_some_and(|(_, c)| c.excluded)
     };
     assert!(out_at("c0", at + 30.0), "{:?}", live_run.accuracy);
