@@ -79,7 +79,7 @@ enum PolicySub {
     Schema,
 }
 
-pub(crate) fn load_policy(path: &Path) -> Result<PolicyDocument> {
+fn load_policy(path: &Path) -> Result<PolicyDocument> {
     PolicyDocument::load(path).with_context(|| format!("policy {}", path.display()))
 }
 

@@ -8,10 +8,8 @@ use clap::Args;
 use dyce_control_core::api::ConfigTable;
 use dyce_control_core::ladder::Ladder;
 use dyce_control_core::law::{Law, LawParams};
-use dyce_control_core::policy::AccuracySource;
+use dyce_control_core::policy::{AccuracySource, PolicyDocument};
 use dyce_control_core::sim::{simulate, SimConfig, SimDrift, SimLive, Trace};
-
-use crate::cmd::control::load_policy;
 
 /// Arguments of `dyce control simulate`.
 #[derive(Args, Debug)]
@@ -87,7 +85,7 @@ impl SimulateArgs {
 
 /// Runs `dyce control simulate`.
 pub fn simulate_cmd(a: &SimulateArgs) -> Result<()> {
-    let doc = load_policy(&a.policy)?;
+    let doc = PolicyDocument::load(&a.policy).with_context(|| format!("policy {}", a.policy.display()))?;
     let bundle = crate::cmd::serve::load_bundle(a.model.as_deref())?;
     let ladder = Ladder::new(&bundle.configs, doc.spec.accuracy_limits())?;
     if !(a.capacity.is_finite() && a.capacity > 0.0) || a.runtimes == 0 {
