@@ -8,7 +8,10 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use dyce_api::ConfigTable;
-use dyce_runtime::engine::{default_pool, run_batch, Backend, CandleBackend, FastBackend, ResolvedConfig};
+use dyce_runtime::engine::{
+    default_pool, run_batch, run_profiled, Backend, CandleBackend, FastBackend, Profiler, ResolvedConfig,
+    Stage,
+};
 use dyce_runtime::model::random::random_checkpoint;
 use dyce_runtime::model::store::TensorStore;
 use dyce_runtime::model::{Backbone, BackboneSpec, Bundle, ConvNextSpec, ExitType, Manifest};
@@ -169,6 +172,38 @@ fn executor_gives_the_same_answers_on_both_backends() {
                 assert_eq!((g.exit, g.label, g.macs), (w.exit, w.label, w.macs), "config {id}");
                 assert!(rel_err(&g.probs, &w.probs) < 1e-4);
             }
+        }
+    }
+}
+
+/// Sums the MACs a profile reports.
+#[derive(Default)]
+struct Macs(u64);
+
+impl Profiler for Macs {
+    const ON: bool = true;
+    fn stage(&mut self, _: Stage, _: usize, macs: u64, _: std::time::Duration) {
+        self.0 += macs;
+    }
+}
+
+/// `dyce bench --profile` and the exit-cost measurement run `run_profiled`: on ConvNeXt too it
+/// answers as `run_batch` does, and its stages add up to the answers' MACs.
+#[test]
+fn profiled_runs_answer_as_served_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = convnext_bundle(dir.path());
+    let shape = b.manifest.input.shape;
+    let mut fast = FastBackend::new(&b.backbone, shape, default_pool(Some(2)).unwrap()).unwrap();
+    for id in ["a", "full"] {
+        let cfg = ResolvedConfig::resolve(&b, b.configs.get(id).unwrap(), 0).unwrap();
+        for n in [1, 5, 16] {
+            let x = random_input(n, 144, 31 + n as u64);
+            let want = run_batch(&b, &mut fast, &cfg, &x, n).unwrap();
+            let mut macs = Macs::default();
+            let got = run_profiled(&b, &mut fast, &cfg, &x, n, &mut macs).unwrap();
+            assert_eq!(got, want, "config {id}, {n} images");
+            assert_eq!(macs.0, want.iter().map(|r| r.macs).sum::<u64>(), "config {id}, {n} images");
         }
     }
 }
