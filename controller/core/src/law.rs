@@ -354,4 +354,4 @@ fn replicas_for(n: usize, u: f64, target: f64) -> usize {
 
 #[cfg(test)]
 #[path = "law_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -19,7 +19,8 @@ fn ladder() -> Ladder {
     )
 }
 
-fn params(on_missing: MissingSignals) -> LawParams {
+/// The law's parameters every scenario here and in the simulator's tests uses.
+pub(crate) fn params(on_missing: MissingSignals) -> LawParams {
     LawParams {
         threshold: 0.05,
         max_queue: Some(64.0),

@@ -123,7 +123,14 @@ impl SimLive {
             })
             .collect();
         let at = self.drift.as_ref().map_or(f64::INFINITY, |d| d.at);
-        Truth { configs, at, acc_full, settings: self.clone() }
+        Truth {
+            configs,
+            at,
+            acc_full,
+            shadow_rate: self.shadow_rate,
+            feedback: self.feedback,
+            half_life: self.half_life,
+        }
     }
 }
 
@@ -140,7 +147,10 @@ pub(super) struct Truth {
     configs: Vec<TruthConfig>,
     at: f64,
     acc_full: Option<f64>,
-    settings: SimLive,
+    /// [`SimLive`]'s sampling settings.
+    shadow_rate: f64,
+    feedback: f64,
+    half_life: f64,
 }
 
 impl Truth {
@@ -211,8 +221,7 @@ impl LiveTally {
 
     /// One image answered at `t` by config `served`: maybe shadow-checked, maybe labelled.
     pub fn answered(&mut self, t: f64, served: &str) {
-        let s = &self.truth.settings;
-        let (rate, feedback, hl) = (s.shadow_rate, s.feedback, s.half_life);
+        let (rate, feedback, hl) = (self.truth.shadow_rate, self.truth.feedback, self.truth.half_life);
         let shadowed = self.rng.random::<f64>() < rate;
         let labelled = self.rng.random::<f64>() < feedback;
         let n = self.truth.configs.len();
@@ -241,7 +250,7 @@ impl LiveTally {
 
     /// What the runtime's `/v1/load` would carry as `live_accuracy` at `now`.
     pub fn report(&self, now: f64) -> LiveAccuracy {
-        let s = &self.truth.settings;
+        let s = &*self.truth;
         let hl = s.half_life;
         let mut configs = BTreeMap::new();
         for (i, c) in self.truth.configs.iter().enumerate() {

@@ -8,7 +8,7 @@ use dyce_api::{ConfigEntry, ConfigTable};
 
 use super::*;
 use crate::ladder::AccuracyLimits;
-use crate::law::LawParams;
+use crate::law::tests::params;
 use crate::policy::{AccuracyKind, AccuracySource, MissingSignals};
 
 /// Shaped like the shipped fmnist-resnet20 table: (id, expected accuracy, disagreement, cost).
@@ -37,16 +37,7 @@ fn table() -> ConfigTable {
 
 fn law() -> Law {
     let ladder = Ladder::new(&table(), AccuracyLimits { min: 0.0, max_drop: Some(DROP) }).unwrap();
-    let params = LawParams {
-        threshold: 0.05,
-        max_queue: Some(64.0),
-        target_utilization: 0.8,
-        headroom: 0.7,
-        restore_after: 5.0,
-        restore_step: 1.0,
-        on_missing: MissingSignals::Hold,
-        drain_seconds: 0.5,
-    };
+    let params = params(MissingSignals::Hold);
     Law::new(params, ladder)
 }
 

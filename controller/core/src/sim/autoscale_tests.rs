@@ -4,7 +4,7 @@ use super::autoscale::{bursty_trace, compare, default_scenarios};
 use super::replicas::{simulate_replicas, ControlLoop, HpaConfig};
 use super::*;
 use crate::ladder::Rung;
-use crate::law::LawParams;
+use crate::law::tests::params;
 use crate::policy::MissingSignals;
 
 fn law() -> Law {
@@ -18,16 +18,7 @@ fn law() -> Law {
             cost_ratio: r,
         })
         .collect();
-    let params = LawParams {
-        threshold: 0.05,
-        max_queue: Some(64.0),
-        target_utilization: 0.8,
-        headroom: 0.7,
-        restore_after: 5.0,
-        restore_step: 1.0,
-        on_missing: MissingSignals::Hold,
-        drain_seconds: 0.5,
-    };
+    let params = params(MissingSignals::Hold);
     Law::new(params, Ladder::from_rungs(rungs))
 }
 

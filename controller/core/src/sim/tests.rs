@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::ladder::Rung;
-use crate::law::LawParams;
+use crate::law::tests::params;
 use crate::policy::MissingSignals;
 
 /// A ladder shaped like a calibrated early-exit table: the cheapest config costs a third of
@@ -23,19 +23,7 @@ fn ladder() -> Ladder {
 }
 
 fn law() -> Law {
-    Law::new(
-        LawParams {
-            threshold: 0.05,
-            max_queue: Some(64.0),
-            target_utilization: 0.8,
-            headroom: 0.7,
-            restore_after: 5.0,
-            restore_step: 1.0,
-            on_missing: MissingSignals::Hold,
-            drain_seconds: 0.5,
-        },
-        ladder(),
-    )
+    Law::new(params(MissingSignals::Hold), ladder())
 }
 
 fn run(sim: &SimConfig, trace: &Trace) -> SimReport {
