@@ -12,8 +12,11 @@ pub const DEFAULT_K_MAX: usize = 32;
 /// Picks `k_min..=k_max` configs from `front`, spread evenly in MACs, ending with the full model.
 ///
 /// Eligible entries are front points with accuracy `>= accuracy_floor` that are cheaper than the
-/// full model; the table runs from the cheapest eligible one up to the full model ("all none"),
-/// which is always included, last, even when some config dominates it (it is the safe fallback
+/// full model. The picks are the points nearest to targets spaced evenly from the cheapest
+/// eligible point to the richest: not up to the full model's MACs, which an early-exit front
+/// never reaches (its accuracy saturates around half of them), so targets beyond its end would
+/// all land on its last few points. The full model ("all none") follows,
+/// always included, last, even when some config dominates it (it is the safe fallback
 /// the runtime must always be able to select). `records` is needed only to evaluate it. Fewer
 /// than `k_min` entries are returned only when fewer eligible points exist.
 ///
@@ -36,11 +39,13 @@ pub fn select_table(
     let mut table = Vec::with_capacity(m + 1);
     if m > 0 {
         let lo = eligible[0].macs();
-        let step = (full.macs() - lo) / m as f64;
+        let hi = eligible[eligible.len() - 1].macs();
+        let step = if m > 1 { (hi - lo) / (m - 1) as f64 } else { 0.0 };
         let mut next = 0;
         for j in 0..m {
             // Nearest to the j-th evenly spaced MACs target, leaving enough points for the
-            // remaining targets; j = 0 is always the cheapest eligible point.
+            // remaining targets; j = 0 is always the cheapest eligible point, j = m - 1 the
+            // richest.
             let target = lo + j as f64 * step;
             let last_allowed = eligible.len() - (m - j);
             let pick = (next..=last_allowed)
@@ -83,5 +88,30 @@ mod tests {
         assert_eq!(none.len(), 1);
         let capped = select_table(&r, &front, 0.0, 2, 5);
         assert_eq!(capped.len(), 5);
+    }
+
+    #[test]
+    fn picks_cover_the_eligible_range_not_the_way_to_the_full_model() {
+        let r = generate(&SyntheticParams { samples: 800, positions: 5, ..SyntheticParams::default() });
+        let front = coordinate_search(&r, &SearchParams::default());
+        let floor = 0.6;
+        let table = select_table(&r, &front, floor, DEFAULT_K_MIN, 9);
+        let picks = &table[..table.len() - 1];
+        let eligible: Vec<&Candidate> = front.iter().filter(|c| c.accuracy() >= floor).collect();
+        let (lo, hi) = (eligible[0].macs(), eligible.iter().map(|c| c.macs()).fold(0.0, f64::max));
+        let full = table.last().unwrap().macs();
+        assert!(hi < 0.9 * full, "the synthetic front ends short of the full model: {hi} of {full}");
+        // The richest eligible point is the last pick, and no gap between neighbours is much wider
+        // than an even step over [lo, hi] (targets up to the full model's MACs crowded the
+        // front's end instead).
+        assert_eq!(picks.last().unwrap().macs(), hi);
+        let step = (hi - lo) / (picks.len() - 1) as f64;
+        let gaps: Vec<f64> = picks.windows(2).map(|w| w[1].macs() - w[0].macs()).collect();
+        for g in &gaps {
+            assert!(*g <= 1.6 * step, "gap {g} against step {step}: {gaps:?}");
+        }
+        // At most a fair share of the picks in the top fifth of the range.
+        let top = picks.iter().filter(|c| c.macs() > hi - 0.2 * (hi - lo)).count();
+        assert!(top <= 3, "{top} of {} picks in the top fifth", picks.len());
     }
 }
