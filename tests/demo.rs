@@ -47,10 +47,26 @@ fn a_short_demo_writes_a_complete_report() {
         assert!(!r["config_samples"].as_array().unwrap().is_empty(), "the active config was polled");
     }
     assert_eq!(report["simulation"]["rows"].as_array().unwrap().len(), 4);
+    // No --peak: the burst is what the cheapest config carries at the policy's 80% target.
+    let sc = &report["scenario"];
+    assert_eq!(sc["peak_choice"]["rule"], "absorbable", "{sc}");
+    let (full, cheap) = (
+        report["capacity"]["full_per_second"].as_f64().unwrap(),
+        report["capacity"]["cheapest_per_second"].as_f64().unwrap(),
+    );
+    let expect = ((0.8 * cheap / full * 100.0).floor() / 100.0).min(2.0);
+    assert!((sc["peak"].as_f64().unwrap() - expect).abs() < 1e-9, "{sc} vs {expect}");
+    // Where the cores went during the burst: the model worked in every run.
+    for r in runs {
+        let cores = &r["cpu_burst_cores"];
+        assert!(cores["model"].as_f64().is_some_and(|m| m > 0.0), "{}: {cores}", r["name"]);
+    }
 
     let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     let headline = md.split("## Headline").nth(1).unwrap().split("\n\n").nth(1).unwrap();
     assert_eq!(headline.lines().count(), 2 + 3, "header, rule and three rows: {headline}");
+    assert!(md.contains("is the most this policy can absorb"), "the report says how the burst was chosen");
+    assert!(md.contains("Cores busy during the burst"), "{md}");
     for file in ["timeline.svg", "autoscaling.svg"] {
         let svg = std::fs::read_to_string(out.join(file)).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{file}");

@@ -52,6 +52,7 @@ class Server:
             time.sleep(0.1)
         addrs = json.loads(line)
         self.data = "http://" + addrs["data"]
+        self.admin = "http://" + addrs["admin"]
         for _ in range(600):
             try:
                 if urllib.request.urlopen(self.data + "/v2/health/ready", timeout=1).status == 200:
@@ -60,6 +61,35 @@ class Server:
                 pass
             time.sleep(0.1)
         raise SystemExit("server not ready")
+
+    def stages(self):
+        """Server-side means per request in ms, from the admin port's /metrics: each stage of
+        `dyce_request_stage_duration_seconds`, the whole request, and the mean batch size."""
+        text = urllib.request.urlopen(self.admin + "/metrics", timeout=5).read().decode()
+        sums, counts = {}, {}
+        for line in text.splitlines():
+            if line.startswith("#") or " " not in line:
+                continue
+            name, value = line.rsplit(" ", 1)
+            for suffix, into in (("_sum", sums), ("_count", counts)):
+                base, _, labels = name.partition("{")
+                if not base.endswith(suffix):
+                    continue
+                base = base[: -len(suffix)]
+                if base.endswith("request_stage_duration_seconds"):
+                    key = labels.split('stage="')[1].split('"')[0]
+                elif base.endswith("request_duration_seconds") and "stage" not in base:
+                    key = "server_total"
+                elif base.endswith("batch_size"):
+                    key = "batch_size"
+                else:
+                    continue
+                into[key] = into.get(key, 0.0) + float(value)
+        out = {}
+        for k, total in sums.items():
+            if counts.get(k):
+                out[k] = total / counts[k] * (1 if k == "batch_size" else 1000)
+        return out
 
     def stop(self):
         self.proc.terminate()
@@ -102,25 +132,36 @@ def main():
         for mode in order:
             s = Server(a.bin, a.out, f"r{r}-{mode}", flags + ["--answer-at-exit", mode])
             res = load(a.bin, s.data, rate, a.seconds, r + 1, a.ipr, 4096)
+            stages = s.stages()
             s.stop()
             lat = res["latency_ms"]
             runs[mode].append({"mean": lat["mean"], "p50": lat["p50"], "p99": lat["p99"], "ok": res["ok"],
                                "failed": res["shed"] + res["errors"] + res["timeouts"] + res["dropped_by_client"],
-                               "accuracy": res["accuracy"]})
+                               "accuracy": res["accuracy"], "server_ms": stages})
             x = runs[mode][-1]
             print(f"  round {r} answer-at-exit={mode:5}: mean {x['mean']:.2f} ms, p50 {x['p50']:.2f}, "
                   f"p99 {x['p99']:.2f}, ok {x['ok']}, failed {x['failed']}", file=sys.stderr)
 
     med = {mode: {k: statistics.median(x[k] for x in rs) for k in ("mean", "p50", "p99")} for mode, rs in runs.items()}
+    keys = sorted({k for rs in runs.values() for x in rs for k in x["server_ms"]})
+    server = {mode: {k: statistics.median(x["server_ms"].get(k, 0.0) for x in rs) for k in keys}
+              for mode, rs in runs.items()}
     ratio = {k: med["true"][k] / med["false"][k] for k in ("mean", "p50", "p99")}
     summary = {"machine": m, "config": a.config, "peak_rps": peak_rps, "offered_rps": rate, "rounds": a.rounds,
-               "seconds": a.seconds, "ipr": a.ipr, "runs": runs, "median": med, "ratio_on_over_off": ratio}
+               "seconds": a.seconds, "ipr": a.ipr, "runs": runs, "median": med, "server_median_ms": server, "ratio_on_over_off": ratio}
     with open(os.path.join(a.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print(f"| answers | mean ms | p50 ms | p99 ms |\n|---|---|---|---|")
     for mode, name in (("false", "when the batch ends"), ("true", "at the exit")):
         print(f"| {name} | {med[mode]['mean']:.2f} | {med[mode]['p50']:.2f} | {med[mode]['p99']:.2f} |")
     print(f"| ratio (at exit / batch end) | {ratio['mean']:.3f} | {ratio['p50']:.3f} | {ratio['p99']:.3f} |")
+    # Where a request's time goes, server side (means, medians over the runs): the part answering
+    # at the exit can shorten is `compute`; the client's mean minus `server_total` is the HTTP
+    # client, the kernel's loopback and axum outside the handler.
+    print("\n| answers | " + " | ".join(f"{k} ms" if k != "batch_size" else "batch size" for k in keys)
+          + " | client mean ms |\n|---|" + "---|" * (len(keys) + 1))
+    for mode, name in (("false", "when the batch ends"), ("true", "at the exit")):
+        print(f"| {name} | " + " | ".join(f"{server[mode][k]:.3f}" for k in keys) + f" | {med[mode]['mean']:.3f} |")
 
 
 if __name__ == "__main__":

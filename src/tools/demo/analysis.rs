@@ -42,6 +42,8 @@ pub struct RunData {
     pub samples: Vec<ConfigSample>,
     /// The controller's changes (empty without a controller).
     pub changes: Vec<Change>,
+    /// Cores busy by thread group during the burst (none where `/proc` could not be read).
+    pub cpu_burst: Option<super::cpu::CoresBusy>,
 }
 
 /// One second of a run, by scheduled send time.
@@ -335,6 +337,7 @@ mod tests {
                     saturated: false,
                 })
                 .collect(),
+            cpu_burst: None,
         }
     }
 

@@ -7,6 +7,8 @@
 
 mod analysis;
 mod capacity;
+mod cpu;
+mod peak;
 mod plot;
 mod report;
 mod report_input;
@@ -47,9 +49,11 @@ pub struct DemoArgs {
     /// Base load, as a multiple of the full-model capacity.
     #[arg(long, env = "DYCE_DEMO_BASE", default_value_t = 0.5)]
     base: f64,
-    /// Load during the burst, as a multiple of the full-model capacity.
-    #[arg(long, env = "DYCE_DEMO_PEAK", default_value_t = 2.0)]
-    peak: f64,
+    /// Load during the burst, as a multiple of the full-model capacity (default: the most the
+    /// policy can absorb here, its target utilisation times the cheapest allowed config's
+    /// measured capacity over the full model's, at most 2).
+    #[arg(long, env = "DYCE_DEMO_PEAK")]
+    peak: Option<f64>,
     /// Seconds of each of the three runs.
     #[arg(long, env = "DYCE_DEMO_DURATION", default_value_t = 35.0)]
     duration: f64,
@@ -94,6 +98,8 @@ pub struct Scenario {
     pub base: f64,
     /// Burst load.
     pub peak: f64,
+    /// How `peak` was chosen.
+    pub peak_choice: peak::PeakChoice,
     /// Seconds of each run.
     pub duration: f64,
     /// Burst `[start, end)`, seconds.
@@ -114,7 +120,8 @@ impl Scenario {
     /// For report.json.
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
-            "capacity": self.capacity, "base": self.base, "peak": self.peak, "duration_s": self.duration,
+            "capacity": self.capacity, "base": self.base, "peak": self.peak, "peak_choice": self.peak_choice.json(),
+            "duration_s": self.duration,
             "burst_s": [self.burst.0, self.burst.1], "probe_seconds": self.probe_seconds,
             "sim_seconds": self.sim_seconds, "seed": self.seed, "timeout_s": self.timeout,
             "encoding": format!("{:?}", self.encoding).to_lowercase(),
@@ -139,7 +146,13 @@ impl DemoArgs {
         Ok(Scenario {
             capacity: self.capacity,
             base: positive(self.base, "base")?,
-            peak: positive(self.peak, "peak")?,
+            // Resolved after the capacity probe when not given (`peak::choose`).
+            peak: self.peak.map_or(Ok(peak::MAX_AUTO), |p| positive(p, "peak"))?,
+            peak_choice: if self.peak.is_some() {
+                peak::PeakChoice::Given
+            } else {
+                peak::PeakChoice::Fallback
+            },
             duration,
             burst: (at, until),
             probe_seconds: positive(self.probe_seconds, "probe-seconds")? * s,
@@ -153,7 +166,7 @@ impl DemoArgs {
 
 /// Runs `dyce demo`.
 pub fn run(args: &DemoArgs) -> Result<()> {
-    let sc = args.scenario()?;
+    let mut sc = args.scenario()?;
     let policy = crate::cmd::up::policy_or_default(args.policy.as_deref())?;
     // Local inputs first: a missing data set fails before anything starts.
     let images: Arc<LabelledImages> = Arc::new(data::load(&args.data)?.test.into());
@@ -176,6 +189,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     ];
     let env = runs::Env::new(bundle.clone(), serve.clone(), policy.clone(), images)?;
     let capacity = env.capacity(&sc, &full, &cheapest)?;
+    let target = policy.spec.control.target_utilization;
+    let ratio = bundle.configs.configs.iter().find(|c| c.id == cheapest).and_then(|c| c.latency_ratio);
+    (sc.peak, sc.peak_choice) = peak::choose(args.peak, target, &capacity, ratio);
     eprintln!(
         "dyce demo: capacity {:.0} req/s on {full}{}; trace {:.0} req/s, {:.0} req/s from {:.1} s to {:.1} s, {:.0} s per run",
         capacity.full,

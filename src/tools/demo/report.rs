@@ -144,6 +144,7 @@ pub fn write(dir: &Path, input: &Input) -> Result<String> {
             "windows": w.iter().map(Window::json).collect::<Vec<_>>(),
             "config_samples": r.samples.iter().map(|s| s.json()).collect::<Vec<_>>(),
             "changes": r.changes.iter().map(|c| c.json()).collect::<Vec<_>>(),
+            "cpu_burst_cores": r.cpu_burst.map(|c| c.json()),
         })).collect::<Vec<_>>(),
         "simulation": input.sim.json(),
     });

@@ -112,6 +112,33 @@ fn context(input: &Input, rows: &[Row]) -> String {
 }
 
 /// `2, 3, 5-9`: consecutive seconds as ranges.
+/// Where the cores went during the burst, run by run: the budget a burst needs, measured.
+fn cpu_table(input: &Input) -> String {
+    if input.runs.iter().all(|r| r.cpu_burst.is_none()) {
+        return String::new();
+    }
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut s = format!(
+        "\nCores busy during the burst (CPU seconds per second, of {cpus}; from `/proc/self/task` by thread):\n\n\
+         | run | load generator | HTTP server and controller | model | other | total |\n|---|---|---|---|---|---|\n"
+    );
+    for r in input.runs {
+        if let Some(c) = r.cpu_burst {
+            let _ = writeln!(
+                s,
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                r.name,
+                c.load,
+                c.server,
+                c.model,
+                c.other,
+                c.total()
+            );
+        }
+    }
+    s
+}
+
 fn ranges(seconds: &[u64]) -> String {
     let mut parts: Vec<(u64, u64)> = Vec::new();
     for &k in seconds {
@@ -174,6 +201,8 @@ pub fn markdown(input: &Input, headline: &str, checks: &str, rows: &[Row]) -> St
         sc.duration,
         sc.timeout
     );
+    let _ =
+        writeln!(s, "- {}", sc.peak_choice.describe(sc.peak, input.policy.spec.control.target_utilization));
     s.push_str("- Runs, each on a fresh runtime: ");
     let names: Vec<&str> = input.runs.iter().map(|r| r.name.as_str()).collect();
     let _ =
@@ -197,6 +226,7 @@ pub fn markdown(input: &Input, headline: &str, checks: &str, rows: &[Row]) -> St
     s.push_str(checks);
     s.push('\n');
     s.push_str(&context(input, rows));
+    s.push_str(&cpu_table(input));
     s.push_str("\n## Timeline\n\n![per-second timeline of the three runs](timeline.svg)\n\n");
     s.push_str(
         "## Controller decisions (dyce run)\n\n| t (s) | direction | config | reason |\n|---|---|---|---|\n",

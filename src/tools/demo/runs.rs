@@ -163,11 +163,14 @@ impl Env {
         let load = LoadConfig { url: stack.data_url.clone(), ..load };
         let stop = tokio_util::sync::CancellationToken::new();
         let origin = Instant::now();
-        let (run, samples) = self.load_rt.block_on(async {
+        let (run, samples, cpu_burst) = self.load_rt.block_on(async {
             let poller = tokio::spawn(poll_config(stack.admin_url.clone(), origin, POLL_EVERY, stop.clone()));
+            let cpu = tokio::spawn(cpu_during(origin, sc.burst));
             let run = run_load(&load, self.images.clone(), None).await;
             stop.cancel();
-            (run, poller.await.unwrap_or_default())
+            // The burst ends before the run does; a run that failed early leaves no measurement.
+            let cpu_burst = if cpu.is_finished() { cpu.await.ok().flatten() } else { None };
+            (run, poller.await.unwrap_or_default(), cpu_burst)
         });
         let status = self.load_rt.block_on(status(&stack));
         let controller_started = stack.controller.as_ref().map(|c| c.1);
@@ -202,6 +205,16 @@ impl Env {
             summary: run.summary,
             samples,
             changes,
+            cpu_burst,
         })
     }
+}
+
+/// Cores busy by thread group over the burst `[from, to)` seconds after `origin`.
+async fn cpu_during(origin: Instant, (from, to): (f64, f64)) -> Option<super::cpu::CoresBusy> {
+    let at = |s: f64| tokio::time::Instant::from_std(origin + Duration::from_secs_f64(s));
+    tokio::time::sleep_until(at(from)).await;
+    let a = super::cpu::snapshot();
+    tokio::time::sleep_until(at(to)).await;
+    super::cpu::between(&a, &super::cpu::snapshot(), to - from)
 }
