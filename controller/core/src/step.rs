@@ -163,7 +163,7 @@ impl ControlStep {
             .filter(|t| t.is_fresh(now, stale))
             .filter_map(|t| t.last.as_ref()?.1.live_accuracy.as_ref())
             .collect();
-        let changes = guard.update(&self.base, &reports);
+        let changes = guard.update(&self.base, &reports, now);
         if !changes.is_empty() {
             let view = self.base.without(&guard.excluded_ids());
             if let Some(state) = self.state.as_mut() {
