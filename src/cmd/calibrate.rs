@@ -48,8 +48,10 @@ pub struct CalibrateArgs {
     /// Exit types trained at every position, comma-separated.
     #[arg(long, env = "DYCE_EXIT_TYPES", value_delimiter = ',', default_value = "mlp1,mlp2x128,mlp3x256")]
     exit_types: Vec<String>,
-    /// Passes over the training features when training exits.
-    #[arg(long, env = "DYCE_EXIT_EPOCHS", default_value_t = 12)]
+    /// Passes over the training features when training exits (30: on Fashion-MNIST, 12 saved
+    /// four points less of MACs at ≤ 0.5 pt; the heads train on cached features, so this costs
+    /// minutes, not a backbone's hours).
+    #[arg(long, env = "DYCE_EXIT_EPOCHS", default_value_t = 30)]
     exit_epochs: usize,
     /// Exit-training recipes to try, comma-separated, each `+`-joined parts of `ce` (labels),
     /// `distill` (learn the final head's answer), `mixup` (mix feature pairs), `conf` (weight
