@@ -71,20 +71,20 @@ class Server:
             if line.startswith("#") or " " not in line:
                 continue
             name, value = line.rsplit(" ", 1)
-            for suffix, into in (("_sum", sums), ("_count", counts)):
-                base, _, labels = name.partition("{")
-                if not base.endswith(suffix):
-                    continue
-                base = base[: -len(suffix)]
-                if base.endswith("request_stage_duration_seconds"):
-                    key = labels.split('stage="')[1].split('"')[0]
-                elif base.endswith("request_duration_seconds") and "stage" not in base:
-                    key = "server_total"
-                elif base.endswith("batch_size"):
-                    key = "batch_size"
-                else:
-                    continue
-                into[key] = into.get(key, 0.0) + float(value)
+            base, _, labels = name.partition("{")
+            suffix, into = ("_sum", sums) if base.endswith("_sum") else ("_count", counts)
+            if not base.endswith(suffix):
+                continue
+            base = base[: -len(suffix)]
+            if base.endswith("request_stage_duration_seconds"):
+                key = labels.split('stage="')[1].split('"')[0]
+            elif base.endswith("request_duration_seconds"):
+                key = "server_total"
+            elif base.endswith("batch_size"):
+                key = "batch_size"
+            else:
+                continue
+            into[key] = into.get(key, 0.0) + float(value)
         out = {}
         for k, total in sums.items():
             if counts.get(k):

@@ -187,7 +187,6 @@ impl LiveGuard {
                 }
             }
         }
-        self.thin_since.retain(|id, _| self.excluded_by.contains_key(id));
         // The richest config: never excluded, but named when feedback puts it under the floor.
         let top = ladder.rung(ladder.top()).id.clone();
         match (self.worst(reports, &top, None), self.full_under.is_some()) {

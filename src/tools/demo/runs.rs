@@ -168,8 +168,14 @@ impl Env {
             let cpu = tokio::spawn(cpu_during(origin, sc.burst));
             let run = run_load(&load, self.images.clone(), None).await;
             stop.cancel();
-            // The burst ends before the run does; a run that failed early leaves no measurement.
-            let cpu_burst = if cpu.is_finished() { cpu.await.ok().flatten() } else { None };
+            // The burst ends before the run does; a run that failed early leaves no measurement
+            // (and its measuring task is stopped rather than left to wake up later).
+            let cpu_burst = if cpu.is_finished() {
+                cpu.await.ok().flatten()
+            } else {
+                cpu.abort();
+                None
+            };
             (run, poller.await.unwrap_or_default(), cpu_burst)
         });
         let status = self.load_rt.block_on(status(&stack));
