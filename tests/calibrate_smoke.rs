@@ -129,3 +129,77 @@ fn reduced_train_and_calibrate_write_a_loadable_bundle() {
         "same heads and costs, same table"
     );
 }
+
+/// ConvNeXt-V2 through the same commands: `dyce train --arch convnextv2_atto_s` (AdamW), stopped
+/// and resumed across invocations to the same bits as an uninterrupted run, then calibrated into
+/// a bundle that inspects as a ConvNeXt-V2.
+#[test]
+#[ignore = "needs Debian's dataset-fashion-mnist (scripts/ci/setup.sh); run by scripts/test.sh"]
+fn convnext_trains_resumes_and_calibrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (once, split, bundle) =
+        (dir.path().join("once"), dir.path().join("split"), dir.path().join("bundle"));
+    let train = |out: &Path, extra: &[&str]| {
+        let mut a = vec!["train", "--arch", "convnextv2_atto_s", "--out", path(out), "--limit", "256"];
+        a.extend(["--epochs", "2", "--batch-size", "64"]);
+        a.extend(extra);
+        dyce(&a);
+    };
+    train(&once, &[]);
+    // Stopped after one epoch, then continued by a second invocation.
+    train(&split, &["--stop-after-epochs", "1"]);
+    assert!(!split.join("backbone.safetensors").exists(), "no final weights before the last epoch");
+    train(&split, &["--resume"]);
+    let weights = |d: &Path| std::fs::read(d.join("backbone.safetensors")).unwrap();
+    assert!(weights(&once) == weights(&split), "a resumed run must end with the uninterrupted run's weights");
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(split.join("train.json")).unwrap()).unwrap();
+    assert_eq!(rec["spec"]["family"], "convnextv2");
+    assert_eq!(rec["config"]["optimizer"], "adamw");
+    assert_eq!(rec["history"].as_array().unwrap().len(), 2);
+
+    dyce(&[
+        "calibrate",
+        "--train-dir",
+        path(&split),
+        "--out",
+        path(&bundle),
+        "--limit",
+        "300",
+        "--exit-types",
+        "mlp1",
+        "--exit-recipes",
+        "ce",
+        "--exit-epochs",
+        "1",
+        "--exit-cost-model",
+        "off",
+    ]);
+    let manifest = std::fs::read_to_string(bundle.join("manifest.json")).unwrap();
+    assert!(manifest.contains("convnextv2"), "{manifest}");
+    let table: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("configs.json")).unwrap()).unwrap();
+    assert!(table["configs"].as_array().unwrap().len() >= 2, "{table}");
+    dyce(&["inspect", "--model", path(&bundle)]);
+
+    // Resuming with other settings is refused, naming them.
+    let out = Command::new(env!("CARGO_BIN_EXE_dyce"))
+        .args(["train", "--arch", "convnextv2_atto_s", "--out", path(&split), "--limit", "256"])
+        .args(["--epochs", "3", "--batch-size", "64", "--resume"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("epochs 2 vs 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // An architecture 28 px cannot feed is refused with its reason, before any training.
+    let out = Command::new(env!("CARGO_BIN_EXE_dyce"))
+        .args(["train", "--arch", "convnextv2_atto", "--out", path(&dir.path().join("no"))])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty before the last stage"));
+}

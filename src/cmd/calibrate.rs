@@ -42,7 +42,7 @@ pub struct CalibrateArgs {
     #[arg(long, env = "DYCE_DATA", default_value = data::DEFAULT_DIR)]
     data: PathBuf,
     /// Model name written into the bundle (served as /v2/models/NAME); default: the --out
-    /// folder's name for --weights, `fmnist-resnet` for --train-dir.
+    /// folder's name for --weights, `fmnist-resnet` or `fmnist-convnextv2` for --train-dir.
     #[arg(long, env = "DYCE_MODEL_NAME")]
     name: Option<String>,
     /// Exit types trained at every position, comma-separated.
@@ -242,12 +242,15 @@ impl Bars {
 }
 
 /// The bundle's model name: `--name`, else the output folder's name for a user's model.
-fn model_name(args: &CalibrateArgs) -> String {
+fn model_name(args: &CalibrateArgs, spec: &BackboneSpec) -> String {
     let out_name = || args.out.file_name().map(|n| n.to_string_lossy().into_owned());
     match (&args.name, &args.folder.weights) {
         (Some(n), _) => n.clone(),
         (None, Some(_)) => out_name().unwrap_or_else(|| "model".into()),
-        (None, None) => "fmnist-resnet".into(),
+        (None, None) => match spec {
+            BackboneSpec::ResNet(_) => "fmnist-resnet".into(),
+            BackboneSpec::ConvNextV2(_) => "fmnist-convnextv2".into(),
+        },
     }
 }
 
@@ -282,7 +285,7 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
         None => idx_source(args)?,
     };
     let cfg = CalibrateConfig {
-        name: model_name(args),
+        name: model_name(args, &spec),
         exits: ExitTrainConfig {
             types: args.exit_types.clone(),
             epochs: args.exit_epochs,

@@ -8,6 +8,18 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
+/// What the training loop needs of an optimiser: a step, a learning rate and a saveable state.
+pub trait Optimizer {
+    /// Learning rate of the next step.
+    fn set_lr(&mut self, lr: f64);
+    /// One update from `grads`.
+    fn step(&mut self, grads: &GradStore) -> Result<()>;
+    /// State tensors for a checkpoint (names never collide with the weights').
+    fn state(&self) -> HashMap<String, Tensor>;
+    /// Restores what `state` saved.
+    fn load_state(&mut self, saved: &HashMap<String, Tensor>);
+}
+
 /// Optimiser state: one momentum buffer per trained variable.
 pub struct Sgd {
     vars: Vec<(String, Var, bool)>,
@@ -31,9 +43,15 @@ impl Sgd {
             .collect();
         Self { vars, momentum: HashMap::new(), lr: 0.0, mu, weight_decay }
     }
+}
+
+impl Optimizer for Sgd {
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
 
     /// One update from `grads`.
-    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+    fn step(&mut self, grads: &GradStore) -> Result<()> {
         for (name, var, decay) in &self.vars {
             let Some(g) = grads.get(var.as_tensor()) else { continue };
             let g = if *decay { (g + (var.as_tensor() * self.weight_decay)?)? } else { g.clone() };
@@ -50,12 +68,12 @@ impl Sgd {
     }
 
     /// Momentum buffers under `momentum.{name}`, for a checkpoint.
-    pub fn state(&self) -> HashMap<String, Tensor> {
+    fn state(&self) -> HashMap<String, Tensor> {
         self.momentum.iter().map(|(k, v)| (format!("momentum.{k}"), v.clone())).collect()
     }
 
     /// Restores momentum buffers saved by `state`.
-    pub fn load_state(&mut self, saved: &HashMap<String, Tensor>) {
+    fn load_state(&mut self, saved: &HashMap<String, Tensor>) {
         for (k, v) in saved {
             if let Some(name) = k.strip_prefix("momentum.") {
                 self.momentum.insert(name.to_string(), v.clone());

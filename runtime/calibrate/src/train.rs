@@ -10,7 +10,11 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::sgd::Sgd;
+use super::adamw::AdamW;
+use super::checkpoint;
+pub use super::checkpoint::RunFiles;
+use super::sgd::{Optimizer, Sgd};
+use super::trainconvnext::{self, TrainConvNext};
 use super::trainnet::TrainResNet;
 use dyce_data::augment;
 use dyce_data::fashion_mnist::{Images, Splits};
@@ -35,9 +39,6 @@ pub enum TrainError {
     /// The trained weights do not load as a backbone (a naming bug).
     #[error("loading the trained weights")]
     Model(#[from] dyce_runtime::model::ModelError),
-    /// The architecture has no training path.
-    #[error("{0} is not supported")]
-    Unsupported(String),
     /// Evaluation failed.
     #[error("evaluating")]
     Engine(#[from] dyce_runtime::engine::EngineError),
@@ -56,14 +57,61 @@ pub struct TrainConfig {
     pub lr: f64,
     /// L2 weight decay on conv and linear weights.
     pub weight_decay: f64,
-    /// Nesterov momentum.
+    /// Nesterov momentum (SGD only).
     pub momentum: f64,
+    /// The optimiser (runs recorded before AdamW existed were SGD).
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
     /// Random shift in pixels for the crop augmentation.
     pub crop_pad: usize,
     /// Seed of initialisation, shuffling and augmentation.
     pub seed: u64,
     /// Use only the first N training images (smoke tests).
     pub limit: Option<usize>,
+}
+
+/// Which optimiser a run uses.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// SGD with Nesterov momentum and L2 weight decay (the ResNets' recipe).
+    #[default]
+    Sgd,
+    /// AdamW with decoupled weight decay (ConvNeXt's recipe).
+    AdamW,
+}
+
+/// The network being trained.
+enum Net {
+    ResNet(TrainResNet),
+    ConvNext(TrainConvNext),
+}
+
+impl Net {
+    fn new(spec: &BackboneSpec, varmap: &VarMap, seed: u64) -> Result<Self, TrainError> {
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu);
+        // candle's CPU device cannot be seeded, so initialisation is redone from our own RNG.
+        Ok(match spec {
+            BackboneSpec::ResNet(s) => {
+                let net = Net::ResNet(TrainResNet::new(s, vb)?);
+                init_weights(varmap, seed)?;
+                net
+            }
+            BackboneSpec::ConvNextV2(s) => {
+                let net = Net::ConvNext(TrainConvNext::new(s, vb)?);
+                trainconvnext::init_weights(varmap, seed)?;
+                net
+            }
+        })
+    }
+
+    /// Logits; `train` selects the ResNet's batch statistics (ConvNeXt has none).
+    fn forward(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        match self {
+            Net::ResNet(n) => n.forward_t(x, train),
+            Net::ConvNext(n) => n.forward(x),
+        }
+    }
 }
 
 /// Progress of a run, saved next to each checkpoint.
@@ -101,6 +149,17 @@ pub fn lr_at(step: usize, total: usize, lr: f64) -> f64 {
         let t = (s - warm) / (total as f64 - warm).max(1.0);
         lr * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
     }
+}
+
+/// The settings that differ between two configurations, as `name a vs b`.
+fn config_diff(a: &TrainConfig, b: &TrainConfig) -> String {
+    let (a, b) = (serde_json::to_value(a).unwrap_or_default(), serde_json::to_value(b).unwrap_or_default());
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return String::new() };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k} {v} vs {}", b.get(k).cloned().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn io_err(path: &Path, e: impl ToString) -> TrainError {
@@ -175,58 +234,62 @@ pub fn evaluate(
     Ok(correct as f64 / set.len().max(1) as f64)
 }
 
-/// Files of a run directory.
-pub struct RunFiles {
-    /// Weights and optimiser state of the last finished epoch.
-    pub checkpoint: PathBuf,
-    /// `TrainState` of the last finished epoch.
-    pub state: PathBuf,
-    /// Final weights (torchvision names, BN statistics included).
-    pub backbone: PathBuf,
-}
-
-impl RunFiles {
-    /// The files under `dir`.
-    pub fn new(dir: &Path) -> Self {
-        Self {
-            checkpoint: dir.join("checkpoint.safetensors"),
-            state: dir.join("checkpoint.json"),
-            backbone: dir.join("backbone.safetensors"),
-        }
-    }
+/// How an invocation runs: whether it continues the directory's checkpoint, and whether it
+/// stops early (leaving a checkpoint to continue from).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunControl {
+    /// Continue from the last checkpoint, if there is one.
+    pub resume: bool,
+    /// Stop after this many epochs of this invocation (time-boxed machines, tests).
+    pub stop_after: Option<usize>,
 }
 
 /// Trains (or resumes) a run in `dir`; `on_step` sees (epoch, step in epoch, steps per epoch,
-/// running loss) for a progress bar. Returns the final state.
+/// running loss) for a progress bar. Returns the state when the run stops; `backbone` is
+/// written only when every epoch is done.
 pub fn train(
     cfg: &TrainConfig,
     splits: &Splits,
     dir: &Path,
-    resume: bool,
+    control: RunControl,
     on_step: &mut dyn FnMut(usize, usize, usize, f64),
 ) -> Result<TrainState, TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let files = RunFiles::new(dir);
     super::fastops::keep_freed_memory();
     let dev = Device::Cpu;
-    let mut varmap = VarMap::new();
-    let BackboneSpec::ResNet(spec) = &cfg.spec else {
-        return Err(TrainError::Unsupported(format!("training a {} backbone", cfg.spec.naming())));
-    };
-    let net = TrainResNet::new(spec, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
-    // candle's CPU device cannot be seeded, so initialisation is redone from our own RNG.
-    init_weights(&varmap, cfg.seed)?;
+    let varmap = VarMap::new();
+    let net = Net::new(&cfg.spec, &varmap, cfg.seed)?;
     let named: Vec<(String, candle_core::Var)> =
         varmap.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let mut sgd = Sgd::new(named, cfg.momentum, cfg.weight_decay);
+    let mut opt: Box<dyn Optimizer> = match cfg.optimizer {
+        OptimizerKind::Sgd => Box::new(Sgd::new(named, cfg.momentum, cfg.weight_decay)),
+        OptimizerKind::AdamW => Box::new(AdamW::new(named, cfg.weight_decay)),
+    };
     let mut state = TrainState { config: cfg.clone(), epochs_done: 0, history: vec![] };
-    if resume && files.state.exists() {
-        let text = std::fs::read_to_string(&files.state).map_err(|e| io_err(&files.state, e))?;
-        state = serde_json::from_str(&text).map_err(|e| io_err(&files.state, e))?;
-        varmap.load(&files.checkpoint)?;
-        let saved = candle_core::safetensors::load(&files.checkpoint, &dev)?;
-        sgd.load_state(&saved);
-        tracing::info!(epochs_done = state.epochs_done, "resumed from {}", files.checkpoint.display());
+    if control.resume {
+        if let Some((saved_state, saved)) = checkpoint::load(&files)? {
+            // Other settings would silently make a different run (the schedule spans them all).
+            if saved_state.config != *cfg {
+                return Err(TrainError::Io {
+                    path: files.checkpoint.clone(),
+                    reason: format!(
+                        "was made with other settings ({}); resume with the same ones or start a new --out",
+                        config_diff(&saved_state.config, cfg)
+                    ),
+                });
+            }
+            state = saved_state;
+            let vars = varmap.data().lock().expect("varmap lock");
+            for (name, var) in vars.iter() {
+                let t =
+                    saved.get(name).ok_or_else(|| io_err(&files.checkpoint, format!("no tensor {name}")))?;
+                var.set(t)?;
+            }
+            drop(vars);
+            opt.load_state(&saved);
+            tracing::info!(epochs_done = state.epochs_done, "resumed from {}", files.checkpoint.display());
+        }
     }
     let train = match cfg.limit {
         Some(n) => splits.train.take(n),
@@ -234,7 +297,8 @@ pub fn train(
     };
     let steps = train.len().div_ceil(cfg.batch_size);
     let total = steps * cfg.epochs;
-    for epoch in state.epochs_done..cfg.epochs {
+    let last = control.stop_after.map_or(cfg.epochs, |k| (state.epochs_done + k).min(cfg.epochs));
+    for epoch in state.epochs_done..last {
         let start = Instant::now();
         // Seeded per epoch, so a resumed run sees the same batches as an uninterrupted one.
         let mut rng =
@@ -243,14 +307,14 @@ pub fn train(
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
         for (s, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            sgd.lr = lr_at(epoch * steps + s, total, cfg.lr);
+            opt.set_lr(lr_at(epoch * steps + s, total, cfg.lr));
             let x = augment::batch(&train, chunk, cfg.crop_pad, true, &mut rng);
             let x = Tensor::from_vec(x, (chunk.len(), 1, 28, 28), &dev)?;
             let y: Vec<u32> = chunk.iter().map(|&i| train.labels[i] as u32).collect();
             let y = Tensor::from_vec(y, chunk.len(), &dev)?;
-            let logits = net.forward_t(&x, true)?;
+            let logits = net.forward(&x, true)?;
             let l = loss::cross_entropy(&logits, &y)?;
-            sgd.step(&l.backward()?)?;
+            opt.step(&l.backward()?)?;
             loss_sum += l.to_scalar::<f32>()? as f64;
             on_step(epoch, s + 1, steps, loss_sum / (s + 1) as f64);
         }
@@ -272,12 +336,12 @@ pub fn train(
         state.history.push(stats);
         state.epochs_done = epoch + 1;
         let mut ck = weights;
-        ck.extend(sgd.state());
-        candle_core::safetensors::save(&ck, &files.checkpoint)?;
-        let text = serde_json::to_string_pretty(&state).map_err(|e| io_err(&files.state, e))?;
-        std::fs::write(&files.state, text).map_err(|e| io_err(&files.state, e))?;
+        ck.extend(opt.state());
+        checkpoint::save(&files, &ck, &state)?;
     }
-    candle_core::safetensors::save(&snapshot(&varmap), &files.backbone)?;
+    if state.epochs_done == cfg.epochs {
+        candle_core::safetensors::save(&snapshot(&varmap), &files.backbone)?;
+    }
     Ok(state)
 }
 

@@ -175,7 +175,7 @@ mod tests {
     #[test]
     #[ignore]
     fn train_step_speed() {
-        use super::super::sgd::Sgd;
+        use super::super::sgd::{Optimizer, Sgd};
         let batch: usize = std::env::var("DYCE_BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
         let depths: Vec<usize> = std::env::var("DYCE_BENCH_DEPTHS")
             .ok()
@@ -189,7 +189,7 @@ mod tests {
         let named: Vec<(String, Var)> =
             varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut sgd = Sgd::new(named, 0.9, 5e-4);
-        sgd.lr = 0.01;
+        sgd.set_lr(0.01);
         let x = Tensor::randn(0f32, 1.0, (batch, 1, 28, 28), &dev).unwrap();
         let y = Tensor::from_vec((0..batch as u32).map(|i| i % 10).collect::<Vec<_>>(), batch, &dev).unwrap();
         let mut step = || {

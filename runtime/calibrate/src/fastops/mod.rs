@@ -1,5 +1,6 @@
-//! Training ops whose backward pass is fast on CPU: NHWC convolution as im2col + matmul, and a
-//! fused training-mode batch norm (+ ReLU).
+//! Training ops whose backward pass is fast on CPU: NHWC convolution as im2col + matmul, a
+//! fused training-mode batch norm (+ ReLU), and ConvNeXt's depthwise convolution, LayerNorm and
+//! GRN.
 //!
 //! candle's CPU `conv2d` backward runs `conv_transpose2d` (a naive loop) for the input gradient
 //! and a `conv2d` with the output gradient as kernel for the weight gradient; both are orders of
@@ -12,11 +13,15 @@ use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 
 mod bn;
 mod conv;
+mod dw;
+mod ln;
 #[cfg(test)]
 mod tests;
 
 pub use bn::{add_relu, batch_norm_train, BnStats};
 pub use conv::{conv2d_nhwc, conv_bn_train, BN_EPS};
+pub use dw::depthwise_nhwc;
+pub use ln::{grn_nhwc, layer_norm_last};
 
 /// Keeps freed heap memory in the process (glibc): training allocates and frees the same
 /// tens-of-megabyte activation buffers every step, and glibc would otherwise serve each from a

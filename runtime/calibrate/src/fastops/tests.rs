@@ -178,3 +178,69 @@ mod bench {
         time("dcols g·w", &|| g.matmul(&w).unwrap());
     }
 }
+
+/// The NHWC depthwise convolution against candle's grouped conv2d, forward and both gradients,
+/// including images smaller than the kernel (ConvNeXt's 3×3 and 1×1 stages under a 7×7 kernel).
+#[test]
+fn depthwise_matches_candle_forward_and_gradients() {
+    let dev = Device::Cpu;
+    for &(n, c, h, w, k) in &[(2, 5, 9, 7, 7), (3, 4, 3, 3, 7), (2, 3, 1, 1, 7), (1, 6, 5, 6, 3)] {
+        let what = format!("n{n} c{c} {h}x{w} k{k}");
+        let x = Var::randn(0f32, 1.0, (n, c, h, w), &dev).unwrap();
+        let wt = Var::randn(0f32, 1.0, (c, 1, k, k), &dev).unwrap();
+        let reference = x.as_tensor().conv2d(wt.as_tensor(), k / 2, 1, 1, c).unwrap();
+        let xn = x.as_tensor().permute((0, 2, 3, 1)).unwrap();
+        let ours = depthwise_nhwc(&xn, wt.as_tensor()).unwrap().permute((0, 3, 1, 2)).unwrap();
+        close(&ours, &reference, 1e-4, &format!("{what} forward"));
+        let r = Tensor::randn(0f32, 1.0, reference.shape(), &dev).unwrap();
+        let gr = (&reference * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let go = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for (var, name) in [(&x, "d input"), (&wt, "d weight")] {
+            close(
+                go.get(var.as_tensor()).unwrap(),
+                gr.get(var.as_tensor()).unwrap(),
+                1e-4,
+                &format!("{what} {name}"),
+            );
+        }
+    }
+}
+
+/// LayerNorm over the last dimension and GRN against their compositions of candle ops (the
+/// inference reference's formulas), forward and every gradient.
+#[test]
+fn layer_norm_and_grn_match_candle_ops() {
+    let dev = Device::Cpu;
+    let eps = 1e-6f32;
+    for &(n, h, w, c) in &[(2, 3, 4, 5), (3, 1, 1, 8), (1, 7, 7, 16)] {
+        let what = format!("n{n} {h}x{w} c{c}");
+        let x = Var::randn(0f32, 1.0, (n, h, w, c), &dev).unwrap();
+        let g = Var::randn(0f32, 1.0, c, &dev).unwrap();
+        let b = Var::randn(0f32, 1.0, c, &dev).unwrap();
+        let xt = x.as_tensor();
+        let ln_ref = {
+            let centred = xt.broadcast_sub(&xt.mean_keepdim(3).unwrap()).unwrap();
+            let var = centred.sqr().unwrap().mean_keepdim(3).unwrap();
+            let y = centred.broadcast_div(&(var + f64::from(eps)).unwrap().sqrt().unwrap()).unwrap();
+            y.broadcast_mul(g.as_tensor()).unwrap().broadcast_add(b.as_tensor()).unwrap()
+        };
+        let grn_ref = {
+            let gx = xt.sqr().unwrap().sum_keepdim((1, 2)).unwrap().sqrt().unwrap();
+            let nx = gx.broadcast_div(&(gx.mean_keepdim(3).unwrap() + f64::from(eps)).unwrap()).unwrap();
+            let scaled = xt.broadcast_mul(&nx).unwrap().broadcast_mul(g.as_tensor()).unwrap();
+            (xt + scaled).unwrap().broadcast_add(b.as_tensor()).unwrap()
+        };
+        let ln = layer_norm_last(xt, g.as_tensor(), b.as_tensor(), eps).unwrap();
+        let grn = grn_nhwc(xt, g.as_tensor(), b.as_tensor(), eps, 0.0).unwrap();
+        for (ours, reference, op) in [(ln, ln_ref, "layer norm"), (grn, grn_ref, "grn")] {
+            close(&ours, &reference, 1e-4, &format!("{what} {op} forward"));
+            let r = Tensor::randn(0f32, 1.0, reference.shape(), &dev).unwrap();
+            let gr = (&reference * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let go = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            for (var, name) in [(&x, "d input"), (&g, "d scale"), (&b, "d shift")] {
+                let (a, e) = (go.get(var.as_tensor()).unwrap(), gr.get(var.as_tensor()).unwrap());
+                close(a, e, 1e-3, &format!("{what} {op} {name}"));
+            }
+        }
+    }
+}
