@@ -108,3 +108,67 @@ fn served_full_model_matches_offline_accuracy_on_the_whole_test_split() {
     assert_eq!(offline_correct, REPORTED_CORRECT, "offline accuracy is not the report's 93.39%");
     assert_eq!(disagree, 0, "served and offline predictions differ image by image");
 }
+
+/// The shipped ConvNeXt-V2 bundle (issue 24), beside the embedded ResNet one.
+const CONVNEXT_BUNDLE: &str = "runtime/models/fmnist-convnextv2-atto";
+
+/// Correct answers over the whole test split through OIP v2 on `config`, set on the admin port
+/// first; every answer must come from that configuration.
+fn served_correct(s: &common::Server, model: &str, config: &str, test: &data::Images) -> usize {
+    let (status, resp) = common::put(&format!("{}/v1/config", s.admin), &serde_json::json!({ "id": config }));
+    assert_eq!(status, 200, "{resp}");
+    let url = format!("{}/v2/models/{model}/infer", s.data);
+    let mut correct = 0;
+    for lo in (0..test.len()).step_by(PER_REQUEST) {
+        let hi = (lo + PER_REQUEST).min(test.len());
+        let (status, resp) = post(&url, body(test, lo, hi).as_bytes());
+        assert_eq!(status, 200, "{resp}");
+        assert_eq!(resp["parameters"]["config_id"], config, "{}", resp["parameters"]);
+        let labels = ints(&resp, "label");
+        assert_eq!(labels.len(), hi - lo);
+        correct += labels.iter().zip(&test.labels[lo..hi]).filter(|(p, l)| **p == i64::from(**l)).count();
+    }
+    correct
+}
+
+/// The second bundle through `dyce serve --model`: the full model and the configuration the
+/// report names for at most 0.5 point of drop answer the test split through HTTP exactly as the
+/// report says, and that configuration saves at least 40% of the MACs.
+#[test]
+#[ignore = "needs the dataset-fashion-mnist package (scripts/ci/setup.sh)"]
+fn served_convnext_bundle_matches_its_report() {
+    let test = data::load(Path::new(data::DEFAULT_DIR)).expect("Fashion-MNIST test split").test;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(CONVNEXT_BUNDLE);
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap()
+    };
+    let (report, table, manifest) = (read("calibration.json"), read("configs.json"), read("manifest.json"));
+    let model = manifest["name"].as_str().unwrap().to_string();
+    let configs = table["configs"].as_array().unwrap();
+    let shipped = report["shipped"].as_array().unwrap();
+    // The cheapest configuration within 0.5 point of the full model on the calibration split
+    // (where configurations are chosen); its test figures are what the report publishes.
+    let full_cal = report["full_accuracy"]["calibration"].as_f64().unwrap();
+    let (pick, row) = configs
+        .iter()
+        .zip(shipped)
+        .filter(|(c, _)| c["id"] != "full")
+        .filter(|(_, r)| r["calibration_accuracy"].as_f64().unwrap() >= full_cal - 0.005)
+        .min_by(|a, b| a.0["macs_ratio"].as_f64().unwrap().total_cmp(&b.0["macs_ratio"].as_f64().unwrap()))
+        .expect("a configuration within 0.5 point on the calibration split");
+    let pick = pick["id"].as_str().unwrap();
+    assert!(row["test_macs_ratio"].as_f64().unwrap() <= 0.60, "{pick} saves under 40% of MACs: {row}");
+
+    let s = common::serve(&dir, &[]);
+    let want = |acc: f64| (acc * test.len() as f64).round() as usize;
+    let full = served_correct(&s, &model, "full", &test);
+    let cheap = served_correct(&s, &model, pick, &test);
+    eprintln!(
+        "{model}: full {full}/10000 (report {}), {pick} {cheap}/10000 (report {}, {:.1}% of MACs saved)",
+        report["full_accuracy"]["test"],
+        row["test_accuracy"],
+        100.0 * (1.0 - row["test_macs_ratio"].as_f64().unwrap())
+    );
+    assert_eq!(full, want(report["full_accuracy"]["test"].as_f64().unwrap()), "full model");
+    assert_eq!(cheap, want(row["test_accuracy"].as_f64().unwrap()), "{pick}");
+}

@@ -1,16 +1,33 @@
 //! Training checkpoints: weights, optimiser state and the run's progress in one safetensors
 //! file, replaced atomically after every epoch.
 //!
-//! The progress (`TrainState`) rides in the file's metadata, so weights and progress can never
-//! disagree: a run killed at any moment resumes from the last whole epoch. `checkpoint.json`
-//! is a readable copy written after it; runs from before this format only have that copy.
+//! The progress (the training loop's `TrainState`) rides in the file's metadata, so weights
+//! and progress can never disagree: a run killed at any moment resumes from the last whole
+//! epoch. `checkpoint.json` is a readable copy written after it; runs from before this format
+//! only have that copy.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use super::train::{TrainError, TrainState};
+/// Errors of reading or writing a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A file could not be written, read or parsed.
+    #[error("{path}: {reason}")]
+    Io {
+        /// File concerned.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The tensors could not be decoded.
+    #[error("decoding the checkpoint's tensors")]
+    Tensor(#[from] candle_core::Error),
+}
 
 /// Metadata key of the run's progress inside a checkpoint.
 const STATE_KEY: &str = "dyce.train_state";
@@ -36,23 +53,26 @@ impl RunFiles {
     }
 }
 
-fn io_err(path: &Path, e: impl ToString) -> TrainError {
-    TrainError::Io { path: path.into(), reason: e.to_string() }
+fn io_err(path: &Path, e: impl ToString) -> CheckpointError {
+    CheckpointError::Io { path: path.into(), reason: e.to_string() }
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
-fn replace(path: &Path, write: impl FnOnce(&Path) -> Result<(), TrainError>) -> Result<(), TrainError> {
+fn replace(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), CheckpointError>,
+) -> Result<(), CheckpointError> {
     let tmp = path.with_extension("tmp");
     write(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
 }
 
-/// Saves one epoch's checkpoint.
-pub fn save(
+/// Saves one epoch's checkpoint: `tensors` and the run's progress `state`.
+pub fn save<S: Serialize>(
     files: &RunFiles,
     tensors: &HashMap<String, Tensor>,
-    state: &TrainState,
-) -> Result<(), TrainError> {
+    state: &S,
+) -> Result<(), CheckpointError> {
     let json = serde_json::to_string_pretty(state).map_err(|e| io_err(&files.state, e))?;
     let meta = HashMap::from([(STATE_KEY.to_string(), json.clone())]);
     let mut named: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -64,7 +84,9 @@ pub fn save(
 }
 
 /// The last checkpoint's progress and tensors, if the run directory has one.
-pub fn load(files: &RunFiles) -> Result<Option<(TrainState, HashMap<String, Tensor>)>, TrainError> {
+pub fn load<S: DeserializeOwned>(
+    files: &RunFiles,
+) -> Result<Option<(S, HashMap<String, Tensor>)>, CheckpointError> {
     let path = &files.checkpoint;
     if !path.exists() {
         return Ok(None);

@@ -39,6 +39,9 @@ pub enum TrainError {
     /// The trained weights do not load as a backbone (a naming bug).
     #[error("loading the trained weights")]
     Model(#[from] dyce_runtime::model::ModelError),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] super::checkpoint::CheckpointError),
     /// Evaluation failed.
     #[error("evaluating")]
     Engine(#[from] dyce_runtime::engine::EngineError),
@@ -268,7 +271,7 @@ pub fn train(
     };
     let mut state = TrainState { config: cfg.clone(), epochs_done: 0, history: vec![] };
     if control.resume {
-        if let Some((saved_state, saved)) = checkpoint::load(&files)? {
+        if let Some((saved_state, saved)) = checkpoint::load::<TrainState>(&files)? {
             // Other settings would silently make a different run (the schedule spans them all).
             if saved_state.config != *cfg {
                 return Err(TrainError::Io {
