@@ -29,6 +29,9 @@ pub enum CheckpointError {
     Tensor(#[from] candle_core::Error),
 }
 
+/// A checkpoint's tensors by name.
+pub type Tensors = HashMap<String, Tensor>;
+
 /// Metadata key of the run's progress inside a checkpoint.
 const STATE_KEY: &str = "dyce.train_state";
 
@@ -84,9 +87,7 @@ pub fn save<S: Serialize>(
 }
 
 /// The last checkpoint's progress and tensors, if the run directory has one.
-pub fn load<S: DeserializeOwned>(
-    files: &RunFiles,
-) -> Result<Option<(S, HashMap<String, Tensor>)>, CheckpointError> {
+pub fn load<S: DeserializeOwned>(files: &RunFiles) -> Result<Option<(S, Tensors)>, CheckpointError> {
     let path = &files.checkpoint;
     if !path.exists() {
         return Ok(None);
