@@ -8,7 +8,7 @@
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, with_f32};
+use super::{f32_slice, sum_in_order, with_f32};
 
 /// Images per task of the backward pass (and per partial sum of the weight gradient).
 const DW_CHUNK: usize = 8;
@@ -112,11 +112,7 @@ fn backward(g: Dw, x: &[f32], wt: &[f32], gy: &[f32]) -> (Vec<f32>, Vec<f32>) {
             dwt
         })
         .collect();
-    let mut dwt = vec![0f32; kk * c];
-    for p in &partials {
-        dwt.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-    }
-    (dx, dwt)
+    (dx, sum_in_order(partials.iter().map(Vec::as_slice), kk * c))
 }
 
 struct DwOp(Dw);

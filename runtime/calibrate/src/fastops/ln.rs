@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, with_f32};
+use super::{f32_slice, sum_in_order, with_f32};
 
 /// Rows per task in the LayerNorm passes.
 const ROWS: usize = 64;
@@ -93,11 +93,8 @@ impl CustomOp3 for LayerNormOp {
                             (dw, db)
                         })
                         .collect();
-                    let (mut dw, mut db) = (vec![0f32; c], vec![0f32; c]);
-                    for (pw, pb) in &parts {
-                        dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
-                        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
-                    }
+                    let dw = sum_in_order(parts.iter().map(|p| p.0.as_slice()), c);
+                    let db = sum_in_order(parts.iter().map(|p| p.1.as_slice()), c);
                     Ok((dx, dw, db))
                 })
             })
@@ -218,11 +215,8 @@ impl CustomOp3 for GrnOp {
                             (dgm, db)
                         })
                         .collect();
-                    let (mut dg, mut db) = (vec![0f32; c], vec![0f32; c]);
-                    for (pg, pb) in &parts {
-                        dg.iter_mut().zip(pg).for_each(|(a, b)| *a += b);
-                        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
-                    }
+                    let dg = sum_in_order(parts.iter().map(|p| p.0.as_slice()), c);
+                    let db = sum_in_order(parts.iter().map(|p| p.1.as_slice()), c);
                     Ok((dx, dg, db))
                 })
             })

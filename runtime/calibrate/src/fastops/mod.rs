@@ -63,3 +63,13 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let Storage::Cpu(s) = &*s else { bail!("fastops: CPU tensors only") };
     f(f32_slice(s, l)?)
 }
+
+/// Sums per-chunk partial gradients in chunk order: a fixed order, so the result (and a resumed
+/// run) does not depend on how the threads took the chunks.
+fn sum_in_order<'a>(parts: impl IntoIterator<Item = &'a [f32]>, len: usize) -> Vec<f32> {
+    let mut sum = vec![0f32; len];
+    for p in parts {
+        sum.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
+    sum
+}
