@@ -61,6 +61,8 @@ struct Shared {
     state: Line<AtomicU64>,
     /// Tasks of the current loop.
     ntasks: AtomicUsize,
+    /// Threads that claim tasks, the caller included.
+    threads: usize,
     /// The current loop's `&&(dyn Fn(usize) + Sync)`, on the caller's stack.
     job: AtomicPtr<()>,
     /// Tasks of the current loop that have finished (each thread adds its count once).
@@ -83,23 +85,34 @@ fn epoch(state: u64) -> u32 {
 
 impl Shared {
     /// Claims and runs tasks of loop `e` until none is left.
+    ///
+    /// A claim takes a run of indices, not one: a part of what is left shared out over the
+    /// threads (guided scheduling). Each claim is a compare-exchange on a line the other
+    /// threads also write, and at a few hundred ns per transfer between distant cores a loop
+    /// of 640 one-µs tasks (GELU over every plane of a ConvNeXt batch of 32) spent a sixth of
+    /// its time claiming. Runs shrink towards the end, so the threads still finish together.
     fn work(&self, e: u32) {
         let n = self.ntasks.load(Acquire) as u64;
         let job = self.job.load(Acquire).cast_const().cast::<&(dyn Fn(usize) + Sync)>();
+        let share = 2 * self.threads as u64;
         let mut s = self.state.load(Acquire);
         let mut finished = 0;
         // A helper that read `n`/`job` of a newer loop cannot claim here: the caller closes
         // the old loop before publishing the new one, so the compare-exchange fails.
         while epoch(s) == e && (s & CLOSED) < n {
-            match self.state.compare_exchange_weak(s, s + 1, AcqRel, Acquire) {
+            let first = s & CLOSED;
+            let take = ((n - first) / share).max(1);
+            match self.state.compare_exchange_weak(s, s + take, AcqRel, Acquire) {
                 Ok(_) => {
                     // SAFETY: the claim succeeded, so loop `e` is still running and its caller
                     // is waiting in `for_each` with `job` alive on its stack.
                     let f = unsafe { *job };
-                    if catch_unwind(AssertUnwindSafe(|| f((s & CLOSED) as usize))).is_err() {
-                        self.panicked.store(true, Relaxed);
+                    for i in first..first + take {
+                        if catch_unwind(AssertUnwindSafe(|| f(i as usize))).is_err() {
+                            self.panicked.store(true, Relaxed);
+                        }
                     }
-                    finished += 1;
+                    finished += take as usize;
                     s = self.state.load(Acquire);
                 }
                 Err(now) => s = now,
@@ -157,6 +170,7 @@ impl Team {
         let shared = Arc::new(Shared {
             state: Line(AtomicU64::new(CLOSED)),
             ntasks: AtomicUsize::new(0),
+            threads: threads.max(1),
             job: AtomicPtr::new(std::ptr::null_mut()),
             done: Line(AtomicUsize::new(0)),
             panicked: AtomicBool::new(false),
@@ -259,7 +273,8 @@ mod tests {
     fn every_index_runs_exactly_once_across_many_loops() {
         let team = Team::new(3).unwrap();
         for round in 0..2000usize {
-            let n = 1 + round % 37;
+            // Now and then a loop long enough for runs of many indices per claim.
+            let n = if round % 50 == 0 { 1000 + round } else { 1 + round % 37 };
             let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
             let run = || team.for_each(n, &|i| _ = hits[i].fetch_add(1, Relaxed));
             if round % 2 == 0 {
