@@ -66,6 +66,15 @@ fn no_team() -> bool {
     *OFF.get_or_init(|| std::env::var_os("DYCE_NO_TEAM").is_some_and(|v| v != "0"))
 }
 
+/// `DYCE_SERIAL_IMAGES=N` runs the stem and blocks of a whole batch serially on the model
+/// thread, without the team, while they hold at most N images (for side-by-side benchmarks of
+/// small batches under load, where the helper's spinning competes with the HTTP threads for
+/// the cores: `scripts/bench/serial_small.py`).
+fn serial_images() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::env::var("DYCE_SERIAL_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
 /// Shards each read every weight once per batch, where a whole batch reads them once: below
 /// this many MACs per weight and image the doubled weight traffic costs more than the fork-join
 /// per layer that shards save. Measured on `convnextv2_atto_s` at 28 px (7 MACs per weight,
@@ -206,7 +215,10 @@ impl FastBackend {
 
     /// The team, when a batch of `n` runs on it: whole batches of up to `TEAM_MACS`.
     fn team_for(&self, n: usize) -> Option<Arc<Team>> {
-        self.team.clone().filter(|_| !self.serial && self.full_macs.saturating_mul(n as u64) <= TEAM_MACS)
+        let small = n <= serial_images();
+        self.team
+            .clone()
+            .filter(|_| !self.serial && !small && self.full_macs.saturating_mul(n as u64) <= TEAM_MACS)
     }
 
     /// Where the kernels run; takes the fields it needs (not `&self`) so that the arena stays
@@ -232,7 +244,7 @@ impl Backend for FastBackend {
         let mut x = self.buffer();
         x.load_nchw(input, n, c, h, w)?;
         let team = self.team_for(n);
-        let par = Self::par(team.as_deref(), &self.pool, self.serial);
+        let par = Self::par(team.as_deref(), &self.pool, self.serial || n <= serial_images());
         match &*self.net {
             PackedNet::ResNet { stem, .. } => stem.forward_par_inplace(&mut x, &mut self.arena, par)?,
             PackedNet::ConvNext { stem, .. } => stem.forward_par_inplace(&mut x, &mut self.arena, par)?,
@@ -242,7 +254,7 @@ impl Backend for FastBackend {
 
     fn block(&mut self, i: usize, mut x: BlockedTensor) -> Result<BlockedTensor, EngineError> {
         let team = self.team_for(x.n());
-        let par = Self::par(team.as_deref(), &self.pool, self.serial);
+        let par = Self::par(team.as_deref(), &self.pool, self.serial || x.n() <= serial_images());
         match &*self.net {
             PackedNet::ResNet { blocks, .. } => {
                 blocks[i].forward_par_inplace(&mut x, &mut self.arena, par)?
