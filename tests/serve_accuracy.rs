@@ -53,6 +53,29 @@ fn ints(resp: &serde_json::Value, name: &str) -> Vec<i64> {
     data.iter().map(|v| v.as_i64().unwrap()).collect()
 }
 
+/// Labels and exit positions of the whole test split through OIP v2, `PER_REQUEST` images per
+/// request; every answer must come from `config`.
+fn served_answers(s: &Server, model: &str, config: &str, test: &data::Images) -> (Vec<i64>, Vec<i64>) {
+    let url = format!("{}/v2/models/{model}/infer", s.data);
+    let (mut labels, mut exits) = (Vec::with_capacity(test.len()), Vec::with_capacity(test.len()));
+    for lo in (0..test.len()).step_by(PER_REQUEST) {
+        let hi = (lo + PER_REQUEST).min(test.len());
+        let (status, resp) = post(&url, body(test, lo, hi).as_bytes());
+        assert_eq!(status, 200, "{resp}");
+        assert_eq!(resp["parameters"]["config_id"], config, "{}", resp["parameters"]);
+        let got = ints(&resp, "label");
+        assert_eq!(got.len(), hi - lo);
+        labels.extend(got);
+        exits.extend(ints(&resp, "exit_position"));
+    }
+    (labels, exits)
+}
+
+/// Predicted labels that match the test split's.
+fn correct(predicted: &[i64], test: &data::Images) -> usize {
+    predicted.iter().zip(&test.labels).filter(|(p, l)| **p == i64::from(**l)).count()
+}
+
 #[test]
 #[ignore = "needs the dataset-fashion-mnist package (scripts/ci/setup.sh)"]
 fn served_full_model_matches_offline_accuracy_on_the_whole_test_split() {
@@ -81,23 +104,13 @@ fn served_full_model_matches_offline_accuracy_on_the_whole_test_split() {
         offline.extend(out.iter().map(|r| r.label as i64));
     }
     drop(be);
-    let offline_correct = offline.iter().zip(&test.labels).filter(|(p, l)| **p == i64::from(**l)).count();
+    let offline_correct = correct(&offline, &test);
 
     // Served: `dyce serve` with the embedded model on its default (full) configuration.
     let s = serve_embedded(&[]);
-    let url = format!("{}/v2/models/fmnist-resnet20/infer", s.data);
-    let mut served = Vec::with_capacity(test.len());
-    for lo in (0..test.len()).step_by(PER_REQUEST) {
-        let hi = (lo + PER_REQUEST).min(test.len());
-        let (status, resp) = post(&url, body(&test, lo, hi).as_bytes());
-        assert_eq!(status, 200, "{resp}");
-        assert_eq!(resp["parameters"]["config_id"], "full", "{}", resp["parameters"]);
-        let labels = ints(&resp, "label");
-        assert_eq!(labels.len(), hi - lo);
-        assert!(ints(&resp, "exit_position").iter().all(|&e| e == -1), "the full model has no exits");
-        served.extend(labels);
-    }
-    let served_correct = served.iter().zip(&test.labels).filter(|(p, l)| **p == i64::from(**l)).count();
+    let (served, exits) = served_answers(&s, "fmnist-resnet20", "full", &test);
+    assert!(exits.iter().all(|&e| e == -1), "the full model has no exits");
+    let served_correct = correct(&served, &test);
     let disagree = served.iter().zip(&offline).filter(|(a, b)| a != b).count();
     eprintln!(
         "full model on {} test images: served {served_correct} correct, offline {offline_correct}, \
@@ -117,18 +130,7 @@ const CONVNEXT_BUNDLE: &str = "runtime/models/fmnist-convnextv2-atto";
 fn served_correct(s: &common::Server, model: &str, config: &str, test: &data::Images) -> usize {
     let (status, resp) = common::put(&format!("{}/v1/config", s.admin), &serde_json::json!({ "id": config }));
     assert_eq!(status, 200, "{resp}");
-    let url = format!("{}/v2/models/{model}/infer", s.data);
-    let mut correct = 0;
-    for lo in (0..test.len()).step_by(PER_REQUEST) {
-        let hi = (lo + PER_REQUEST).min(test.len());
-        let (status, resp) = post(&url, body(test, lo, hi).as_bytes());
-        assert_eq!(status, 200, "{resp}");
-        assert_eq!(resp["parameters"]["config_id"], config, "{}", resp["parameters"]);
-        let labels = ints(&resp, "label");
-        assert_eq!(labels.len(), hi - lo);
-        correct += labels.iter().zip(&test.labels[lo..hi]).filter(|(p, l)| **p == i64::from(**l)).count();
-    }
-    correct
+    correct(&served_answers(s, model, config, test).0, test)
 }
 
 /// The second bundle through `dyce serve --model`: the full model and the configuration the

@@ -215,10 +215,15 @@ impl FastBackend {
 
     /// The team, when a batch of `n` runs on it: whole batches of up to `TEAM_MACS`.
     fn team_for(&self, n: usize) -> Option<Arc<Team>> {
-        let small = n <= serial_images();
         self.team
             .clone()
-            .filter(|_| !self.serial && !small && self.full_macs.saturating_mul(n as u64) <= TEAM_MACS)
+            .filter(|_| !self.serial_for(n) && self.full_macs.saturating_mul(n as u64) <= TEAM_MACS)
+    }
+
+    /// Whether `n` images run on the calling thread alone: a shard, or a small batch under
+    /// `DYCE_SERIAL_IMAGES`.
+    fn serial_for(&self, n: usize) -> bool {
+        self.serial || n <= serial_images()
     }
 
     /// Where the kernels run; takes the fields it needs (not `&self`) so that the arena stays
@@ -244,7 +249,7 @@ impl Backend for FastBackend {
         let mut x = self.buffer();
         x.load_nchw(input, n, c, h, w)?;
         let team = self.team_for(n);
-        let par = Self::par(team.as_deref(), &self.pool, self.serial || n <= serial_images());
+        let par = Self::par(team.as_deref(), &self.pool, self.serial_for(n));
         match &*self.net {
             PackedNet::ResNet { stem, .. } => stem.forward_par_inplace(&mut x, &mut self.arena, par)?,
             PackedNet::ConvNext { stem, .. } => stem.forward_par_inplace(&mut x, &mut self.arena, par)?,
@@ -254,7 +259,7 @@ impl Backend for FastBackend {
 
     fn block(&mut self, i: usize, mut x: BlockedTensor) -> Result<BlockedTensor, EngineError> {
         let team = self.team_for(x.n());
-        let par = Self::par(team.as_deref(), &self.pool, self.serial || x.n() <= serial_images());
+        let par = Self::par(team.as_deref(), &self.pool, self.serial_for(x.n()));
         match &*self.net {
             PackedNet::ResNet { blocks, .. } => {
                 blocks[i].forward_par_inplace(&mut x, &mut self.arena, par)?
