@@ -96,6 +96,33 @@ class Server:
         self.proc.wait(timeout=60)
 
 
+def bench_args(ap, rounds, seconds, out):
+    """The flags every side-by-side serving benchmark here takes."""
+    ap.add_argument("--bin", default="target/release/dyce")
+    ap.add_argument("--config", default="c00")
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--seconds", type=float, default=seconds)
+    ap.add_argument("--out", default=out)
+
+
+def begin(a):
+    """Creates the output directory and prints the machine; returns its description."""
+    os.makedirs(a.out, exist_ok=True)
+    m = machine(a.bin)
+    print(f"machine: {m['cpu']}, {m['cpus']} CPUs, kernels {m['kernels_isa']}", file=sys.stderr)
+    return m
+
+
+def peak(binary, out, flags, ipr=1):
+    """Single-server peak in answered req/s: far more offered than served, outstanding images
+    bounded by the queue (256)."""
+    s = Server(binary, out, "peak", flags)
+    try:
+        return load(binary, s.data, 20000, 10, 99, ipr, 256 // ipr)["ok_per_second"]
+    finally:
+        s.stop()
+
+
 def load(binary, url, rate, seconds, seed, ipr, max_in_flight):
     cmd = [binary, "load", "--url", url, "--profile", f"constant:{rate:.1f}", "--duration", str(seconds),
            "--seed", str(seed), "--images-per-request", str(ipr), "--max-in-flight", str(max_in_flight)]
@@ -105,24 +132,14 @@ def load(binary, url, rate, seconds, seed, ipr, max_in_flight):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default="target/release/dyce")
-    ap.add_argument("--config", default="c00")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=20)
+    bench_args(ap, rounds=5, seconds=20, out="target/bench-exit")
     ap.add_argument("--load", type=float, default=0.5, help="share of the measured peak to offer")
     ap.add_argument("--ipr", type=int, default=1, help="images per request")
-    ap.add_argument("--out", default="target/bench-exit")
     a = ap.parse_args()
-    os.makedirs(a.out, exist_ok=True)
-    m = machine(a.bin)
-    print(f"machine: {m['cpu']}, {m['cpus']} CPUs, kernels {m['kernels_isa']}", file=sys.stderr)
+    m = begin(a)
     flags = ["--initial-config", a.config]
 
-    # Peak: far more offered than served, outstanding images bounded by the queue (256).
-    s = Server(a.bin, a.out, "peak", flags)
-    peak = load(a.bin, s.data, 20000, 10, 99, a.ipr, 256 // a.ipr)
-    s.stop()
-    peak_rps = peak["ok_per_second"]
+    peak_rps = peak(a.bin, a.out, flags, a.ipr)
     rate = a.load * peak_rps
     print(f"{a.config} peak {peak_rps:.0f} req/s ({a.ipr} image(s) each); offering {rate:.0f} req/s", file=sys.stderr)
 

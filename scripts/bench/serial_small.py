@@ -17,29 +17,21 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from answer_at_exit import Server, load, machine  # noqa: E402
+from answer_at_exit import Server, begin, bench_args, load, peak  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default="target/release/dyce")
-    ap.add_argument("--config", default="c00")
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=15)
+    bench_args(ap, rounds=4, seconds=15, out="target/bench-serial")
     ap.add_argument("--load", type=float, default=0.5, help="share of the measured peak to offer")
     ap.add_argument("--modes", default="0,1,2", help="DYCE_SERIAL_IMAGES values to compare")
-    ap.add_argument("--out", default="target/bench-serial")
     a = ap.parse_args()
-    os.makedirs(a.out, exist_ok=True)
-    m = machine(a.bin)
-    print(f"machine: {m['cpu']}, {m['cpus']} CPUs, kernels {m['kernels_isa']}", file=sys.stderr)
+    m = begin(a)
     flags = ["--initial-config", a.config]
     modes = a.modes.split(",")
 
     os.environ["DYCE_SERIAL_IMAGES"] = "0"
-    s = Server(a.bin, a.out, "peak", flags)
-    peak_rps = load(a.bin, s.data, 20000, 10, 99, 1, 256)["ok_per_second"]
-    s.stop()
+    peak_rps = peak(a.bin, a.out, flags)
     rate = a.load * peak_rps
     print(f"{a.config} peak {peak_rps:.0f} req/s; offering {rate:.0f} req/s", file=sys.stderr)
 

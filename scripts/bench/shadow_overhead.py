@@ -23,21 +23,15 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from answer_at_exit import Server, load, machine  # noqa: E402  (same server and load helpers)
+from answer_at_exit import Server, begin, bench_args, load  # noqa: E402  (same server and load helpers)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default="target/release/dyce")
-    ap.add_argument("--config", default="c00")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=20)
+    bench_args(ap, rounds=5, seconds=20, out="target/bench-shadow")
     ap.add_argument("--rate", default="0.02", help="--shadow-rate of the 'on' runs")
-    ap.add_argument("--out", default="target/bench-shadow")
     a = ap.parse_args()
-    os.makedirs(a.out, exist_ok=True)
-    m = machine(a.bin)
-    print(f"machine: {m['cpu']}, {m['cpus']} CPUs, kernels {m['kernels_isa']}", file=sys.stderr)
+    m = begin(a)
     modes = {"on": ["--shadow-rate", a.rate], "off": ["--shadow-rate", "0", "--feedback-capacity", "0"]}
     runs = {mode: [] for mode in modes}
     for r in range(a.rounds):

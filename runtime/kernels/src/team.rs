@@ -167,10 +167,11 @@ impl Shared {
 impl Team {
     /// A team of `threads` (the caller counts as one; 0 is taken as 1).
     pub fn new(threads: usize) -> std::io::Result<Self> {
+        let threads = threads.max(1);
         let shared = Arc::new(Shared {
             state: Line(AtomicU64::new(CLOSED)),
             ntasks: AtomicUsize::new(0),
-            threads: threads.max(1),
+            threads,
             job: AtomicPtr::new(std::ptr::null_mut()),
             done: Line(AtomicUsize::new(0)),
             panicked: AtomicBool::new(false),
@@ -182,7 +183,7 @@ impl Team {
             wake: Condvar::new(),
         });
         let mut team = Self { shared, helpers: Vec::new() };
-        for i in 1..threads.max(1) {
+        for i in 1..threads {
             let sh = team.shared.clone();
             let h = std::thread::Builder::new().name(format!("dyce-team-{i}")).spawn(move || sh.helper())?;
             team.helpers.push(h);
@@ -192,7 +193,7 @@ impl Team {
 
     /// Threads that run a loop, the caller included.
     pub fn threads(&self) -> usize {
-        self.helpers.len() + 1
+        self.shared.threads
     }
 
     /// Runs `f` with the helpers spinning between loops instead of sleeping (one forward pass).
